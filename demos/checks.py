@@ -1,0 +1,19 @@
+"""Configuration checks run by `manage.py check` and at start-up of every process."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+from demos.backends import BACKENDS
+
+
+@register()
+def check_backend(app_configs: object, **kwargs: object) -> list[Error]:
+    if settings.DEMO_BACKEND not in BACKENDS:
+        return [
+            Error(
+                f"DEMO_BACKEND={settings.DEMO_BACKEND!r} is not a known backend.",
+                hint=f"Use one of: {', '.join(BACKENDS)}.",
+                id="demos.E001",
+            )
+        ]
+    return []

@@ -1,0 +1,343 @@
+"""The portal's state. The database is the source of truth; Redis only triggers work.
+
+Every change of `Demo.status` goes through `demos.lifecycle`; nothing else writes it.
+"""
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+KUBERNETES_VERSIONS = ["v1.30.2", "v1.31.1", "v1.32.1", "v1.33.4", "v1.34.0", "v1.35.0", "v1.36.0"]
+
+
+class ExpiryAction(models.TextChoices):
+    DELETE = "delete", "Delete it"
+    PAUSE = "pause", "Pause it (keep for later)"
+    ARCHIVE = "archive", "Archive a snapshot, then delete it"
+
+
+class DemoTemplate(models.Model):
+    """A product demo admins offer in the catalog: what to install and how long it may live."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    tagline = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True, help_text="Markdown. Shown in the catalog.")
+    icon = models.CharField(max_length=8, default="◆", help_text="An emoji or short symbol.")
+    colour = models.CharField(
+        max_length=7, default="#4f46e5", help_text="Accent colour as #rrggbb."
+    )
+    enabled = models.BooleanField(default=True)
+
+    kubernetes_version = models.CharField(
+        max_length=16, choices=[(v, v) for v in KUBERNETES_VERSIONS], default="v1.35.0"
+    )
+    control_plane_cpu = models.CharField(max_length=16, default="200m")
+    control_plane_memory = models.CharField(max_length=16, default="256Mi")
+    storage_size = models.CharField(max_length=16, default="5Gi")
+    quota_cpu = models.CharField(max_length=16, default="4", help_text="Resource quota: CPU.")
+    quota_memory = models.CharField(max_length=16, default="8Gi")
+    quota_pods = models.PositiveIntegerField(default=50)
+    vcluster_overrides = models.TextField(
+        blank=True, help_text="Extra vcluster.yaml as YAML, merged over the rendered values."
+    )
+
+    entry_url = models.CharField(
+        max_length=300,
+        default="https://${DEMO_HOST}/",
+        help_text="The live link. May use variables such as ${DEMO_HOST}.",
+    )
+    instructions = models.TextField(
+        blank=True, help_text="Markdown shown with the live link. May use variables."
+    )
+    credentials = models.TextField(
+        blank=True, help_text="YAML mapping of label to value, e.g. `Username: admin`."
+    )
+    allow_kubeconfig_download = models.BooleanField(default=False)
+
+    default_lifetime = models.DurationField(default=timedelta(hours=2))
+    max_lifetime = models.DurationField(default=timedelta(hours=8))
+    extension_step = models.DurationField(default=timedelta(hours=1))
+    max_extensions = models.PositiveIntegerField(default=3)
+    expiry_action = models.CharField(
+        max_length=16, choices=ExpiryAction.choices, default=ExpiryAction.DELETE
+    )
+    retention = models.DurationField(
+        default=timedelta(days=14), help_text="How long paused or archived demos are kept."
+    )
+    provisioning_timeout = models.DurationField(default=timedelta(minutes=15))
+    max_concurrent = models.PositiveIntegerField(
+        default=0, help_text="Active demos of this template at once (0 = no limit)."
+    )
+
+    warm_pool_size = models.PositiveIntegerField(default=0, help_text="Ready spares (0 = off).")
+    warm_pool_schedule = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Cron expression of when the pool is kept full, e.g. `* 8-18 * * 1-5`.",
+    )
+    warm_pool_max_age = models.DurationField(default=timedelta(hours=12))
+
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TemplateChart(models.Model):
+    """One Helm chart of a template, installed in `position` order."""
+
+    template = models.ForeignKey(DemoTemplate, on_delete=models.CASCADE, related_name="charts")
+    position = models.PositiveIntegerField(default=0)
+    repository = models.CharField(max_length=300, help_text="https:// or oci:// repository.")
+    chart = models.CharField(max_length=100)
+    version = models.CharField(max_length=50)
+    release_name = models.CharField(max_length=53)
+    namespace = models.CharField(max_length=63, default="default")
+    values = models.TextField(blank=True, help_text="YAML values. May use variables.")
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "release_name"], name="unique_release_per_template"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.release_name} ({self.chart} {self.version})"
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    REQUESTED = "requested", "Requested"
+    PROVISIONING = "provisioning", "Creating cluster"
+    INSTALLING = "installing", "Installing"
+    READY = "ready", "Ready"
+    PAUSING = "pausing", "Pausing"
+    PAUSED = "paused", "Kept for later"
+    RESUMING = "resuming", "Resuming"
+    ARCHIVING = "archiving", "Archiving"
+    ARCHIVED = "archived", "Archived"
+    DELETING = "deleting", "Deleting"
+    DELETED = "deleted", "Deleted"
+    FAILED = "failed", "Failed"
+
+
+# Named groups of states. Code asks these, never lists states of its own.
+STARTING = frozenset({Status.REQUESTED, Status.PROVISIONING, Status.INSTALLING})
+WORKING = STARTING | {Status.PAUSING, Status.RESUMING, Status.ARCHIVING, Status.DELETING}
+KEPT = frozenset({Status.PAUSED, Status.ARCHIVED})
+ENDED = frozenset({Status.DELETED, Status.ARCHIVED})
+# Occupying capacity: anything with a cluster that runs (or is about to run).
+ACTIVE = STARTING | {Status.READY, Status.PAUSING, Status.RESUMING, Status.ARCHIVING}
+# The status panel stops polling in these.
+SETTLED = frozenset({Status.READY, Status.PAUSED, Status.ARCHIVED, Status.DELETED, Status.FAILED})
+
+
+class DemoQuerySet(models.QuerySet["Demo"]):
+    def active(self) -> "DemoQuerySet":
+        return self.filter(status__in=ACTIVE)
+
+    def visible(self) -> "DemoQuerySet":
+        """Demos a person can see: everything but unclaimed warm-pool spares."""
+        return self.filter(is_spare=False)
+
+    def owned_by(self, user: object) -> "DemoQuerySet":
+        return self.filter(owner=user)
+
+
+def _new_public_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class Demo(models.Model):
+    """One launched demo environment, from request to its end."""
+
+    public_id = models.UUIDField(default=_new_public_id, unique=True, editable=False)
+    template = models.ForeignKey(DemoTemplate, on_delete=models.PROTECT, related_name="demos")
+    template_version = models.PositiveIntegerField(default=1)
+    spec = models.JSONField(default=dict, help_text="Frozen rendered spec it was started from.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="demos",
+    )
+    prospect_name = models.CharField(max_length=100, blank=True)
+    prospect_company = models.CharField(max_length=100, blank=True)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    requested_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    keep_until = models.DateTimeField(null=True, blank=True)
+    lifetime = models.DurationField(default=timedelta(hours=2))
+    extension_count = models.PositiveIntegerField(default=0)
+    warnings_sent = models.JSONField(default=list, blank=True)
+
+    cluster_name = models.CharField(max_length=63, unique=True)
+    live_url = models.URLField(max_length=500, blank=True)
+    urls = models.JSONField(default=list, blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+    time_to_ready = models.DurationField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    error_detail = models.TextField(blank=True)
+
+    is_spare = models.BooleanField(default=False)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    restored_from = models.ForeignKey(
+        "Snapshot", on_delete=models.SET_NULL, null=True, blank=True, related_name="restores"
+    )
+
+    objects = DemoQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [
+            # The sweep's queries: due demos, stuck demos, the queue. Partial indexes keep them
+            # proportional to the live demos, not the whole history.
+            models.Index(
+                fields=["expires_at"], name="demo_due_idx", condition=Q(status="ready")
+            ),
+            models.Index(fields=["status", "status_changed_at"], name="demo_status_idx"),
+            models.Index(fields=["owner", "status"], name="demo_owner_idx"),
+            models.Index(fields=["template", "status"], name="demo_template_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} · {self.cluster_name}"
+
+    @property
+    def is_settled(self) -> bool:
+        return self.status in SETTLED
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def time_left(self) -> timedelta | None:
+        if self.status != Status.READY or self.expires_at is None:
+            return None
+        return max(self.expires_at - timezone.now(), timedelta(0))
+
+
+class DemoEvent(models.Model):
+    """Append-only timeline and audit trail of a demo."""
+
+    demo = models.ForeignKey(Demo, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=40)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    actor_label = models.CharField(max_length=100, blank=True, help_text="e.g. scheduler")
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind}: {self.message}"
+
+    @property
+    def actor_name(self) -> str:
+        if self.actor is not None:
+            return self.actor.get_full_name() or self.actor.get_username()
+        return self.actor_label or "system"
+
+
+class SnapshotKind(models.TextChoices):
+    PAUSED = "paused", "Paused in place"
+    ARCHIVED = "archived", "Archived to storage"
+
+
+class Snapshot(models.Model):
+    """A demo kept for later: paused in place, or archived as a snapshot."""
+
+    demo = models.ForeignKey(Demo, on_delete=models.CASCADE, related_name="snapshots")
+    template = models.ForeignKey(DemoTemplate, on_delete=models.PROTECT, related_name="snapshots")
+    kind = models.CharField(max_length=16, choices=SnapshotKind.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    location = models.CharField(max_length=500, blank=True)
+    restorable = models.BooleanField(default=True)
+    note = models.CharField(max_length=300, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    discarded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.demo.cluster_name}"
+
+
+class ShareLink(models.Model):
+    """A prospect's way in. Only the hash of the token is stored."""
+
+    demo = models.ForeignKey(Demo, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    recipient = models.CharField(max_length=200, help_text="Name and/or email of the prospect.")
+    note = models.TextField(blank=True, help_text="Shown to the prospect on the landing page.")
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: the link lives as long as the demo."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    open_count = models.PositiveIntegerField(default=0)
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    last_opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Link for {self.recipient}"
+
+
+class ShareLinkVisit(models.Model):
+    link = models.ForeignKey(ShareLink, on_delete=models.CASCADE, related_name="visits")
+    visited_at = models.DateTimeField(default=timezone.now)
+    user_agent = models.CharField(max_length=300, blank=True)
+    client_address = models.CharField(max_length=64, blank=True, help_text="Truncated.")
+
+    class Meta:
+        ordering = ["-visited_at"]
+
+
+class SimulatedCluster(models.Model):
+    """State of the simulated backend's clusters, so it survives worker restarts.
+
+    Lives in the database rather than in worker memory: any worker can observe any cluster, and
+    the phase is computed from `applied_at`, so no process has to stay alive to move it along.
+    """
+
+    name = models.CharField(max_length=63, unique=True)
+    spec = models.JSONField(default=dict)
+    applied_at = models.DateTimeField(default=timezone.now)
+    step_seconds = models.FloatField(default=0)
+    fail_step = models.CharField(max_length=100, blank=True)
+    paused = models.BooleanField(default=False)
+    snapshots = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,3 @@
+from demos.views.sales import catalog
+
+__all__ = ["catalog"]

@@ -1,0 +1,20 @@
+"""The one cron schedule, run by exactly one `manage.py runcron` process.
+
+RQ's CronScheduler takes no lock, so running two would double every periodic job. The jobs
+themselves stay safe if that happens (they are compare-and-swap sweeps), but only one is needed.
+"""
+
+from django.conf import settings
+from rq import cron
+
+from demos.jobs import reconcile_job
+from portal.health import HEARTBEAT_SECONDS, record_heartbeat
+
+cron.register(record_heartbeat, "maintenance", interval=HEARTBEAT_SECONDS, name="heartbeat")
+cron.register(
+    reconcile_job,
+    "maintenance",
+    interval=settings.DEMO_RECONCILE_SECONDS,
+    name="reconcile",
+    job_timeout=300,
+)
