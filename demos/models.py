@@ -197,6 +197,9 @@ class Demo(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error_message = models.TextField(blank=True)
     error_detail = models.TextField(blank=True)
+    failed_from = models.CharField(max_length=16, blank=True, help_text="Status it failed in.")
+    # A random value from the start form: a double submit finds the demo the first one made.
+    start_token = models.CharField(max_length=64, blank=True)
 
     is_spare = models.BooleanField(default=False)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -217,6 +220,13 @@ class Demo(models.Model):
             models.Index(fields=["status", "status_changed_at"], name="demo_status_idx"),
             models.Index(fields=["owner", "status"], name="demo_owner_idx"),
             models.Index(fields=["template", "status"], name="demo_template_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "start_token"],
+                condition=~Q(start_token=""),
+                name="unique_start_token_per_owner",
+            )
         ]
 
     def __str__(self) -> str:

@@ -62,6 +62,13 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def envints(name: str, default: str) -> list[int]:
+    items = envlist(name, default)
+    if not all(item.isdigit() and int(item) > 0 for item in items):
+        raise ImproperlyConfigured(f"{name}={','.join(items)!r} must be positive whole numbers.")
+    return [int(item) for item in items]
+
+
 def envsecret(name: str, default: str = "") -> str:
     """Read a secret from NAME, or from the file named by NAME_FILE (Kubernetes Secret mounts)."""
     path = os.environ.get(f"{name}_FILE")
@@ -179,18 +186,22 @@ STORAGES = {
     },
 }
 
-# Email: console in development, SMTP in production.
-EMAIL_BACKEND = envstr(
+# Email: console in development, SMTP in production (Django's MAILERS configuration).
+EMAIL_BACKEND_PATH = envstr(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
     if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
 )
-EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
-EMAIL_PORT = envint("EMAIL_PORT", 25)
-EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+MAILERS = {"default": {"BACKEND": EMAIL_BACKEND_PATH}}
+if EMAIL_BACKEND_PATH.endswith("smtp.EmailBackend"):
+    MAILERS["default"]["OPTIONS"] = {
+        "host": envstr("EMAIL_HOST", "localhost"),
+        "port": envint("EMAIL_PORT", 25),
+        "username": envstr("EMAIL_HOST_USER"),
+        "password": envsecret("EMAIL_HOST_PASSWORD"),
+        "use_tls": envbool("EMAIL_USE_TLS", False),
+    }
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Demo portal <demos@localhost>")
 
 # Security. Strict by default; DEBUG relaxes only what a plain-HTTP laptop needs.
@@ -239,7 +250,7 @@ DEMO_BASE_DOMAIN = envstr("DEMO_BASE_DOMAIN", "demos.localhost")
 DEMO_MAX_ACTIVE_PER_USER = envint("DEMO_MAX_ACTIVE_PER_USER", 3, minimum=1)
 DEMO_MAX_ACTIVE_TOTAL = envint("DEMO_MAX_ACTIVE_TOTAL", 50, minimum=1)
 DEMO_EXPIRY_WARNINGS = [
-    timedelta(minutes=int(m)) for m in envlist("DEMO_EXPIRY_WARNING_MINUTES", "60,10")
+    timedelta(minutes=m) for m in envints("DEMO_EXPIRY_WARNING_MINUTES", "60,10")
 ]
 DEMO_RECONCILE_SECONDS = envint("DEMO_RECONCILE_SECONDS", 30, minimum=5)
 DEMO_JOB_RETRIES = envint("DEMO_JOB_RETRIES", 3)
@@ -250,6 +261,7 @@ DEMO_SIM_STEP_SECONDS = envfloat("DEMO_SIM_STEP_SECONDS", 2.5)
 DEMO_SIM_FAIL_STEP = envstr("DEMO_SIM_FAIL_STEP")
 DEMO_SIM_FAIL_TEMPLATES = envlist("DEMO_SIM_FAIL_TEMPLATES")
 DEMO_SIM_FAIL_RATE = envfloat("DEMO_SIM_FAIL_RATE", 0.0)
+DEMO_SIM_ERROR_RATE = envfloat("DEMO_SIM_ERROR_RATE", 0.0)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,3 @@
+"""The production backend: demos as vClusters on a real host cluster, driven by Helm and the
+Kubernetes API. See docs/vcluster.md for configuration and demos/backends/vcluster/backend.py for
+the lifecycle of one cluster."""

@@ -1,0 +1,107 @@
+"""Names, labels and annotations the backend puts on (and looks for in) the host cluster.
+
+The `vcluster.loft.sh/*` and `loft.sh/*` keys are vCluster's own (see the reference notes); the
+`demo-portal/*` keys are this portal's, so that orphan clean-up can find exactly its clusters.
+"""
+
+from __future__ import annotations
+
+import re
+
+from demos.backends.base import BackendError
+
+# vCluster's own conventions.
+APP_LABEL = "app"
+RELEASE_LABEL = "release"
+MANAGED_BY_VCLUSTER = "vcluster.loft.sh/managed-by"
+CREATED_ANNOTATION = "vcluster.loft.sh/created"
+OBJECT_NAMESPACE_ANNOTATION = "vcluster.loft.sh/object-namespace"
+OBJECT_NAME_ANNOTATION = "vcluster.loft.sh/object-name"
+PAUSED = "loft.sh/paused"
+PAUSED_REPLICAS = "loft.sh/paused-replicas"
+PAUSED_DATE = "loft.sh/paused-date"
+SNAPSHOT_REQUEST_LABEL = "vcluster.loft.sh/snapshot-request"
+SNAPSHOT_VCLUSTER_NAME_LABEL = "vcluster.loft.sh/vcluster-name"
+SNAPSHOT_VCLUSTER_NAMESPACE_LABEL = "vcluster.loft.sh/vcluster-namespace"
+DEPLOY_STATUS_ANNOTATION = "vcluster.loft.sh/status"
+DEPLOY_CONFIGMAP = ("kube-system", "vcluster-deploy")
+
+# This portal's marks.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "demo-portal"
+INSTANCE_LABEL = "demo-portal/instance"
+CLUSTER_LABEL = "demo-portal/cluster"
+DEMO_ID_LABEL = "demo-portal/demo-id"
+TEMPLATE_LABEL = "demo-portal/template"
+KUBECONFIG_DOWNLOAD_ANNOTATION = "demo-portal/kubeconfig-download"
+
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def check_cluster_name(name: str, namespace_prefix: str) -> None:
+    """Refuse names Kubernetes would refuse, with a message that says why."""
+    if not _DNS_1035.match(name) or len(name) > 63:
+        raise BackendError(
+            f"`{name}` cannot be a vCluster name: use lowercase letters, digits and dashes, "
+            "starting with a letter (at most 63 characters).",
+            transient=False,
+        )
+    if len(namespace_prefix + name) > 63:
+        raise BackendError(
+            f"The namespace `{namespace_prefix}{name}` would be longer than 63 characters: "
+            "shorten the cluster name or VCLUSTER_NAMESPACE_PREFIX.",
+            transient=False,
+        )
+
+
+def namespace_for(name: str, namespace_prefix: str) -> str:
+    return f"{namespace_prefix}{name}"
+
+
+def kubeconfig_secret(name: str) -> str:
+    """The Secret vCluster always writes (server https://localhost:8443)."""
+    return f"vc-{name}"
+
+
+def portal_kubeconfig_secret(name: str) -> str:
+    """The extra Secret whose kubeconfig points at a server the worker can reach."""
+    return f"vc-portal-{name}"
+
+
+def data_pvc(name: str) -> str:
+    return f"data-{name}-0"
+
+
+def control_plane_selector(name: str) -> str:
+    return f"{APP_LABEL}=vcluster,{RELEASE_LABEL}={name}"
+
+
+def workload_selector(name: str) -> str:
+    return f"{MANAGED_BY_VCLUSTER}={name}"
+
+
+def label_value(value: str) -> str:
+    """`value` if Kubernetes accepts it as a label value, else empty (labels are best effort)."""
+    value = value[:63]
+    return value if _LABEL_VALUE.match(value) else ""
+
+
+def portal_labels(instance: str, name: str, demo_id: str = "", template: str = "") -> dict[str, str]:
+    labels = {
+        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+        INSTANCE_LABEL: label_value(instance) or "default",
+        CLUSTER_LABEL: name,
+    }
+    if label_value(demo_id):
+        labels[DEMO_ID_LABEL] = label_value(demo_id)
+    if label_value(template):
+        labels[TEMPLATE_LABEL] = label_value(template)
+    return labels
+
+
+def portal_selector(instance: str) -> str:
+    return (
+        f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},"
+        f"{INSTANCE_LABEL}={label_value(instance) or 'default'}"
+    )

@@ -1,0 +1,45 @@
+"""Emails to salespeople. Plain text, short, with one link to act on."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.urls import reverse
+
+from demos.models import Demo
+
+log = logging.getLogger(__name__)
+
+
+def demo_url(demo: Demo) -> str:
+    return settings.SITE_URL + reverse("demos:detail", args=[demo.public_id])
+
+
+def _send(demo: Demo, subject: str, body: str) -> bool:
+    if demo.owner is None or not demo.owner.email:
+        return False
+    try:
+        send_mail(subject, body, None, [demo.owner.email])
+    except OSError:
+        # Mail trouble must not break the sweep or a prospect's page; the event log still says
+        # what happened.
+        log.exception("Could not send “%s” to %s", subject, demo.owner.email)
+        return False
+    return True
+
+
+def _who(demo: Demo) -> str:
+    return demo.prospect_company or demo.prospect_name or "your prospect"
+
+
+def expiry_warning(demo: Demo, left: timedelta) -> bool:
+    minutes = max(int(left.total_seconds() // 60), 1)
+    return _send(
+        demo,
+        f"Your {demo.template.name} demo ends in {minutes} minutes",
+        f"Your {demo.template.name} demo for {_who(demo)} ends in about {minutes} minutes.\n\n"
+        f"Extend it or keep it for later here:\n{demo_url(demo)}\n",
+    )

@@ -1,0 +1,227 @@
+"""The lifecycle's rules: transitions, extension bounds, capacity and queueing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from demos import lifecycle
+from demos.capacity import CapacityError, queue_position
+from demos.errors import InvalidTransition, LifecycleError
+from demos.lifecycle import Actor
+from demos.models import Demo, Status
+from tests.conftest import make_template, ready_demo
+
+ACTIONS = {
+    "extend": lifecycle.extend_demo,
+    "delete": lifecycle.delete_demo,
+    "pause": lifecycle.pause_demo,
+    "resume": lifecycle.resume_demo,
+    "archive": lifecycle.archive_demo,
+    "retry": lifecycle.retry_demo,
+}
+ALLOWED = {
+    "extend": {Status.READY},
+    "delete": {
+        Status.QUEUED,
+        Status.REQUESTED,
+        Status.PROVISIONING,
+        Status.INSTALLING,
+        Status.READY,
+        Status.PAUSED,
+        Status.FAILED,
+    },
+    "pause": {Status.READY},
+    "resume": {Status.PAUSED},
+    "archive": {Status.READY},
+    "retry": {Status.FAILED},
+}
+
+
+def _demo_in(status: Status, template: Any, owner: Any) -> Demo:
+    demo = ready_demo(template, owner)
+    Demo.objects.filter(pk=demo.pk).update(status=status)
+    demo.refresh_from_db()
+    return demo
+
+
+class TestStateMachine:
+    @pytest.mark.parametrize("action", sorted(ACTIONS))
+    @pytest.mark.parametrize("status", list(Status))
+    def test_it_allows_exactly_the_documented_transitions(
+        self, action: str, status: Status, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        demo = _demo_in(status, template, alice)
+        if status in ALLOWED[action]:
+            result = ACTIONS[action](demo=demo, actor=Actor.of(alice))
+            assert result.status != status or action == "extend"
+            assert result.events.exists()
+        else:
+            with pytest.raises(LifecycleError) as excinfo:
+                ACTIONS[action](demo=demo, actor=Actor.of(alice))
+            assert str(excinfo.value).startswith("This demo")
+            demo.refresh_from_db()
+            assert demo.status == status
+
+    def test_it_explains_a_lost_race_in_words(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        demo = ready_demo(template, alice)
+        stale = Demo.objects.get(pk=demo.pk)
+        lifecycle.delete_demo(demo=demo, actor=Actor.of(alice))
+        with pytest.raises(InvalidTransition, match="already being deleted"):
+            lifecycle.pause_demo(demo=stale, actor=Actor.of(alice))
+
+    def test_every_transition_writes_an_event(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        demo = ready_demo(template, alice)
+        lifecycle.pause_demo(demo=demo, actor=Actor.of(alice))
+        event = demo.events.get()
+        assert (event.kind, event.actor) == ("pausing", alice)
+
+
+class TestStart:
+    def test_it_freezes_the_rendered_spec(self, template: Any, alice: Any, rq_redis: Any) -> None:
+        demo = lifecycle.start_demo(template=template, owner=alice, prospect_company="Acme")
+        template.charts.update(values="changed: true")
+        demo.refresh_from_db()
+        assert demo.status == Status.REQUESTED
+        assert "Hello Acme" in demo.spec["charts"][0]["values"]
+        assert demo.spec["host"] == f"{demo.cluster_name}.demos.localhost"
+
+    def test_a_double_submit_makes_one_demo(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        first = lifecycle.start_demo(template=template, owner=alice, start_token="tok-1")
+        second = lifecycle.start_demo(template=template, owner=alice, start_token="tok-1")
+        assert first.pk == second.pk
+        assert Demo.objects.count() == 1
+
+    def test_it_refuses_a_lifetime_beyond_the_maximum(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        with pytest.raises(LifecycleError, match="at most 8 h"):
+            lifecycle.start_demo(template=template, owner=alice, lifetime=timedelta(hours=9))
+
+    def test_a_disabled_template_cannot_start(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        template.enabled = False
+        template.save()
+        with pytest.raises(LifecycleError, match="not available"):
+            lifecycle.start_demo(template=template, owner=alice)
+
+    def test_a_template_error_is_a_readable_error(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        template.charts.update(values="host: ${NOPE}")
+        with pytest.raises(LifecycleError, match=r"unknown variable \$\{NOPE\}"):
+            lifecycle.start_demo(template=template, owner=alice)
+        assert not Demo.objects.exists()
+
+
+class TestCapacity:
+    def test_over_the_personal_limit_it_queues_with_a_position(
+        self, template: Any, alice: Any, settings: Any, rq_redis: Any
+    ) -> None:
+        settings.DEMO_MAX_ACTIVE_PER_USER = 1
+        running = lifecycle.start_demo(template=template, owner=alice)
+        queued = lifecycle.start_demo(template=template, owner=alice)
+        assert running.status == Status.REQUESTED
+        assert queued.status == Status.QUEUED
+        assert queue_position(queued) == 1
+        with pytest.raises(CapacityError, match="waiting for capacity"):
+            lifecycle.start_demo(template=template, owner=alice)
+
+    def test_the_template_and_global_limits_queue_too(
+        self, alice: Any, bob: Any, settings: Any, rq_redis: Any
+    ) -> None:
+        limited = make_template("limited", max_concurrent=1)
+        other = make_template("other")
+        assert lifecycle.start_demo(template=limited, owner=alice).status == Status.REQUESTED
+        assert lifecycle.start_demo(template=limited, owner=bob).status == Status.QUEUED
+        settings.DEMO_MAX_ACTIVE_TOTAL = 1
+        assert lifecycle.start_demo(template=other, owner=bob).status == Status.QUEUED
+
+    def test_queued_demos_start_in_order_when_room_frees_up(
+        self, template: Any, alice: Any, bob: Any, settings: Any, rq_redis: Any
+    ) -> None:
+        settings.DEMO_MAX_ACTIVE_TOTAL = 1
+        first = lifecycle.start_demo(template=template, owner=alice)
+        waiting_bob = lifecycle.start_demo(template=template, owner=bob)
+        waiting_alice = lifecycle.start_demo(template=template, owner=alice)
+        assert lifecycle.admit_queued() == []
+        lifecycle.delete_demo(demo=first, actor=Actor.of(alice))
+        Demo.objects.filter(pk=first.pk).update(status=Status.DELETED)
+        admitted = lifecycle.admit_queued()
+        assert [d.pk for d in admitted] == [waiting_bob.pk]
+        waiting_alice.refresh_from_db()
+        assert waiting_alice.status == Status.QUEUED
+        assert queue_position(waiting_alice) == 1
+
+
+class TestExtend:
+    def test_it_moves_the_expiry_by_one_step(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        demo = ready_demo(template, alice)
+        before = demo.expires_at
+        lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
+        assert demo.expires_at == before + template.extension_step
+        assert demo.extension_count == 1
+
+    def test_it_stops_at_the_maximum_lifetime(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        template.max_lifetime = timedelta(hours=2, minutes=30)
+        template.save()
+        demo = ready_demo(template, alice)
+        lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
+        assert demo.expires_at == demo.ready_at + timedelta(hours=2, minutes=30)
+        with pytest.raises(LifecycleError, match="longest time allowed"):
+            lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
+
+    def test_it_stops_at_the_maximum_number_of_extensions(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        template.max_extensions = 1
+        template.max_lifetime = timedelta(hours=24)
+        template.save()
+        demo = ready_demo(template, alice)
+        lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
+        with pytest.raises(LifecycleError, match="extended 1 times"):
+            lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
+
+
+class TestExpire:
+    @pytest.mark.parametrize(
+        ("action", "status"),
+        [("delete", Status.DELETING), ("pause", Status.PAUSING), ("archive", Status.ARCHIVING)],
+    )
+    def test_it_follows_the_templates_expiry_action(
+        self, action: str, status: Status, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        template.expiry_action = action
+        template.save()
+        demo = ready_demo(template, alice)
+        assert lifecycle.expire_demo(demo=demo) is None  # not due yet
+        with time_machine.travel(demo.expires_at + timedelta(seconds=1)):
+            lifecycle.expire_demo(demo=demo)
+        assert demo.status == status
+        assert demo.events.filter(kind="expired", actor_label="scheduler").exists()
+
+    def test_retention_deletes_a_paused_demo_after_its_time(
+        self, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        demo = _demo_in(Status.PAUSED, template, alice)
+        Demo.objects.filter(pk=demo.pk).update(keep_until=timezone.now() + timedelta(days=1))
+        demo.refresh_from_db()
+        assert lifecycle.discard_kept(demo) is None
+        with time_machine.travel(timezone.now() + timedelta(days=2)):
+            lifecycle.discard_kept(demo)
+        assert demo.status == Status.DELETING
