@@ -1,4 +1,13 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_roles(sender: AppConfig, **kwargs: Any) -> None:
+    from demos.roles import ensure_role_groups
+
+    ensure_role_groups(kwargs.get("apps"))
 
 
 class DemosConfig(AppConfig):
@@ -7,3 +16,5 @@ class DemosConfig(AppConfig):
 
     def ready(self) -> None:
         from demos import checks  # noqa: F401  (registers system checks)
+
+        post_migrate.connect(_ensure_roles, sender=self)

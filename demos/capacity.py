@@ -57,9 +57,7 @@ def check_user_limit(owner: Any) -> None:
 def queue_position(demo: Demo) -> int | None:
     if demo.status != Status.QUEUED:
         return None
-    return (
-        Demo.objects.filter(status=Status.QUEUED, requested_at__lt=demo.requested_at).count() + 1
-    )
+    return Demo.objects.filter(status=Status.QUEUED, requested_at__lt=demo.requested_at).count() + 1
 
 
 def usage() -> dict[str, int]:

@@ -7,7 +7,7 @@ double click, a retried request and the reconcile sweep all end up with one job,
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
@@ -46,9 +46,6 @@ WORK_FOR_STATUS: dict[str, Work] = {
     Status.DELETING: Work.DELETE,
 }
 
-# A started job whose worker has not sent a heartbeat for this long is presumed dead. RQ workers
-# beat every 30 s (job_monitoring_interval) while a job runs.
-STALE_HEARTBEAT_SECONDS = 90
 _LIVE_STATES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -76,7 +73,10 @@ def is_job_alive(jid: str) -> bool:
             return True
         if beat.tzinfo is None:
             beat = beat.replace(tzinfo=timezone.UTC)
-        return (timezone.now() - beat).total_seconds() < STALE_HEARTBEAT_SECONDS
+        # Workers beat every RQ_JOB_MONITORING_INTERVAL while a job runs; three missed beats
+        # means the worker was killed and the job will never finish.
+        stale_after = 3 * settings.RQ_JOB_MONITORING_INTERVAL + 5
+        return (timezone.now() - beat).total_seconds() < stale_after
     return False
 
 
@@ -116,6 +116,10 @@ def enqueue_maintenance(func: str, jid: str, *args: object) -> bool:
 
 def schedule_expiry(public_id: UUID | str, at: datetime) -> None:
     """(Re)schedule the demo's expiry job. Same id, so an extension moves the one job."""
+
+    # RQ's scheduler keeps whole seconds and may run a job up to a second early: round up, so
+    # the job never finds the demo "not due yet".
+    at = at.replace(microsecond=0) + timedelta(seconds=1)
 
     def schedule() -> None:
         _queue().enqueue_at(

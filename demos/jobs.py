@@ -11,10 +11,12 @@ import traceback
 from types import TracebackType
 from typing import Any
 
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
-from demos import lifecycle, operations, reconcile
+from demos import dispatch, lifecycle, operations, reconcile
 from demos.backends.base import BackendError
+from demos.models import Status
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,11 @@ def cleanup_job(public_id: str) -> None:
 
 def expire_job(public_id: str) -> None:
     demo = operations.load(public_id)
-    if demo is not None:
-        lifecycle.expire_demo(demo=demo)
+    if demo is None:
+        return
+    if lifecycle.expire_demo(demo=demo) is None and demo.status == Status.READY and demo.expires_at:
+        # Ran early (clock skew between hosts): come back at the real time.
+        dispatch.schedule_expiry(demo.public_id, demo.expires_at)
 
 
 def admit_job() -> int:
@@ -69,7 +74,9 @@ def on_job_failure(
     RQ calls this after every failed attempt, before it schedules the next; `retries_left` tells
     whether another attempt is coming.
     """
-    if job.retries_left:
+    if job.retries_left or isinstance(exc_value, AbandonedJobError):
+        # Another attempt is coming, or the worker died under the job: the reconcile sweep
+        # re-enqueues it. Neither is the demo's fault.
         return
     demo = operations.load(job.args[0]) if job.args else None
     if demo is None:

@@ -11,6 +11,7 @@ Functions named `<verb>_demo` are what people ask for (views, admin, commands); 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ from demos.models import (
     Status,
 )
 from demos.specs import SpecError, render_spec
-
 
 # What a person is told when their action no longer fits the demo's state.
 _STATE_EXPLAINED = {
@@ -185,7 +185,10 @@ def start_demo(
                 "requested",
                 f"{what} requested for {demo.prospect_company or 'an unnamed prospect'}.",
                 actor,
-                {"template_version": template.version, "lifetime_seconds": int(lifetime.total_seconds())},
+                {
+                    "template_version": template.version,
+                    "lifetime_seconds": int(lifetime.total_seconds()),
+                },
             )
             if capacity.has_room_for(demo):
                 _admit(demo, actor)
@@ -233,7 +236,8 @@ def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
     new_end = min(demo.expires_at + template.extension_step, latest_end)
     if new_end <= demo.expires_at:
         raise LifecycleError(
-            f"This demo already runs for the longest time allowed ({_human(template.max_lifetime)})."
+            "This demo already runs for the longest time allowed "
+            f"({_human(template.max_lifetime)})."
         )
     with transaction.atomic():
         changed = Demo.objects.filter(
@@ -451,8 +455,11 @@ def record_observation(demo: Demo, observation: Observation) -> Demo:
         fields["urls"] = list(observation.urls)
     if new_progress != demo.progress or fields.get("urls", demo.urls) != demo.urls:
         Demo.objects.filter(pk=demo.pk, status__in=STARTING | {Status.RESUMING}).update(**fields)
+    for message in news:
+        record_event(demo, "progress", message)
     if demo.status == Status.PROVISIONING and progress.cluster_is_up(new_progress):
-        try:
+        # Another worker may have moved it on already; that is fine.
+        with contextlib.suppress(InvalidTransition):
             demo = transition(
                 demo,
                 {Status.PROVISIONING},
@@ -460,10 +467,6 @@ def record_observation(demo: Demo, observation: Observation) -> Demo:
                 kind="installing",
                 message="Cluster is up; installing the charts.",
             )
-        except InvalidTransition:
-            pass
-    for message in news:
-        record_event(demo, "progress", message)
     demo.refresh_from_db()
     return demo
 

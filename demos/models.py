@@ -214,9 +214,7 @@ class Demo(models.Model):
         indexes = [
             # The sweep's queries: due demos, stuck demos, the queue. Partial indexes keep them
             # proportional to the live demos, not the whole history.
-            models.Index(
-                fields=["expires_at"], name="demo_due_idx", condition=Q(status="ready")
-            ),
+            models.Index(fields=["expires_at"], name="demo_due_idx", condition=Q(status="ready")),
             models.Index(fields=["status", "status_changed_at"], name="demo_status_idx"),
             models.Index(fields=["owner", "status"], name="demo_owner_idx"),
             models.Index(fields=["template", "status"], name="demo_template_idx"),
@@ -332,6 +330,9 @@ class ShareLinkVisit(models.Model):
 
     class Meta:
         ordering = ["-visited_at"]
+
+    def __str__(self) -> str:
+        return f"{self.link.recipient} at {self.visited_at:%Y-%m-%d %H:%M}"
 
 
 class SimulatedCluster(models.Model):

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
 
 from django.conf import settings
 from django.utils import timezone
@@ -24,17 +23,18 @@ from demos.lifecycle import record_event
 from demos.models import STARTING, Demo, Status
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Pause, resume, snapshot and delete get this long before the demo is marked failed.
 OPERATION_TIMEOUT = timedelta(minutes=15)
 
 
 def load(public_id: str) -> Demo | None:
-    return Demo.objects.select_related("template", "restored_from").filter(public_id=public_id).first()
+    return (
+        Demo.objects.select_related("template", "restored_from").filter(public_id=public_id).first()
+    )
 
 
-def _wait_for(
+def _wait_for[T](
     demo: Demo, status: Status, check: Callable[[], T | None], timeout: timedelta, what: str
 ) -> T | None:
     """Call `check` until it returns a value, the demo leaves `status`, or time runs out."""
@@ -98,7 +98,9 @@ def provision(public_id: str) -> None:
                 lifecycle.fail_demo(demo, observation.message, observation.detail)
                 return
             if timezone.now() >= deadline:
-                lifecycle.fail_demo(demo, _timeout_message(timeout, observation), observation.detail)
+                lifecycle.fail_demo(
+                    demo, _timeout_message(timeout, observation), observation.detail
+                )
                 return
             time.sleep(settings.DEMO_OBSERVE_INTERVAL)
 
@@ -182,7 +184,9 @@ def archive(public_id: str) -> None:
     def step() -> None:
         if not _wait_for(demo, Status.ARCHIVING, snapshot_done, OPERATION_TIMEOUT, "The snapshot"):
             return
-        record_event(demo, "snapshot", f"Snapshot saved to {location}.", data={"location": location})
+        record_event(
+            demo, "snapshot", f"Snapshot saved to {location}.", data={"location": location}
+        )
         if _wait_for(
             demo,
             Status.ARCHIVING,

@@ -33,7 +33,10 @@ def initial(spec: dict[str, Any], *, queued_done: bool = False) -> Progress:
     steps = [
         _step("queued", "Waiting for capacity"),
         _step("cluster", "Creating the cluster"),
-        *(_step(f"chart:{chart['name']}", f"Installing {chart['name']}") for chart in spec["charts"]),
+        *(
+            _step(f"chart:{chart['name']}", f"Installing {chart['name']}")
+            for chart in spec["charts"]
+        ),
         _step("check", "Checking the app"),
         _step("ready", "Ready"),
     ]
@@ -103,11 +106,14 @@ def apply_observation(progress: Progress, observation: Observation) -> tuple[Pro
     charts = [key for key in steps if key.startswith("chart:")]
     if phase == Phase.CREATING:
         _set(steps["cluster"], ACTIVE)
-    elif phase in (Phase.INSTALLING, Phase.CHECKING, Phase.READY):
+    elif phase in (Phase.INSTALLING, Phase.CHECKING, Phase.READY) or (
+        phase == Phase.FAILED and observation.charts
+    ):
+        # Chart progress (even in a failure report) means the control plane came up.
         _set(steps["cluster"], DONE)
         reported = {f"chart:{chart.name}": chart for chart in observation.charts}
         for key in charts:
-            if phase != Phase.INSTALLING:
+            if phase in (Phase.CHECKING, Phase.READY):
                 _set(steps[key], DONE)
             elif key in reported:
                 _set(steps[key], _CHART_STATE[reported[key].phase])

@@ -74,7 +74,9 @@ def parse_yaml(text: str, field: str, *, mapping: bool = True) -> Any:
     if data is None:
         return {} if mapping else None
     if mapping and not isinstance(data, dict):
-        raise SpecError(f"{field}: expected a YAML mapping (key: value), got {type(data).__name__}.")
+        raise SpecError(
+            f"{field}: expected a YAML mapping (key: value), got {type(data).__name__}."
+        )
     return data
 
 
@@ -132,7 +134,9 @@ def render_spec(demo: Demo) -> dict[str, Any]:
     """The complete, frozen description of what to run for `demo`. Plain JSON data."""
     template = demo.template
     variables = demo_variables(demo)
-    credentials = parse_yaml(substitute(template.credentials, variables, "Credentials"), "Credentials")
+    credentials = parse_yaml(
+        substitute(template.credentials, variables, "Credentials"), "Credentials"
+    )
     return {
         "cluster_name": demo.cluster_name,
         "demo_id": str(demo.public_id),

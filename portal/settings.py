@@ -218,6 +218,10 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Browser preload lists are a one-way commitment for a whole domain; an operator opts in
+        # with SECURE_HSTS_PRELOAD=true once they mean it, so its absence is not a warning.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
@@ -242,6 +246,7 @@ RQ_QUEUE_NAMES = ("demos", "maintenance")
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 1800} for name in RQ_QUEUE_NAMES}
 RQ = {"COMMIT_MODE": "on_db_commit"}
 RQ_SHOW_ADMIN_LINK = True
+RQ_JOB_MONITORING_INTERVAL = envint("RQ_JOB_MONITORING_INTERVAL", 10, minimum=1)
 
 # Demo lifecycle.
 DEMO_BACKEND = envstr("DEMO_BACKEND", "simulated")

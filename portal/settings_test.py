@@ -10,13 +10,21 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("DEMO_SIM_STEP_SECONDS", "0")
 os.environ.setdefault("DEMO_OBSERVE_INTERVAL", "0.05")
 
-from portal.settings import *  # noqa: E402, F403
-from portal.settings import DATABASES, STORAGES, VAR_DIR  # noqa: E402
+from portal.settings import *  # noqa: F403
+from portal.settings import DATABASES, STORAGES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 SECURE_SSL_REDIRECT = False
+# Serve static files straight from the source folders, so tests need no collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+STATIC_ROOT = VAR_DIR / "test-static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Inside a test transaction nothing commits: enqueue at once instead of on commit.
 RQ = {"COMMIT_MODE": "auto"}
 

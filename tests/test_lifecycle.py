@@ -94,9 +94,7 @@ class TestStart:
         assert "Hello Acme" in demo.spec["charts"][0]["values"]
         assert demo.spec["host"] == f"{demo.cluster_name}.demos.localhost"
 
-    def test_a_double_submit_makes_one_demo(
-        self, template: Any, alice: Any, rq_redis: Any
-    ) -> None:
+    def test_a_double_submit_makes_one_demo(self, template: Any, alice: Any, rq_redis: Any) -> None:
         first = lifecycle.start_demo(template=template, owner=alice, start_token="tok-1")
         second = lifecycle.start_demo(template=template, owner=alice, start_token="tok-1")
         assert first.pk == second.pk

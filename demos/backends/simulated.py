@@ -10,6 +10,7 @@ labelled as simulated.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,7 +98,8 @@ class SimulatedBackend:
 
     def apply(self, spec: Spec) -> None:
         self._maybe_transient_error("creating the cluster")
-        try:
+        # A concurrent apply may create it first: same outcome.
+        with contextlib.suppress(IntegrityError):
             SimulatedCluster.objects.get_or_create(
                 name=spec["cluster_name"],
                 defaults={
@@ -106,8 +108,6 @@ class SimulatedBackend:
                     "fail_step": self._choose_failure(spec),
                 },
             )
-        except IntegrityError:
-            pass  # a concurrent apply created it first: same outcome
 
     def restore(self, spec: Spec, location: str) -> None:
         if not location.startswith(SNAPSHOT_SCHEME):
@@ -130,7 +130,9 @@ class SimulatedBackend:
         current = len(steps) if cluster.step_seconds <= 0 else int(elapsed // cluster.step_seconds)
         if cluster.fail_step in steps and steps.index(cluster.fail_step) <= current:
             message, detail = _failure_message(cluster.fail_step, cluster.spec)
-            return Observation(Phase.FAILED, message, self._charts(steps, current, cluster), (), detail)
+            return Observation(
+                Phase.FAILED, message, self._charts(steps, current, cluster), (), detail
+            )
         charts = self._charts(steps, current, cluster)
         if current == 0:
             return Observation(Phase.CREATING, "Starting the control plane.")

@@ -1,17 +1,7 @@
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-ROLES = {
-    "Sales": [],
-    "Sales managers": [],
-    "Template admins": [
-        ("demos", "demotemplate", ["add", "change", "delete", "view"]),
-        ("demos", "templatechart", ["add", "change", "delete", "view"]),
-        ("demos", "demo", ["view"]),
-        ("demos", "demoevent", ["view"]),
-        ("demos", "snapshot", ["view"]),
-    ],
-}
+from demos.roles import ROLE_PERMISSIONS, ensure_role_groups
 
 
 def create_roles(apps, schema_editor):
@@ -20,21 +10,11 @@ def create_roles(apps, schema_editor):
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, grants in ROLES.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        for app_label, model, actions in grants:
-            codenames = [f"{action}_{model}" for action in actions]
-            group.permissions.add(
-                *Permission.objects.filter(
-                    content_type__app_label=app_label, codename__in=codenames
-                )
-            )
+    ensure_role_groups(apps)
 
 
 def remove_roles(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=ROLES).delete()
+    apps.get_model("auth", "Group").objects.filter(name__in=ROLE_PERMISSIONS).delete()
 
 
 class Migration(migrations.Migration):

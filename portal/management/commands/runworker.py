@@ -1,21 +1,31 @@
+import sys
+
+import django_rq
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+from django_rq.utils import reset_db_connections
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq.logutils import setup_loghandlers
 
 
 class Command(BaseCommand):
-    help = "Run an RQ worker for the portal's queues with the scheduler on (for expiry jobs)."
+    help = "Run an RQ worker on the portal's queues, with the scheduler on (for expiry jobs)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--burst", action="store_true", help="Stop when the queues are empty.")
         parser.add_argument("--name", default=None, help="Worker name (default: RQ's own).")
 
     def handle(self, *args: object, **options: object) -> None:
-        extra = {"name": options["name"]} if options["name"] else {}
-        call_command(
-            "rqworker",
+        setup_loghandlers("INFO")
+        worker = django_rq.get_worker(
             *settings.RQ_QUEUE_NAMES,
-            with_scheduler=True,
-            burst=bool(options["burst"]),
-            **extra,
+            name=options["name"],
+            # Heartbeats this often while a job runs; the reconcile sweep treats a job whose
+            # heartbeat is three intervals old as lost (its worker was killed) and re-enqueues it.
+            job_monitoring_interval=settings.RQ_JOB_MONITORING_INTERVAL,
         )
+        reset_db_connections()  # never share a database connection with the forked work horse
+        try:
+            worker.work(burst=bool(options["burst"]), with_scheduler=True, logging_level="INFO")
+        except RedisConnectionError as exc:
+            sys.exit(f"Cannot reach Redis at REDIS_URL: {exc}")
