@@ -35,12 +35,28 @@ def has_room_for(demo: Demo) -> bool:
     active = _active().exclude(pk=demo.pk)
     if active.count() >= settings.DEMO_MAX_ACTIVE_TOTAL:
         return False
-    limit = demo.template.max_concurrent
-    if limit and active.filter(template_id=demo.template_id, is_spare=False).count() >= limit:
+    if not template_has_room(demo.template, exclude=demo.pk):
         return False
     if demo.owner_id is not None:
-        return active.filter(owner_id=demo.owner_id).count() < settings.DEMO_MAX_ACTIVE_PER_USER
+        return owner_has_room(demo.owner_id, exclude=demo.pk)
     return True
+
+
+def template_has_room(template: Any, exclude: int | None = None) -> bool:
+    """Per-template limit on demos people use (warm spares count only globally)."""
+    if not template.max_concurrent:
+        return True
+    active = _active().filter(template=template, is_spare=False)
+    if exclude is not None:
+        active = active.exclude(pk=exclude)
+    return active.count() < template.max_concurrent
+
+
+def owner_has_room(owner: Any, exclude: int | None = None) -> bool:
+    active = _active().filter(owner=owner)
+    if exclude is not None:
+        active = active.exclude(pk=exclude)
+    return active.count() < settings.DEMO_MAX_ACTIVE_PER_USER
 
 
 def check_user_limit(owner: Any) -> None:

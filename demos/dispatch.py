@@ -114,6 +114,11 @@ def enqueue_maintenance(func: str, jid: str, *args: object) -> bool:
     return True
 
 
+def request_pool_refill(template_id: int) -> None:
+    """Top up a template's warm pool in the background after a spare was claimed."""
+    enqueue_maintenance("demos.jobs.refill_pool_job", f"refill-pool-{template_id}", template_id)
+
+
 def schedule_expiry(public_id: UUID | str, at: datetime) -> None:
     """(Re)schedule the demo's expiry job. Same id, so an extension moves the one job."""
 

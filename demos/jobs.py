@@ -14,9 +14,9 @@ from typing import Any
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
-from demos import dispatch, lifecycle, operations, reconcile
+from demos import dispatch, lifecycle, operations, pools, reconcile
 from demos.backends.base import BackendError
-from demos.models import Status
+from demos.models import DemoTemplate, Status
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ def expire_job(public_id: str) -> None:
 
 def admit_job() -> int:
     return len(lifecycle.admit_queued())
+
+
+def refill_pool_job(template_id: int) -> int:
+    template = DemoTemplate.objects.filter(pk=template_id).first()
+    return pools.refill(template).started if template else 0
 
 
 def reconcile_job() -> dict[str, Any]:

@@ -100,12 +100,16 @@ def transition(
     actor: Actor = WORKER,
     action: str = "do that",
     data: dict[str, Any] | None = None,
+    match: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Demo:
-    """Move `demo` from one of `allowed` to `to`, or raise `InvalidTransition`."""
+    """Move `demo` from one of `allowed` to `to`, or raise `InvalidTransition`.
+
+    `match` adds conditions the row must still meet (e.g. still an unclaimed spare).
+    """
     now = timezone.now()
     allowed = set(allowed)
-    changed = Demo.objects.filter(pk=demo.pk, status__in=allowed).update(
+    changed = Demo.objects.filter(pk=demo.pk, status__in=allowed, **(match or {})).update(
         status=to, status_changed_at=now, **fields
     )
     demo.refresh_from_db()
@@ -161,23 +165,25 @@ def start_demo(
             f"{_human(template.max_lifetime)}; choose a shorter lifetime."
         )
     capacity.check_user_limit(owner)
+    prospect = {
+        "prospect_name": prospect_name.strip(),
+        "prospect_company": prospect_company.strip(),
+    }
     try:
+        if restored_from is None:
+            claimed = _claim_spare(template, owner, lifetime, start_token, **prospect)
+            if claimed is not None:
+                return claimed
         with transaction.atomic():
             capacity.lock_admission()
-            demo = Demo(
-                template=template,
-                template_version=template.version,
+            demo = _create_demo(
+                template,
                 owner=owner,
-                prospect_name=prospect_name.strip(),
-                prospect_company=prospect_company.strip(),
                 lifetime=lifetime,
-                cluster_name=_new_cluster_name(),
                 start_token=start_token,
                 restored_from=restored_from,
+                **prospect,
             )
-            demo.spec = _frozen_spec(demo)
-            demo.progress = progress.initial(demo.spec)
-            demo.save()
             actor = Actor.of(owner)
             what = "Restore" if restored_from else "Start"
             record_event(
@@ -200,6 +206,92 @@ def start_demo(
         if existing and start_token:
             return existing
         raise
+    return demo
+
+
+def _create_demo(template: DemoTemplate, **fields: Any) -> Demo:
+    demo = Demo(
+        template=template,
+        template_version=template.version,
+        cluster_name=_new_cluster_name(),
+        **fields,
+    )
+    demo.spec = _frozen_spec(demo)
+    demo.progress = progress.initial(demo.spec)
+    demo.save()
+    return demo
+
+
+def _claim_spare(
+    template: DemoTemplate, owner: Any, lifetime: timedelta, start_token: str, **prospect: str
+) -> Demo | None:
+    """Hand a ready warm-pool spare to `owner`, or None when there is none to take.
+
+    The claim is a compare-and-swap on `is_spare`: of many concurrent starts, exactly one gets
+    each spare, on PostgreSQL and SQLite alike; the others try the next spare or start cold.
+    """
+    spares = Demo.objects.filter(template=template, is_spare=True, status=Status.READY)
+    candidates = list(spares.order_by("ready_at").values_list("pk", flat=True)[:10])
+    if not candidates:
+        return None
+    now = timezone.now()
+    for pk in candidates:
+        with transaction.atomic():
+            capacity.lock_admission()
+            if not (capacity.owner_has_room(owner) and capacity.template_has_room(template)):
+                return None
+            claimed = Demo.objects.filter(pk=pk, is_spare=True, status=Status.READY).update(
+                is_spare=False,
+                owner=owner,
+                claimed_at=now,
+                ready_at=now,
+                lifetime=lifetime,
+                expires_at=now + lifetime,
+                start_token=start_token,
+                **prospect,
+            )
+            if not claimed:
+                continue
+            demo = Demo.objects.select_related("template").get(pk=pk)
+            record_event(
+                demo,
+                "claimed",
+                f"Taken from the warm pool for {demo.prospect_company or 'an unnamed prospect'}: "
+                "ready at once.",
+                Actor.of(owner),
+                {"lifetime_seconds": int(lifetime.total_seconds())},
+            )
+            dispatch.schedule_expiry(demo.public_id, demo.expires_at)
+            transaction.on_commit(lambda: dispatch.request_pool_refill(template.pk))
+            return demo
+    return None
+
+
+def start_spare(*, template: DemoTemplate) -> Demo:
+    """Pre-provision one unowned warm-pool spare of `template` (it never expires unclaimed)."""
+    with transaction.atomic():
+        capacity.lock_admission()
+        demo = _create_demo(template, is_spare=True, lifetime=template.default_lifetime)
+        record_event(demo, "requested", "Warm-pool spare requested.", WORKER)
+        if not capacity.has_room_for(demo):
+            raise capacity.CapacityError("No capacity for another warm-pool spare.")
+        _admit(demo)
+    return demo
+
+
+def retire_spare(*, demo: Demo, reason: str) -> Demo:
+    """Delete an unclaimed spare (recycling, shrinking, or clearing a failed one)."""
+    with transaction.atomic():
+        demo = transition(
+            demo,
+            STARTING | {Status.READY, Status.FAILED},
+            Status.DELETING,
+            kind="retired",
+            message=reason,
+            action="retire it",
+            match={"is_spare": True},
+        )
+        dispatch.enqueue(Work.DELETE, demo.public_id)
     return demo
 
 
@@ -474,7 +566,8 @@ def record_observation(demo: Demo, observation: Observation) -> Demo:
 def finish_provisioning(demo: Demo, observation: Observation) -> Demo:
     now = timezone.now()
     live_url = observation.urls[0] if observation.urls else demo.spec.get("entry_url", "")
-    expires_at = now + demo.lifetime
+    # An unclaimed spare has no lifetime yet: its clock starts when someone claims it.
+    expires_at = None if demo.is_spare else now + demo.lifetime
     started = demo.started_at or demo.requested_at
     demo = transition(
         demo,
@@ -490,7 +583,8 @@ def finish_provisioning(demo: Demo, observation: Observation) -> Demo:
         progress=progress.all_done(demo.progress, now),
         data={"seconds_to_ready": round((now - started).total_seconds(), 3)},
     )
-    dispatch.schedule_expiry(demo.public_id, expires_at)
+    if expires_at is not None:
+        dispatch.schedule_expiry(demo.public_id, expires_at)
     return demo
 
 

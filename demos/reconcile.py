@@ -2,7 +2,8 @@
 
 Whatever Redis lost or a killed worker left half-done, the rows still say what should happen, and
 the sweep makes it happen: expire due demos, warn owners, fail what is stuck, re-enqueue work whose
-job is gone, admit queued demos, apply retention, and delete clusters no row owns. Every action is
+job is gone, admit queued demos, apply retention, keep warm pools full, and delete clusters no row
+owns. Every action is
 a compare-and-swap, so overlapping sweeps do each thing once. Each query is bounded by the demos
 that need something (due, working, queued), never by the size of the history.
 """
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from demos import dispatch, lifecycle, notifications
+from demos import dispatch, lifecycle, notifications, pools
 from demos.backends import get_backend
 from demos.backends.base import BackendError
 from demos.models import KEPT, STARTING, WORKING, Demo, Status
@@ -40,6 +41,8 @@ class SweepSummary:
     requeued: int = 0
     admitted: int = 0
     retention: int = 0
+    spares_started: int = 0
+    spares_retired: int = 0
     orphans_deleted: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -54,6 +57,8 @@ class SweepSummary:
             f"re-enqueued {self.requeued}",
             f"admitted {self.admitted}",
             f"retention {self.retention}",
+            f"spares started {self.spares_started}",
+            f"spares retired {self.spares_retired}",
             f"orphans deleted {len(self.orphans_deleted)}",
         ]
         if self.errors:
@@ -70,6 +75,10 @@ def sweep(now: datetime | None = None) -> SweepSummary:
     summary.requeued = reenqueue_lost_work(now)
     summary.admitted = len(lifecycle.admit_queued())
     summary.retention = apply_retention(now)
+    pool_report = pools.keep_pools_full(now)
+    summary.spares_started = pool_report.started
+    summary.spares_retired = pool_report.recycled + pool_report.trimmed
+    summary.errors.extend(pool_report.skipped)
     try:
         summary.orphans_deleted = delete_orphans()
     except BackendError as exc:
