@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from demos.models import Demo
+from demos.models import Demo, ShareLink
 
 log = logging.getLogger(__name__)
 
@@ -42,4 +42,26 @@ def expiry_warning(demo: Demo, left: timedelta) -> bool:
         f"Your {demo.template.name} demo ends in {minutes} minutes",
         f"Your {demo.template.name} demo for {_who(demo)} ends in about {minutes} minutes.\n\n"
         f"Extend it or keep it for later here:\n{demo_url(demo)}\n",
+    )
+
+
+def first_open(link: ShareLink) -> bool:
+    demo = link.demo
+    return _send(
+        demo,
+        f"{link.recipient} opened your {demo.template.name} demo",
+        f"{link.recipient} just opened the link to your {demo.template.name} demo for "
+        f"{_who(demo)}, for the first time.\n\nSee their visits and the demo here:\n"
+        f"{demo_url(demo)}\n",
+    )
+
+
+def more_time_requested(link: ShareLink) -> bool:
+    demo = link.demo
+    return _send(
+        demo,
+        f"{link.recipient} asks for more time with the {demo.template.name} demo",
+        f"{link.recipient} would like more time with your {demo.template.name} demo for "
+        f"{_who(demo)}. Nothing has been changed: extend it, if you agree, here:\n"
+        f"{demo_url(demo)}\n",
     )

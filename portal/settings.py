@@ -246,6 +246,22 @@ RQ_QUEUE_NAMES = ("demos", "maintenance")
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 1800} for name in RQ_QUEUE_NAMES}
 RQ = {"COMMIT_MODE": "on_db_commit"}
 RQ_SHOW_ADMIN_LINK = True
+
+# Shared cache (rate limits, one-off notices) in the same Redis, under its own prefix.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "portal-cache",
+    }
+}
+
+# Prospect links: failed lookups allowed per client network and window before it is refused.
+PROSPECT_FAILURE_LIMIT = envint("PROSPECT_FAILURE_LIMIT", 20, minimum=1)
+PROSPECT_FAILURE_WINDOW_SECONDS = envint("PROSPECT_FAILURE_WINDOW_SECONDS", 900, minimum=1)
+# Behind an ingress that appends the client address to X-Forwarded-For, use it for rate limits
+# and the visit log; otherwise REMOTE_ADDR (the proxy's address) would be all you see.
+TRUST_X_FORWARDED_FOR = envbool("TRUST_X_FORWARDED_FOR", False)
 RQ_JOB_MONITORING_INTERVAL = envint("RQ_JOB_MONITORING_INTERVAL", 10, minimum=1)
 
 # Demo lifecycle.

@@ -1,0 +1,154 @@
+"""What prospects see: the landing page behind a share link. No account, no login.
+
+Every response here carries `Referrer-Policy: no-referrer` (the token is in the URL and must not
+travel to the demo's site), `Cache-Control: no-store` and `X-Robots-Tag: noindex`. A link that does
+not work gets one neutral page whatever the reason, and repeated failures from one network are
+rate-limited. Only a browser that already opened a working link is told, later, that the demo
+ended and whom to contact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from demos import sharing
+from demos.models import SETTLED, ShareLink, Status
+
+SESSION_KEY = "prospect_links"
+# The landing page polls while something changes for the prospect; a ready demo still needs a
+# slow poll, to show the end when it comes.
+POLL_SECONDS = {"busy": 3, "ready": 30}
+
+
+def prospect_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Referrer-Policy"] = "no-referrer"
+        response["Cache-Control"] = "no-store"
+        response["X-Robots-Tag"] = "noindex, nofollow"
+        return response
+
+    return wrapper
+
+
+def client_address(request: HttpRequest) -> str:
+    if settings.TRUST_X_FORWARDED_FOR:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        # The last address is the one our own ingress saw; anything before it is client-made.
+        if forwarded:
+            return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _not_available(request: HttpRequest, status: int = 404, fragment: bool = False) -> HttpResponse:
+    name = "prospect/not_available.html" + ("#panel" if fragment else "")
+    return TemplateResponse(request, name, {"too_many": status == 429}, status=status)
+
+
+def _remember(request: HttpRequest, link: ShareLink) -> None:
+    seen = set(request.session.get(SESSION_KEY, []))
+    if link.pk not in seen:
+        request.session[SESSION_KEY] = sorted(seen | {link.pk})
+
+
+def _link_or_refusal(
+    request: HttpRequest, token: str, *, fragment: bool = False
+) -> ShareLink | HttpResponse:
+    """The usable link, or the page (or panel fragment) to answer with instead."""
+    limiter = sharing.FailureLimiter()
+    address = client_address(request)
+    if limiter.blocked(address):
+        return _not_available(request, status=429, fragment=fragment)
+    link = sharing.resolve(token)
+    if link is not None:
+        return link
+    known = sharing.find_link(token)
+    if (
+        known is not None
+        and known.revoked_at is None
+        and known.pk in request.session.get(SESSION_KEY, [])
+        and sharing.has_ended(known)
+    ):
+        name = "prospect/ended.html" + ("#panel" if fragment else "")
+        return TemplateResponse(request, name, {"link": known, "demo": known.demo})
+    limiter.record_failure(address)
+    return _not_available(request, fragment=fragment)
+
+
+def _context(link: ShareLink) -> dict[str, Any]:
+    demo = link.demo
+    busy = demo.status not in SETTLED
+    return {
+        "link": link,
+        "demo": demo,
+        "spec": demo.spec,
+        "ends_at": sharing.link_expires_at(link),
+        "poll_seconds": POLL_SECONDS["busy" if busy else "ready"],
+        "can_download_kubeconfig": demo.spec.get("allow_kubeconfig_download")
+        and demo.status == Status.READY,
+        "now": timezone.now(),
+    }
+
+
+@prospect_page
+@require_GET
+def landing(request: HttpRequest, token: str) -> HttpResponse:
+    found = _link_or_refusal(request, token)
+    if isinstance(found, HttpResponse):
+        return found
+    _remember(request, found)
+    sharing.record_visit(
+        found, user_agent=request.headers.get("User-Agent", ""), address=client_address(request)
+    )
+    return TemplateResponse(request, "prospect/landing.html", _context(found))
+
+
+@prospect_page
+@require_GET
+def status(request: HttpRequest, token: str) -> HttpResponse:
+    """The live part of the landing page (htmx). 286 stops polling once the demo has ended."""
+    found = _link_or_refusal(request, token, fragment=True)
+    if isinstance(found, HttpResponse):
+        if found.status_code in (200, 404):
+            found.status_code = 286  # htmx: swap this in and stop polling
+        return found
+    return TemplateResponse(request, "prospect/landing.html#panel", _context(found))
+
+
+@prospect_page
+@require_POST
+def more_time(request: HttpRequest, token: str) -> HttpResponse:
+    found = _link_or_refusal(request, token)
+    if isinstance(found, HttpResponse):
+        return found
+    sent = sharing.request_more_time(found)
+    context = {**_context(found), "more_time_sent": True, "more_time_new": sent}
+    if request.htmx:
+        return TemplateResponse(request, "prospect/landing.html#more_time", context)
+    return redirect("prospect:landing", token=token)
+
+
+@prospect_page
+@require_GET
+def kubeconfig(request: HttpRequest, token: str) -> HttpResponse:
+    found = _link_or_refusal(request, token)
+    if isinstance(found, HttpResponse):
+        return found
+    config = sharing.kubeconfig_for(found)
+    if config is None:
+        return _not_available(request)
+    response = HttpResponse(config, content_type="application/yaml")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{found.demo.cluster_name}-kubeconfig.yaml"'
+    )
+    return response

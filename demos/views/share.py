@@ -1,0 +1,88 @@
+"""The salesperson's side of prospect links: make, list and revoke them, see who visited."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_GET, require_POST
+
+from demos import sharing
+from demos.access import get_demo_for_user, get_demo_to_act_on
+from demos.errors import LifecycleError
+from demos.forms_share import ShareLinkForm
+from demos.lifecycle import Actor
+from demos.models import Demo, ShareLink
+from demos.views.guards import login_required
+
+
+def share_context(demo: Demo, **extra: Any) -> dict[str, Any]:
+    return {
+        "demo": demo,
+        "share_links": demo.share_links.all(),
+        "visits": sharing.visits_for(demo)[:20],
+        "share_form": extra.pop("share_form", None) or ShareLinkForm(),
+        "shareable": sharing.is_shareable(demo),
+        **extra,
+    }
+
+
+def _panel(request: HttpRequest, demo: Demo, status: int = 200, **extra: Any) -> HttpResponse:
+    return TemplateResponse(
+        request, "demos/share_panel.html#share_panel", share_context(demo, **extra), status=status
+    )
+
+
+@login_required
+@require_GET
+def share_panel(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    return _panel(request, get_demo_for_user(request.user, public_id))
+
+
+@login_required
+@require_POST
+def create_link(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    demo = get_demo_to_act_on(request.user, public_id)
+    form = ShareLinkForm(request.POST)
+    error = ""
+    new_link = None
+    if form.is_valid():
+        try:
+            new_link = sharing.create_share_link(
+                demo=demo,
+                actor=Actor.of(request.user),
+                recipient=form.cleaned_data["recipient"],
+                note=form.cleaned_data["note"],
+                expires_at=form.chosen_expiry(),
+            )
+        except LifecycleError as exc:
+            error = str(exc)
+    if not request.htmx:
+        if new_link:
+            messages.success(
+                request,
+                f"Link for {new_link.link.recipient}: {new_link.url} "
+                "(copy it now: it is shown only once).",
+            )
+        else:
+            messages.error(request, error or "Check the link form: " + form.errors.as_text())
+        return redirect("demos:detail", public_id=demo.public_id)
+    if new_link:
+        return _panel(request, demo, new_link=new_link)
+    return _panel(request, demo, share_form=form, share_error=error)
+
+
+@login_required
+@require_POST
+def revoke_link(request: HttpRequest, public_id: UUID, link_id: int) -> HttpResponse:
+    demo = get_demo_to_act_on(request.user, public_id)
+    link = get_object_or_404(ShareLink, pk=link_id, demo=demo)
+    sharing.revoke_share_link(link=link, actor=Actor.of(request.user))
+    if request.htmx:
+        return _panel(request, demo, notice=f"The link for {link.recipient} no longer works.")
+    messages.success(request, f"The link for {link.recipient} no longer works.")
+    return redirect("demos:detail", public_id=demo.public_id)

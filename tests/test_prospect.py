@@ -1,0 +1,274 @@
+"""Prospect access: share links, the landing page, the visit log, and what must not leak."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from demos import lifecycle, sharing
+from demos.lifecycle import Actor
+from demos.models import Demo, ShareLink, SimulatedCluster, Status
+from tests.conftest import ready_demo
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Any:
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def demo(template: Any, alice: Any) -> Demo:
+    return ready_demo(template, alice, prospect_company="Acme", prospect_name="Pat")
+
+
+def share(demo: Demo, **kwargs: Any) -> sharing.NewLink:
+    kwargs.setdefault("recipient", "pat@acme.example")
+    return sharing.create_share_link(demo=demo, actor=Actor.of(demo.owner), **kwargs)
+
+
+def landing(client: Client, token: str, **headers: str) -> Any:
+    return client.get(reverse("prospect:landing", args=[token]), **headers)
+
+
+def assert_neutral(response: Any) -> None:
+    assert response.status_code == 404
+    assert response.templates[0].name == "prospect/not_available.html"
+    assert "This link is not available" in response.text
+
+
+class TestTokens:
+    def test_only_a_hash_of_the_256_bit_token_is_stored(self, demo: Demo) -> None:
+        new = share(demo)
+        assert len(new.token) >= 43  # 32 random bytes, URL-safe base64
+        stored = ShareLink.objects.get()
+        assert stored.token_hash == sharing.hash_token(new.token)
+        assert new.token not in str(ShareLink.objects.values().get())
+
+    def test_thousands_of_random_guesses_find_nothing(self, demo: Demo) -> None:
+        share(demo)
+        hits = [t for t in (secrets.token_urlsafe(32) for _ in range(3000)) if sharing.resolve(t)]
+        assert hits == []
+
+    @pytest.mark.parametrize("spoil", ["tampered", "truncated", "random", "empty-ish"])
+    def test_broken_links_get_the_neutral_page(
+        self, client: Client, demo: Demo, spoil: str
+    ) -> None:
+        token = share(demo).token
+        broken = {
+            "tampered": token[:-1] + ("A" if token[-1] != "A" else "B"),
+            "truncated": token[:20],
+            "random": secrets.token_urlsafe(32),
+            "empty-ish": "x",
+        }[spoil]
+        assert_neutral(landing(client, broken))
+
+    def test_revocation_takes_effect_at_once(self, client: Client, demo: Demo) -> None:
+        new = share(demo)
+        assert landing(client, new.token).status_code == 200
+        sharing.revoke_share_link(link=new.link, actor=Actor.of(demo.owner))
+        # Even the browser that used it before gets the neutral page: revoking means "no".
+        assert_neutral(landing(client, new.token))
+        assert demo.events.filter(kind="share-link-revoked").exists()
+
+    def test_a_fixed_expiry_ends_the_link_on_time(self, client: Client, demo: Demo) -> None:
+        end = timezone.now() + timedelta(minutes=30)
+        token = share(demo, expires_at=end).token
+        with time_machine.travel(end - timedelta(seconds=5)):
+            assert landing(client, token).status_code == 200
+        with time_machine.travel(end + timedelta(seconds=5)):
+            assert_neutral(landing(Client(), token))
+
+    def test_a_link_cannot_outlive_its_demo(self, demo: Demo) -> None:
+        with pytest.raises(lifecycle.LifecycleError, match="cannot outlive"):
+            share(demo, expires_at=demo.expires_at + timedelta(minutes=1))
+
+    def test_a_following_link_is_extended_with_the_demo(
+        self, client: Client, demo: Demo, rq_redis: Any
+    ) -> None:
+        token = share(demo).token
+        old_end = demo.expires_at
+        lifecycle.extend_demo(demo=demo, actor=Actor.of(demo.owner))
+        with time_machine.travel(old_end + timedelta(minutes=5)):
+            assert landing(client, token).status_code == 200
+        with time_machine.travel(demo.expires_at + timedelta(seconds=1)):
+            assert_neutral(landing(Client(), token))
+
+    def test_links_of_ended_demos_get_the_neutral_page(self, client: Client, demo: Demo) -> None:
+        token = share(demo).token
+        Demo.objects.filter(pk=demo.pk).update(status=Status.DELETED)
+        assert_neutral(landing(client, token))
+
+    def test_the_prospect_who_used_it_is_told_the_demo_ended_and_whom_to_ask(
+        self, client: Client, demo: Demo
+    ) -> None:
+        token = share(demo).token
+        landing(client, token)
+        Demo.objects.filter(pk=demo.pk).update(status=Status.DELETED)
+        response = landing(client, token)
+        assert response.status_code == 200
+        assert "This demo has ended" in response.text
+        assert "alice@example.com" in response.text
+        poll = client.get(reverse("prospect:status", args=[token]))
+        assert poll.status_code == 286
+        assert "This demo has ended" in poll.text
+
+
+class TestRateLimit:
+    def test_repeated_failures_are_refused_then_allowed_again(
+        self, client: Client, demo: Demo, settings: Any
+    ) -> None:
+        settings.PROSPECT_FAILURE_LIMIT = 5
+        settings.PROSPECT_FAILURE_WINDOW_SECONDS = 60
+        token = share(demo).token
+        start = timezone.now()
+        with time_machine.travel(start, tick=False):
+            for _ in range(5):
+                assert_neutral(landing(client, secrets.token_urlsafe(32)))
+            refused = landing(client, token)  # even a good link, from this network
+            assert refused.status_code == 429
+            assert "Too many attempts" in refused.text
+            other_network = landing(client, token, REMOTE_ADDR="198.51.100.7")
+            assert other_network.status_code == 200
+        with time_machine.travel(start + timedelta(minutes=3), tick=False):
+            assert landing(client, token).status_code == 200
+
+
+class TestLandingPage:
+    def test_it_shows_the_demo_and_nothing_else(
+        self, client: Client, demo: Demo, alice: Any, template: Any
+    ) -> None:
+        other = ready_demo(template, alice, prospect_company="Globex Secret Deal")
+        response = landing(client, share(demo, note="See you Tuesday!").token)
+        assert response.status_code == 200
+        page = response.text
+        for expected in (demo.template.name, demo.live_url, "Open demo", "See you Tuesday!"):
+            assert expected in page
+        assert "Username" in page  # the template's credentials
+        for leak in ("Globex", "/admin", "/demos/", "/fleet", other.cluster_name, "token_hash"):
+            assert leak not in page
+        assert response["Referrer-Policy"] == "no-referrer"
+        assert response["Cache-Control"] == "no-store"
+        assert "noindex" in response["X-Robots-Tag"]
+        assert '<meta name="robots" content="noindex' in page
+        assert "Content-Security-Policy" in response
+
+    @pytest.mark.parametrize(
+        ("status", "expected"),
+        [
+            (Status.PROVISIONING, "being prepared"),
+            (Status.PAUSED, "taking a break"),
+            (Status.RESUMING, "coming back"),
+        ],
+    )
+    def test_it_says_kindly_when_the_demo_is_not_running(
+        self, client: Client, demo: Demo, status: Status, expected: str
+    ) -> None:
+        token = share(demo).token
+        Demo.objects.filter(pk=demo.pk).update(status=status)
+        response = landing(client, token)
+        assert expected in response.text
+        assert "Open demo" not in response.text
+
+    def test_visits_are_logged_and_the_owner_told_once(self, client: Client, demo: Demo) -> None:
+        new = share(demo)
+        landing(client, new.token, HTTP_USER_AGENT="Firefox/140", REMOTE_ADDR="203.0.113.77")
+        landing(Client(), new.token)
+        new.link.refresh_from_db()
+        assert new.link.open_count == 2
+        assert new.link.first_opened_at <= new.link.last_opened_at
+        visit = new.link.visits.order_by("visited_at").first()
+        assert (visit.user_agent, visit.client_address) == ("Firefox/140", "203.0.113.0/24")
+        assert len(mail.outbox) == 1
+        assert "opened your" in mail.outbox[0].subject
+        assert demo.events.filter(kind="share-link-opened").count() == 1
+
+    def test_request_more_time_notifies_without_extending(self, client: Client, demo: Demo) -> None:
+        token = share(demo).token
+        url = reverse("prospect:more_time", args=[token])
+        assert client.post(url).status_code == 302
+        assert client.post(url, HTTP_HX_REQUEST="true").status_code == 200
+        demo.refresh_from_db()
+        assert demo.extension_count == 0
+        assert demo.events.filter(kind="more-time-requested").count() == 1
+        assert [m.subject for m in mail.outbox if "more time" in m.subject]
+
+    def test_kubeconfig_only_when_the_template_allows_it(
+        self, client: Client, demo: Demo, template: Any, alice: Any
+    ) -> None:
+        SimulatedCluster.objects.create(name=demo.cluster_name, spec=demo.spec)
+        token = share(demo).token
+        url = reverse("prospect:kubeconfig", args=[token])
+        assert_neutral(client.get(url))
+        assert "kubeconfig" not in landing(client, token).text.lower()
+
+        template.allow_kubeconfig_download = True
+        template.save()
+        allowed = ready_demo(template, alice)
+        SimulatedCluster.objects.create(name=allowed.cluster_name, spec=allowed.spec)
+        token = share(allowed).token
+        response = client.get(reverse("prospect:kubeconfig", args=[token]))
+        assert response.status_code == 200
+        assert "attachment" in response["Content-Disposition"]
+        assert b"SIMULATED" in response.content
+        assert "Download kubeconfig" in landing(client, token).text
+
+
+class TestSalespersonSide:
+    def test_the_owner_creates_and_revokes_links(self, client: Client, demo: Demo) -> None:
+        client.force_login(demo.owner)
+        response = client.post(
+            reverse("demos:create_link", args=[demo.public_id]),
+            {"recipient": "Pat", "ends": "follow"},
+            HTTP_HX_REQUEST="true",
+        )
+        assert response.status_code == 200
+        link = ShareLink.objects.get()
+        assert "/p/" in response.text
+        assert "shown only once" in response.text
+        response = client.post(
+            reverse("demos:revoke_link", args=[demo.public_id, link.pk]), HTTP_HX_REQUEST="true"
+        )
+        link.refresh_from_db()
+        assert link.revoked_at is not None
+        assert "no longer works" in response.text
+
+    def test_another_salesperson_can_neither_see_nor_make_links(
+        self, client: Client, demo: Demo, bob: Any
+    ) -> None:
+        link = share(demo).link
+        client.force_login(bob)
+        assert client.get(reverse("demos:share_panel", args=[demo.public_id])).status_code == 404
+        assert (
+            client.post(
+                reverse("demos:create_link", args=[demo.public_id]), {"recipient": "x"}
+            ).status_code
+            == 404
+        )
+        revoke = reverse("demos:revoke_link", args=[demo.public_id, link.pk])
+        assert client.post(revoke).status_code == 404
+        link.refresh_from_db()
+        assert link.revoked_at is None
+
+    def test_a_fixed_time_after_the_demo_ends_is_refused_with_a_reason(
+        self, client: Client, demo: Demo
+    ) -> None:
+        client.force_login(demo.owner)
+        late = (demo.expires_at + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+        response = client.post(
+            reverse("demos:create_link", args=[demo.public_id]),
+            {"recipient": "Pat", "ends": "fixed", "expires_at": late},
+            HTTP_HX_REQUEST="true",
+        )
+        assert "cannot outlive" in response.text
+        assert not ShareLink.objects.exists()
