@@ -223,3 +223,48 @@ class TestExpire:
         with time_machine.travel(timezone.now() + timedelta(days=2)):
             lifecycle.discard_kept(demo)
         assert demo.status == Status.DELETING
+
+
+class TestExpiryWarnings:
+    def test_owners_are_warned_once_per_lead_time(
+        self, template: Any, alice: Any, rq_redis: Any, mailoutbox: list[Any]
+    ) -> None:
+        from demos import reconcile
+
+        demo = ready_demo(template, alice, prospect_company="Acme")
+        Demo.objects.filter(pk=demo.pk).update(expires_at=timezone.now() + timedelta(minutes=50))
+        assert reconcile.warn_before_expiry(timezone.now()) == 1
+        assert reconcile.warn_before_expiry(timezone.now()) == 0
+        assert mailoutbox[0].subject == "Your Webshop demo ends in 49 minutes"
+        assert f"/demos/{demo.public_id}/" in mailoutbox[0].body
+        with time_machine.travel(timezone.now() + timedelta(minutes=41)):
+            assert reconcile.warn_before_expiry(timezone.now()) == 1
+        assert "ends in 8 minutes" in mailoutbox[1].subject
+        assert demo.events.filter(kind="warned").count() == 2
+
+    def test_an_extension_rearms_the_warnings(
+        self, template: Any, alice: Any, rq_redis: Any, mailoutbox: list[Any]
+    ) -> None:
+        from demos import reconcile
+
+        template.extension_step = timedelta(minutes=30)
+        template.save()
+        demo = ready_demo(template, alice)
+        Demo.objects.filter(pk=demo.pk).update(expires_at=timezone.now() + timedelta(minutes=5))
+        demo.refresh_from_db()
+        assert reconcile.warn_before_expiry(timezone.now()) == 1
+        lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
+        assert demo.warnings_sent == []
+        # 35 minutes left: the one-hour warning is due again.
+        assert reconcile.warn_before_expiry(timezone.now()) == 1
+
+
+class TestReconcileCommand:
+    def test_it_prints_a_summary(self, rq_redis: Any, db: None) -> None:
+        from io import StringIO
+
+        from django.core.management import call_command
+
+        out = StringIO()
+        call_command("reconcile", stdout=out)
+        assert out.getvalue().startswith("Reconcile: expired 0, warned 0, timed out 0")
