@@ -135,6 +135,20 @@ def _frozen_spec(demo: Demo) -> dict[str, Any]:
         ) from exc
 
 
+def _hand_over(
+    demo: Demo, allowed: Iterable[str], to: Status, work: Work, **transition_args: Any
+) -> Demo:
+    """Transition, then hand the demo to the background job that carries the change out.
+
+    A demo leaving `ready` has no expiry any more, so its expiry job is cancelled too.
+    """
+    with transaction.atomic():
+        demo = transition(demo, allowed, to, **transition_args)
+        dispatch.cancel_expiry(demo.public_id)
+        dispatch.enqueue(work, demo.public_id)
+    return demo
+
+
 # --- What people ask for ---------------------------------------------------------------------
 
 
@@ -281,18 +295,16 @@ def start_spare(*, template: DemoTemplate) -> Demo:
 
 def retire_spare(*, demo: Demo, reason: str) -> Demo:
     """Delete an unclaimed spare (recycling, shrinking, or clearing a failed one)."""
-    with transaction.atomic():
-        demo = transition(
-            demo,
-            STARTING | {Status.READY, Status.FAILED},
-            Status.DELETING,
-            kind="retired",
-            message=reason,
-            action="retire it",
-            match={"is_spare": True},
-        )
-        dispatch.enqueue(Work.DELETE, demo.public_id)
-    return demo
+    return _hand_over(
+        demo,
+        STARTING | {Status.READY, Status.FAILED},
+        Status.DELETING,
+        Work.DELETE,
+        kind="retired",
+        message=reason,
+        action="retire it",
+        match={"is_spare": True},
+    )
 
 
 def _admit(demo: Demo, actor: Actor = WORKER) -> Demo:
@@ -355,47 +367,41 @@ def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
 
 def delete_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Delete now. A queued demo just ends; anything with a cluster gets it removed."""
-    with transaction.atomic():
-        if demo.status == Status.QUEUED:
-            return transition(
-                demo,
-                {Status.QUEUED},
-                Status.DELETED,
-                kind="deleted",
-                message="Cancelled before it started.",
-                actor=actor,
-                action="delete it",
-                ended_at=timezone.now(),
-            )
-        demo = transition(
+    if demo.status == Status.QUEUED:
+        return transition(
             demo,
-            STARTING | {Status.READY, Status.PAUSED, Status.FAILED},
-            Status.DELETING,
-            kind="deleting",
-            message="Deleting the demo and its cluster.",
+            {Status.QUEUED},
+            Status.DELETED,
+            kind="deleted",
+            message="Cancelled before it started.",
             actor=actor,
             action="delete it",
+            ended_at=timezone.now(),
         )
-        dispatch.cancel_expiry(demo.public_id)
-        dispatch.enqueue(Work.DELETE, demo.public_id)
-    return demo
+    return _hand_over(
+        demo,
+        STARTING | {Status.READY, Status.PAUSED, Status.FAILED},
+        Status.DELETING,
+        Work.DELETE,
+        kind="deleting",
+        message="Deleting the demo and its cluster.",
+        actor=actor,
+        action="delete it",
+    )
 
 
 def pause_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Keep for later: stop the cluster, keep its data."""
-    with transaction.atomic():
-        demo = transition(
-            demo,
-            {Status.READY},
-            Status.PAUSING,
-            kind="pausing",
-            message="Pausing: the cluster stops, its data is kept.",
-            actor=actor,
-            action="keep it for later",
-        )
-        dispatch.cancel_expiry(demo.public_id)
-        dispatch.enqueue(Work.PAUSE, demo.public_id)
-    return demo
+    return _hand_over(
+        demo,
+        {Status.READY},
+        Status.PAUSING,
+        Work.PAUSE,
+        kind="pausing",
+        message="Pausing: the cluster stops, its data is kept.",
+        actor=actor,
+        action="keep it for later",
+    )
 
 
 def resume_demo(*, demo: Demo, actor: Actor) -> Demo:
@@ -422,19 +428,16 @@ def resume_demo(*, demo: Demo, actor: Actor) -> Demo:
 
 def archive_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Snapshot the cluster to storage, then delete it."""
-    with transaction.atomic():
-        demo = transition(
-            demo,
-            {Status.READY},
-            Status.ARCHIVING,
-            kind="archiving",
-            message="Archiving: taking a snapshot, then deleting the cluster.",
-            actor=actor,
-            action="archive it",
-        )
-        dispatch.cancel_expiry(demo.public_id)
-        dispatch.enqueue(Work.ARCHIVE, demo.public_id)
-    return demo
+    return _hand_over(
+        demo,
+        {Status.READY},
+        Status.ARCHIVING,
+        Work.ARCHIVE,
+        kind="archiving",
+        message="Archiving: taking a snapshot, then deleting the cluster.",
+        actor=actor,
+        action="archive it",
+    )
 
 
 def retry_demo(*, demo: Demo, actor: Actor) -> Demo:
@@ -496,21 +499,19 @@ def expire_demo(*, demo: Demo) -> Demo | None:
         ExpiryAction.PAUSE: (Status.PAUSING, Work.PAUSE, "Time is up: pausing it for later."),
         ExpiryAction.ARCHIVE: (Status.ARCHIVING, Work.ARCHIVE, "Time is up: archiving it."),
     }[ExpiryAction(action)]
-    with transaction.atomic():
-        try:
-            demo = transition(
-                demo,
-                {Status.READY},
-                target,
-                kind="expired",
-                message=message,
-                actor=SCHEDULER,
-                data={"expiry_action": str(action)},
-            )
-        except InvalidTransition:
-            return None
-        dispatch.enqueue(work, demo.public_id)
-    return demo
+    try:
+        return _hand_over(
+            demo,
+            {Status.READY},
+            target,
+            work,
+            kind="expired",
+            message=message,
+            actor=SCHEDULER,
+            data={"expiry_action": str(action)},
+        )
+    except InvalidTransition:
+        return None
 
 
 def _backend_can_restore() -> bool:
@@ -726,18 +727,17 @@ def discard_kept(demo: Demo) -> Demo | None:
     now = timezone.now()
     if demo.keep_until is None or demo.keep_until > now or demo.status not in KEPT:
         return None
+    if demo.status == Status.PAUSED:
+        return _hand_over(
+            demo,
+            {Status.PAUSED},
+            Status.DELETING,
+            Work.DELETE,
+            kind="retention",
+            message="Kept for the whole retention time: deleting it now.",
+            actor=SCHEDULER,
+        )
     with transaction.atomic():
-        if demo.status == Status.PAUSED:
-            demo = transition(
-                demo,
-                {Status.PAUSED},
-                Status.DELETING,
-                kind="retention",
-                message="Kept for the whole retention time: deleting it now.",
-                actor=SCHEDULER,
-            )
-            dispatch.enqueue(Work.DELETE, demo.public_id)
-            return demo
         changed = Demo.objects.filter(pk=demo.pk, keep_until=demo.keep_until).update(
             keep_until=None
         )

@@ -116,23 +116,33 @@ def _timeout_message(timeout: timedelta, observation: Observation) -> str:
     )
 
 
-def pause(public_id: str) -> None:
+def _run_until_done(
+    public_id: str,
+    status: Status,
+    what: str,
+    call: Callable[[Demo], bool],
+    finish: Callable[[Demo], object],
+) -> None:
+    """Repeat an idempotent backend call until it reports done, then record the outcome."""
     demo = load(public_id)
-    if demo is None or demo.status != Status.PAUSING:
+    if demo is None or demo.status != status:
         return
-    backend = get_backend()
 
     def step() -> None:
-        if _wait_for(
-            demo,
-            Status.PAUSING,
-            lambda: backend.pause(demo.cluster_name),
-            OPERATION_TIMEOUT,
-            "Pausing",
-        ):
-            lifecycle.finish_pause(demo)
+        if _wait_for(demo, status, lambda: call(demo), OPERATION_TIMEOUT, what):
+            finish(demo)
 
     _guarded(demo, step, cleanup=False)
+
+
+def pause(public_id: str) -> None:
+    _run_until_done(
+        public_id,
+        Status.PAUSING,
+        "Pausing",
+        lambda demo: get_backend().pause(demo.cluster_name),
+        lifecycle.finish_pause,
+    )
 
 
 def resume(public_id: str) -> None:
@@ -200,22 +210,13 @@ def archive(public_id: str) -> None:
 
 
 def delete(public_id: str) -> None:
-    demo = load(public_id)
-    if demo is None or demo.status != Status.DELETING:
-        return
-    backend = get_backend()
-
-    def step() -> None:
-        if _wait_for(
-            demo,
-            Status.DELETING,
-            lambda: backend.delete(demo.cluster_name),
-            OPERATION_TIMEOUT,
-            "Deleting",
-        ):
-            lifecycle.finish_delete(demo)
-
-    _guarded(demo, step, cleanup=False)
+    _run_until_done(
+        public_id,
+        Status.DELETING,
+        "Deleting",
+        lambda demo: get_backend().delete(demo.cluster_name),
+        lifecycle.finish_delete,
+    )
 
 
 def cleanup(public_id: str) -> None:

@@ -130,20 +130,6 @@ def is_usable(link: ShareLink, now: datetime | None = None) -> bool:
     return not (demo.status == Status.READY and demo.expires_at and demo.expires_at <= now)
 
 
-def resolve(token: str) -> ShareLink | None:
-    """The usable link for `token`, or None. Wrong, expired, revoked and ended look the same."""
-    if not token or len(token) > 100:
-        return None
-    link = (
-        ShareLink.objects.select_related("demo__template", "demo__owner")
-        .filter(token_hash=hash_token(token))
-        .first()
-    )
-    if link is None or not is_usable(link):
-        return None
-    return link
-
-
 def find_link(token: str) -> ShareLink | None:
     """The link for `token` whatever its state (for a prospect who already used it)."""
     if not token or len(token) > 100:
@@ -153,6 +139,12 @@ def find_link(token: str) -> ShareLink | None:
         .filter(token_hash=hash_token(token))
         .first()
     )
+
+
+def resolve(token: str) -> ShareLink | None:
+    """The usable link for `token`, or None. Wrong, expired, revoked and ended look the same."""
+    link = find_link(token)
+    return link if link is not None and is_usable(link) else None
 
 
 def has_ended(link: ShareLink) -> bool:

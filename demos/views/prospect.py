@@ -100,55 +100,63 @@ def _context(link: ShareLink) -> dict[str, Any]:
     }
 
 
+def with_link(*, fragment: bool = False) -> Callable[[Callable[..., HttpResponse]], Any]:
+    """Resolve the URL's token to a usable link, or answer with the refusal page instead."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, token: str) -> HttpResponse:
+            found = _link_or_refusal(request, token, fragment=fragment)
+            if isinstance(found, HttpResponse):
+                if fragment and found.status_code in (200, 404):
+                    found.status_code = 286  # htmx: swap this in and stop polling
+                return found
+            return view(request, found)
+
+        return wrapper
+
+    return decorate
+
+
 @prospect_page
 @require_GET
-def landing(request: HttpRequest, token: str) -> HttpResponse:
-    found = _link_or_refusal(request, token)
-    if isinstance(found, HttpResponse):
-        return found
-    _remember(request, found)
+@with_link()
+def landing(request: HttpRequest, link: ShareLink) -> HttpResponse:
+    _remember(request, link)
     sharing.record_visit(
-        found, user_agent=request.headers.get("User-Agent", ""), address=client_address(request)
+        link, user_agent=request.headers.get("User-Agent", ""), address=client_address(request)
     )
-    return TemplateResponse(request, "prospect/landing.html", _context(found))
+    return TemplateResponse(request, "prospect/landing.html", _context(link))
 
 
 @prospect_page
 @require_GET
-def status(request: HttpRequest, token: str) -> HttpResponse:
+@with_link(fragment=True)
+def status(request: HttpRequest, link: ShareLink) -> HttpResponse:
     """The live part of the landing page (htmx). 286 stops polling once the demo has ended."""
-    found = _link_or_refusal(request, token, fragment=True)
-    if isinstance(found, HttpResponse):
-        if found.status_code in (200, 404):
-            found.status_code = 286  # htmx: swap this in and stop polling
-        return found
-    return TemplateResponse(request, "prospect/landing.html#panel", _context(found))
+    return TemplateResponse(request, "prospect/landing.html#panel", _context(link))
 
 
 @prospect_page
 @require_POST
-def more_time(request: HttpRequest, token: str) -> HttpResponse:
-    found = _link_or_refusal(request, token)
-    if isinstance(found, HttpResponse):
-        return found
-    sent = sharing.request_more_time(found)
-    context = {**_context(found), "more_time_sent": True, "more_time_new": sent}
+@with_link()
+def more_time(request: HttpRequest, link: ShareLink) -> HttpResponse:
+    sent = sharing.request_more_time(link)
     if request.htmx:
+        context = {**_context(link), "more_time_sent": True, "more_time_new": sent}
         return TemplateResponse(request, "prospect/landing.html#more_time", context)
-    return redirect("prospect:landing", token=token)
+    return redirect("prospect:landing", **request.resolver_match.kwargs)
 
 
 @prospect_page
 @require_GET
-def kubeconfig(request: HttpRequest, token: str) -> HttpResponse:
-    found = _link_or_refusal(request, token)
-    if isinstance(found, HttpResponse):
-        return found
-    config = sharing.kubeconfig_for(found)
+@with_link()
+def kubeconfig(request: HttpRequest, link: ShareLink) -> HttpResponse:
+    config = sharing.kubeconfig_for(link)
     if config is None:
         return _not_available(request)
     response = HttpResponse(config, content_type="application/yaml")
     response["Content-Disposition"] = (
-        f'attachment; filename="{found.demo.cluster_name}-kubeconfig.yaml"'
+        f'attachment; filename="{link.demo.cluster_name}-kubeconfig.yaml"'
     )
     return response
