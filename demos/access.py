@@ -3,6 +3,7 @@
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -24,3 +25,27 @@ def get_demo_for_user(user: Any, public_id: UUID | str) -> Demo:
         return demos_visible_to(user).get(public_id=public_id)
     except (Demo.DoesNotExist, ValueError):
         raise Http404("No such demo.") from None
+
+
+def can_act_on(user: Any, demo: Demo) -> bool:
+    """Whether `user` may change `demo` (extend, pause, delete, ...), not only look at it.
+
+    The owner and sales managers act; template admins watch the fleet but leave other people's
+    demos alone.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return demo.owner_id == user.pk or roles.is_manager(user)
+
+
+def get_demo_to_act_on(user: Any, public_id: UUID | str) -> Demo:
+    """The demo if `user` may change it: 404 when they cannot see it, 403 when they only see it."""
+    demo = get_demo_for_user(user, public_id)
+    if not can_act_on(user, demo):
+        raise PermissionDenied("Only the demo's owner or a sales manager can change this demo.")
+    return demo
+
+
+def sees_everyones_demos(user: Any) -> bool:
+    """Whether lists of demos should offer to filter by owner."""
+    return roles.can_view_fleet(user)

@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from demos import sharing
-from demos.access import get_demo_for_user, get_demo_to_act_on
+from demos.access import can_act_on, get_demo_for_user, get_demo_to_act_on
 from demos.errors import LifecycleError
 from demos.forms_share import ShareLinkForm
 from demos.lifecycle import Actor
@@ -20,21 +20,22 @@ from demos.models import Demo, ShareLink
 from demos.views.guards import login_required
 
 
-def share_context(demo: Demo, **extra: Any) -> dict[str, Any]:
+def share_context(demo: Demo, *, can_act: bool, **extra: Any) -> dict[str, Any]:
+    """What the share panel shows. Only people who may change the demo may make or revoke links."""
     return {
         "demo": demo,
         "share_links": demo.share_links.all(),
         "visits": sharing.visits_for(demo)[:20],
         "share_form": extra.pop("share_form", None) or ShareLinkForm(),
-        "shareable": sharing.is_shareable(demo),
+        "shareable": can_act and sharing.is_shareable(demo),
+        "can_share": can_act,
         **extra,
     }
 
 
-def _panel(request: HttpRequest, demo: Demo, status: int = 200, **extra: Any) -> HttpResponse:
-    return TemplateResponse(
-        request, "demos/share_panel.html#share_panel", share_context(demo, **extra), status=status
-    )
+def _panel(request: HttpRequest, demo: Demo, **extra: Any) -> HttpResponse:
+    context = share_context(demo, can_act=can_act_on(request.user, demo), **extra)
+    return TemplateResponse(request, "demos/share_panel.html#share_panel", context)
 
 
 @login_required

@@ -1,0 +1,61 @@
+"""Template filters and tags for showing demos: status badges, durations, markdown."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import template
+from django.utils.safestring import SafeString
+
+from demos import roles
+from demos.models import KEPT, WORKING, Status
+from demos.rendering import format_duration, markdown_to_html
+
+register = template.Library()
+
+
+def status_tone(status: str) -> str:
+    """The badge colour family of a status. Badges always carry the status text as well."""
+    if status == Status.READY:
+        return "success"
+    if status == Status.FAILED:
+        return "danger"
+    if status == Status.QUEUED:
+        return "waiting"
+    if status in WORKING:
+        return "progress"
+    if status in KEPT:
+        return "kept"
+    return "ended"
+
+
+@register.inclusion_tag("demos/status_badge.html")
+def status_badge(status: str, label: str) -> dict[str, Any]:
+    """`{% status_badge demo.status demo.get_status_display %}`."""
+    return {
+        "tone": status_tone(status),
+        "label": label,
+        "working": status in WORKING or status == Status.QUEUED,
+    }
+
+
+@register.filter(name="markdown")
+def markdown_filter(text: str | None) -> SafeString:
+    return markdown_to_html(text or "")
+
+
+@register.filter
+def duration(value: timedelta | float | None) -> str:
+    return format_duration(value)
+
+
+@register.filter
+def duration_precise(value: timedelta | float | None) -> str:
+    return format_duration(value, precise=True)
+
+
+@register.filter
+def can_view_fleet(user: Any) -> bool:
+    """`{% if user|can_view_fleet %}`: whether the navigation offers the fleet view."""
+    return roles.can_view_fleet(user)

@@ -1,0 +1,182 @@
+"""The live status of one demo, as the demo page and its polling fragment show it.
+
+One context builder serves the full page, the 2-second poll and the in-place action responses,
+so the three can never disagree about what a demo looks like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+
+from demos import progress
+from demos.access import can_act_on, sees_everyones_demos
+from demos.actions import OfferedAction, available_actions
+from demos.capacity import queue_position
+from demos.forms import RestoreSnapshotForm
+from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
+
+TIMELINE_LENGTH = 50
+
+_STEP_STATE_LABELS = {
+    progress.PENDING: "Waiting",
+    progress.ACTIVE: "In progress",
+    progress.DONE: "Done",
+    progress.FAILED: "Failed",
+}
+
+
+# The panel's heading, which is also what screen readers announce when the status changes.
+_HEADLINES = {
+    Status.QUEUED: "Waiting for capacity",
+    Status.REQUESTED: "Starting your demo",
+    Status.PROVISIONING: "Starting your demo",
+    Status.INSTALLING: "Starting your demo",
+    Status.READY: "Your demo is ready",
+    Status.PAUSING: "Keeping it for later",
+    Status.PAUSED: "Kept for later",
+    Status.RESUMING: "Resuming your demo",
+    Status.ARCHIVING: "Archiving your demo",
+    Status.ARCHIVED: "Archived",
+    Status.DELETING: "Deleting your demo",
+    Status.DELETED: "This demo has ended",
+}
+
+
+def _failed_while_starting(demo: Demo) -> bool:
+    return demo.status == Status.FAILED and (not demo.failed_from or demo.failed_from in STARTING)
+
+
+def headline(demo: Demo) -> str:
+    if demo.status == Status.FAILED:
+        if _failed_while_starting(demo):
+            return "The demo could not start"
+        return "Something went wrong"
+    return _HEADLINES.get(demo.status, demo.get_status_display())
+
+
+def steps_display(demo: Demo) -> str:
+    """How the start-up steps show: "open" while starting (or when starting failed), "summary"
+    (folded away) once ready, or "" when they are no longer of interest."""
+    if demo.status in STARTING or demo.status == Status.QUEUED or _failed_while_starting(demo):
+        return "open"
+    if demo.status == Status.READY:
+        return "summary"
+    return ""
+
+
+@dataclass(frozen=True)
+class StepView:
+    label: str
+    state: str
+    state_label: str
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    """A demo in a list, with the quick actions its owner (or a manager) may take."""
+
+    demo: Demo
+    actions: list[OfferedAction]
+
+    @property
+    def dom_id(self) -> str:
+        return row_dom_id(self.demo)
+
+
+def steps_of(demo: Demo) -> list[StepView]:
+    position = queue_position(demo)
+    steps = []
+    for step in demo.progress.get("steps", []):
+        seconds = progress.step_seconds(step)
+        label = step["label"]
+        if step["key"] == "queued":
+            if position is not None:
+                label = f"Waiting for capacity: number {position} in the queue"
+            elif step["state"] == progress.DONE and (seconds or 0) < 1:
+                continue  # it never waited: a zero-second step would only add noise
+        if step["key"] == "ready" and step["state"] == progress.DONE:
+            seconds = None  # the moment it became ready, not a step that took time
+        steps.append(
+            StepView(label, step["state"], _STEP_STATE_LABELS.get(step["state"], ""), seconds)
+        )
+    return steps
+
+
+def elapsed(demo: Demo) -> timedelta | None:
+    """How long the demo has been starting, or how long it took to become ready."""
+    if demo.status == Status.READY and demo.time_to_ready is not None:
+        return demo.time_to_ready
+    if demo.status in STARTING or demo.status == Status.QUEUED:
+        return timezone.now() - (demo.started_at or demo.requested_at)
+    return None
+
+
+def snapshots_of(demo: Demo) -> QuerySet[Snapshot]:
+    return demo.snapshots.filter(kind=SnapshotKind.ARCHIVED).order_by("-created_at")
+
+
+def timeline(demo: Demo) -> list[DemoEvent]:
+    latest = demo.events.select_related("actor").order_by("-created_at", "-pk")[:TIMELINE_LENGTH]
+    return list(reversed(latest))
+
+
+def panel_context(
+    request: HttpRequest, demo: Demo, *, notice: str = "", error: str = ""
+) -> dict[str, Any]:
+    actions = available_actions(request.user, demo)
+    archived = demo.status == Status.ARCHIVED
+    return {
+        "demo": demo,
+        "headline": headline(demo),
+        "steps": steps_of(demo),
+        "steps_display": steps_display(demo),
+        "elapsed": elapsed(demo),
+        "actions": actions,
+        # Whoever may act on the demo may restore its snapshot (the new demo is theirs).
+        "can_restore": archived and can_act_on(request.user, demo),
+        "snapshots": list(snapshots_of(demo)) if archived else [],
+        "restore_form": RestoreSnapshotForm() if archived else None,
+        "credentials": demo.spec.get("credentials", {}),
+        "instructions": demo.spec.get("instructions", ""),
+        "other_urls": [url for url in demo.urls if url != demo.live_url],
+        "poll": not demo.is_settled,
+        "notice": notice,
+        "error": error,
+        "events": timeline(demo),
+    }
+
+
+def render_status_update(
+    request: HttpRequest, demo: Demo, *, notice: str = "", error: str = "", status: int = 200
+) -> HttpResponse:
+    """The status panel, with the timeline as an out-of-band swap: what polls and actions get."""
+    context = panel_context(request, demo, notice=notice, error=error)
+    return render(request, "demos/detail.html#status_update", context, status=status)
+
+
+def row_dom_id(demo: Demo) -> str:
+    return f"demo-row-{demo.public_id}"
+
+
+def render_row(
+    request: HttpRequest, demo: Demo, *, notice: str = "", error: str = "", status: int = 200
+) -> HttpResponse:
+    row = DemoRow(demo, available_actions(request.user, demo, in_list=True))
+    context = {
+        "row": row,
+        "notice": notice,
+        "error": error,
+        "show_owner": sees_everyones_demos(request.user),
+        # Without JavaScript an action returns to the list it was started from.
+        "next_url": request.htmx.current_url_abs_path or reverse("demos:my_demos"),
+    }
+    return render(request, "demos/my_demos.html#demo_row", context, status=status)

@@ -1,0 +1,267 @@
+/*
+ * Progressive enhancement for the demo portal. Every page works without this file; with it:
+ * copy buttons, live countdowns, a styled confirmation dialog, screen-reader announcements of
+ * status changes, feedback when a background request fails, and no double submits.
+ * It is a file (never inline code) because the Content-Security-Policy forbids inline scripts.
+ */
+(function () {
+  "use strict";
+
+  // --- Screen-reader announcements and messages ---------------------------------------------
+
+  function announce(text) {
+    var announcer = document.getElementById("announcer");
+    if (!announcer) return;
+    // Clearing first makes a repeated sentence count as a change.
+    announcer.textContent = "";
+    window.setTimeout(function () {
+      announcer.textContent = text;
+    }, 50);
+  }
+
+  // The last status each live element showed, so only changes are read out, not every poll.
+  var lastStatus = {};
+
+  function announceChanges(root) {
+    var elements = Array.prototype.slice.call(root.querySelectorAll("[data-announce]"));
+    if (root.matches && root.matches("[data-announce]")) elements.unshift(root);
+    elements.forEach(function (element) {
+      var owner = element.closest("[id]");
+      var key = owner ? owner.id : "page";
+      var text = element.getAttribute("data-announce");
+      if (!(key in lastStatus)) {
+        lastStatus[key] = text; // what the page showed when it loaded: nothing changed yet
+      } else if (lastStatus[key] !== text) {
+        lastStatus[key] = text;
+        announce(text);
+      }
+    });
+  }
+
+  function showMessage(text, level) {
+    var container = document.getElementById("messages");
+    if (!container) return;
+    var message = container.querySelector("[data-script-message]");
+    if (!message) {
+      message = document.createElement("p");
+      message.setAttribute("data-script-message", "");
+      message.setAttribute("role", "alert");
+      container.appendChild(message);
+    }
+    message.className = "alert alert--" + level;
+    message.textContent = text;
+  }
+
+  function clearMessage() {
+    var message = document.querySelector("#messages [data-script-message]");
+    if (message) message.remove();
+  }
+
+  // --- Copy to clipboard ---------------------------------------------------------------------
+
+  function textOf(element) {
+    return (element.tagName === "INPUT" ? element.value : element.textContent).trim();
+  }
+
+  function copyText(text, source) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text);
+    }
+    // Plain-HTTP pages have no clipboard API: select the text and use the older command.
+    var helper = document.createElement("textarea");
+    helper.value = text;
+    helper.setAttribute("readonly", "");
+    helper.className = "visually-hidden";
+    (source.closest("dialog") || document.body).appendChild(helper);
+    helper.select();
+    var copied = document.execCommand("copy");
+    helper.remove();
+    return copied ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+  }
+
+  function setUpCopyButtons(root) {
+    root.querySelectorAll("button[data-copy]").forEach(function (button) {
+      button.hidden = false;
+      if (button.hasAttribute("data-copy-ready")) return;
+      button.setAttribute("data-copy-ready", "");
+      var label = button.innerHTML;
+      button.addEventListener("click", function () {
+        var source = document.getElementById(button.getAttribute("data-copy"));
+        if (!source) return;
+        copyText(textOf(source), source).then(
+          function () {
+            button.textContent = "Copied";
+            announce("Copied to the clipboard");
+          },
+          function () {
+            button.textContent = "Select and copy";
+          }
+        );
+        window.setTimeout(function () {
+          button.innerHTML = label;
+        }, 2000);
+      });
+    });
+  }
+
+  // --- Countdown to expiry -------------------------------------------------------------------
+
+  var countdowns = new Set();
+  var expiryRefreshes = 0;
+
+  function formatLeft(seconds) {
+    var minutes = Math.floor(seconds / 60);
+    var hours = Math.floor(minutes / 60);
+    if (hours >= 48) return Math.floor(hours / 24) + " days";
+    if (hours >= 1) return hours + " h" + (minutes % 60 ? " " + (minutes % 60) + " min" : "");
+    if (minutes >= 10) return minutes + " min";
+    if (minutes >= 1) return minutes + " min " + (seconds % 60) + " s";
+    return seconds + " s";
+  }
+
+  function refreshAfterExpiry(panel) {
+    // The scheduler ends the demo within moments of its expiry: ask the server again, a little
+    // later each time, until the panel shows what happened.
+    var delay = Math.min(3000 * Math.pow(2, expiryRefreshes), 60000);
+    expiryRefreshes += 1;
+    window.setTimeout(function () {
+      if (panel.isConnected && window.htmx) window.htmx.trigger(panel, "demo-expired");
+    }, delay);
+  }
+
+  function tick() {
+    countdowns.forEach(function (element) {
+      if (!element.isConnected) {
+        countdowns.delete(element);
+        return;
+      }
+      var left = Math.round((Date.parse(element.getAttribute("datetime")) - Date.now()) / 1000);
+      if (left > 0) {
+        element.textContent = formatLeft(left);
+        return;
+      }
+      countdowns.delete(element);
+      var holder = element.parentElement;
+      holder.textContent = element.getAttribute("data-expired-text") || "Time is up";
+      holder.classList.add("is-expired");
+      var panel = holder.closest("[hx-trigger='demo-expired']");
+      if (panel) refreshAfterExpiry(panel);
+    });
+  }
+
+  function setUpCountdowns(root) {
+    root.querySelectorAll("time[data-countdown]").forEach(function (element) {
+      countdowns.add(element);
+    });
+    tick();
+  }
+
+  window.setInterval(tick, 1000);
+
+  // --- Confirmation dialog for htmx actions --------------------------------------------------
+
+  document.addEventListener("htmx:confirm", function (event) {
+    var question = event.detail.question;
+    var dialog = document.getElementById("confirm-dialog");
+    // Without a question there is nothing to ask; without <dialog> support htmx asks itself.
+    if (!question || !dialog || typeof dialog.showModal !== "function") return;
+    event.preventDefault();
+    dialog.querySelector("#confirm-dialog-question").textContent = question;
+    dialog.querySelector("[data-confirm-accept]").textContent =
+      event.detail.elt.getAttribute("data-confirm-label") || "Confirm";
+    dialog.returnValue = "";
+    dialog.addEventListener(
+      "close",
+      function () {
+        if (dialog.returnValue === "confirm") event.detail.issueRequest(true);
+      },
+      { once: true }
+    );
+    dialog.showModal();
+  });
+
+  // --- Feedback on failed background requests ----------------------------------------------
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    if (status === 404) {
+      showMessage("This demo is no longer available to you. Reload the page.", "error");
+    } else if (status === 403) {
+      showMessage("Your account is not allowed to do that.", "error");
+    } else {
+      showMessage("Something went wrong (error " + status + "). Reload the page and try again.", "error");
+    }
+  });
+
+  document.addEventListener("htmx:sendError", function () {
+    showMessage("The portal cannot be reached. Check your connection: this page keeps trying.", "warning");
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.successful) {
+      var message = document.querySelector("#messages [data-script-message].alert--warning");
+      if (message) clearMessage();
+    }
+  });
+
+  // --- No double submits ---------------------------------------------------------------------
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches("[data-submit-once]")) return;
+    if (form.hasAttribute("data-submitted")) {
+      event.preventDefault();
+      return;
+    }
+    form.setAttribute("data-submitted", "");
+    form.querySelectorAll("button[type='submit']").forEach(function (button) {
+      button.setAttribute("aria-disabled", "true");
+      button.classList.add("is-busy");
+    });
+  });
+
+  // A page restored from the back/forward cache must be usable again.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;
+    document.querySelectorAll("form[data-submitted]").forEach(function (form) {
+      form.removeAttribute("data-submitted");
+      form.querySelectorAll("button[aria-disabled]").forEach(function (button) {
+        button.removeAttribute("aria-disabled");
+        button.classList.remove("is-busy");
+      });
+    });
+  });
+
+  // --- User menu: close on Escape or a click elsewhere ---------------------------------------
+
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll("details.user-menu[open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) menu.removeAttribute("open");
+    });
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    document.querySelectorAll("details.user-menu[open]").forEach(function (menu) {
+      menu.removeAttribute("open");
+      menu.querySelector("summary").focus();
+    });
+  });
+
+  // --- Wiring --------------------------------------------------------------------------------
+
+  function enhance(root) {
+    setUpCopyButtons(root);
+    setUpCountdowns(root);
+    announceChanges(root);
+  }
+
+  if (window.htmx) {
+    // Runs for the page once it is ready and again for every fragment htmx swaps in.
+    window.htmx.onLoad(enhance);
+  } else {
+    document.addEventListener("DOMContentLoaded", function () {
+      enhance(document.body);
+    });
+  }
+})();
