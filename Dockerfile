@@ -45,10 +45,10 @@ RUN set -eu; \
 # --- runtime -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-# A fixed UID/GID, so Kubernetes' runAsUser, file ownership and PodSecurity all agree on it.
-ARG APP_UID=10001
-RUN groupadd --system --gid "$APP_UID" portal \
- && useradd --system --uid "$APP_UID" --gid portal --home-dir /app --no-create-home \
+# A fixed UID/GID, the one k8s/ sets as runAsUser: numeric, so the kubelet can check
+# runAsNonRoot without reading /etc/passwd, and file ownership agrees everywhere.
+RUN groupadd --system --gid 10001 portal \
+ && useradd --system --uid 10001 --gid portal --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin portal
 
 # Helm keeps caches and repository config under these; the root filesystem is read-only in
@@ -74,10 +74,10 @@ COPY . /app
 # throwaway value that exists only in its own environment: nothing is stored in the image.
 # Byte-compiling now saves every pod doing it at start-up (where it could not write anyway).
 # var/ is where the SQLite default lives, for a quick `docker run` without a database server.
-RUN DEBUG=false SECRET_KEY=collectstatic-only-not-a-secret \
+RUN install -d -o portal -g portal -m 0750 /app/var \
+ && DEBUG=false SECRET_KEY=collectstatic-only-not-a-secret \
         python manage.py collectstatic --noinput --verbosity 0 \
- && python -m compileall -q /app/portal /app/demos \
- && install -d -o portal -g portal -m 0750 /app/var
+ && python -m compileall -q /app/portal /app/demos
 
 USER 10001:10001
 EXPOSE 8000
@@ -85,7 +85,7 @@ EXPOSE 8000
 # For `docker run` and Compose; Kubernetes ignores it and uses the probes in k8s/. Django only
 # answers host names in ALLOWED_HOSTS, so the check (like the Kubernetes probes) sends
 # `Host: localhost`: keep localhost in ALLOWED_HOSTS. Worker and cron containers serve no HTTP:
-# give them `manage probe --redis` as their health check instead.
+# give them `python manage.py probe --redis` as their health check instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:8000/healthz', headers={'Host': 'localhost'}), timeout=4)"]
 

@@ -22,8 +22,8 @@ web)
   # cheaply. Scale out with more pods, not more workers per pod. The heartbeat file goes to
   # /dev/shm because the root filesystem is read-only and a disk-backed /tmp can stall workers.
   # The control socket is off: it would need a writable home directory and nothing uses it.
-  # Pods are reachable only through the Service, so the ingress controller's X-Forwarded-* headers
-  # are trusted whatever its address (FORWARDED_ALLOW_IPS narrows that where needed).
+  # The ingress controller's address is not known in advance, so its X-Forwarded-* headers are
+  # trusted from any address; set FORWARDED_ALLOW_IPS to its pod network to narrow that.
   exec gunicorn portal.wsgi:application \
     --bind 0.0.0.0:8000 \
     --worker-class gthread \
