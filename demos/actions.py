@@ -89,15 +89,6 @@ _LABELS = {
 }
 
 
-def _can_extend(demo: Demo) -> bool:
-    template = demo.template
-    if demo.expires_at is None or demo.ready_at is None:
-        return False
-    if demo.extension_count >= template.max_extensions:
-        return False
-    return demo.expires_at < demo.ready_at + template.max_lifetime
-
-
 def _label(action: DemoAction, demo: Demo) -> str:
     if action is EXTEND:
         return f"Extend by {format_duration(demo.template.extension_step)}"
@@ -120,7 +111,9 @@ def is_allowed(action: DemoAction, demo: Demo) -> bool:
     if demo.status not in action.statuses:
         return False
     if action is EXTEND:
-        return _can_extend(demo)
+        return lifecycle.extension_refusal(demo) is None
+    if action is ARCHIVE:
+        return lifecycle.archive_refusal() is None
     return True
 
 

@@ -323,26 +323,34 @@ def _admit(demo: Demo, actor: Actor = WORKER) -> Demo:
     return demo
 
 
-def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
-    """Give a ready demo one more `extension_step`, within the template's bounds."""
+def extension_refusal(demo: Demo) -> str | None:
+    """Why `demo` cannot be extended now, in words; None when it can."""
     template = demo.template
-    if demo.status != Status.READY or demo.expires_at is None:
-        raise InvalidTransition(
+    if demo.status != Status.READY or demo.expires_at is None or demo.ready_at is None:
+        return (
             f"{_STATE_EXPLAINED.get(demo.status, 'This demo is not running')}; "
             "only a running demo can be extended."
         )
     if demo.extension_count >= template.max_extensions:
-        raise LifecycleError(
+        return (
             f"This demo has been extended {demo.extension_count} times, the most "
             f"“{template.name}” allows. Keep it for later instead, or start a new one."
         )
-    latest_end = demo.ready_at + template.max_lifetime
-    new_end = min(demo.expires_at + template.extension_step, latest_end)
-    if new_end <= demo.expires_at:
-        raise LifecycleError(
+    if demo.expires_at >= demo.ready_at + template.max_lifetime:
+        return (
             "This demo already runs for the longest time allowed "
             f"({_human(template.max_lifetime)})."
         )
+    return None
+
+
+def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
+    """Give a ready demo one more `extension_step`, within the template's bounds."""
+    template = demo.template
+    refusal = extension_refusal(demo)
+    if refusal:
+        raise (InvalidTransition if demo.status != Status.READY else LifecycleError)(refusal)
+    new_end = min(demo.expires_at + template.extension_step, demo.ready_at + template.max_lifetime)
     with transaction.atomic():
         changed = Demo.objects.filter(
             pk=demo.pk,
@@ -426,8 +434,21 @@ def resume_demo(*, demo: Demo, actor: Actor) -> Demo:
     return demo
 
 
+def archive_refusal() -> str | None:
+    """Why demos cannot be archived here (the backend cannot restore archives); None if they can."""
+    if _backend_can_restore():
+        return None
+    return (
+        "Archives cannot be restored with this cluster backend, so archiving would lose the demo. "
+        "Keep it for later instead: it stays paused with its data."
+    )
+
+
 def archive_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Snapshot the cluster to storage, then delete it."""
+    refusal = archive_refusal()
+    if refusal:
+        raise LifecycleError(refusal)
     return _hand_over(
         demo,
         {Status.READY},
@@ -492,8 +513,8 @@ def expire_demo(*, demo: Demo) -> Demo | None:
     if demo.status != Status.READY or demo.expires_at is None or demo.expires_at > timezone.now():
         return None
     action = demo.template.expiry_action
-    if action == ExpiryAction.ARCHIVE and not _backend_can_restore():
-        action = ExpiryAction.PAUSE
+    if action == ExpiryAction.ARCHIVE and archive_refusal():
+        action = ExpiryAction.PAUSE  # keep it for later the only way that can come back
     target, work, message = {
         ExpiryAction.DELETE: (Status.DELETING, Work.DELETE, "Time is up: deleting the demo."),
         ExpiryAction.PAUSE: (Status.PAUSING, Work.PAUSE, "Time is up: pausing it for later."),

@@ -268,3 +268,33 @@ class TestReconcileCommand:
         out = StringIO()
         call_command("reconcile", stdout=out)
         assert out.getvalue().startswith("Reconcile: expired 0, warned 0, timed out 0")
+
+
+class TestArchiveWithoutRestore:
+    """A backend that cannot restore archives (vCluster without its CLI) must not archive."""
+
+    @pytest.fixture
+    def no_restore(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from demos.backends.simulated import SimulatedBackend
+
+        monkeypatch.setattr(SimulatedBackend, "can_restore", property(lambda self: False))
+
+    def test_archiving_is_refused_with_the_alternative(
+        self, no_restore: None, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        from demos.actions import ARCHIVE, is_allowed
+
+        demo = ready_demo(template, alice)
+        assert not is_allowed(ARCHIVE, demo)
+        with pytest.raises(LifecycleError, match="Keep it for later instead"):
+            lifecycle.archive_demo(demo=demo, actor=Actor.of(alice))
+
+    def test_an_archive_expiry_action_pauses_instead(
+        self, no_restore: None, template: Any, alice: Any, rq_redis: Any
+    ) -> None:
+        template.expiry_action = "archive"
+        template.save()
+        demo = ready_demo(template, alice)
+        with time_machine.travel(demo.expires_at + timedelta(seconds=1)):
+            lifecycle.expire_demo(demo=demo)
+        assert demo.status == Status.PAUSING
