@@ -17,3 +17,23 @@ def check_backend(app_configs: object, **kwargs: object) -> list[Error]:
             )
         ]
     return []
+
+
+@register()
+def check_vcluster_settings(app_configs: object, **kwargs: object) -> list[Error]:
+    """With the vCluster backend on, its settings must make sense before any demo starts."""
+    if settings.DEMO_BACKEND != "vcluster":
+        return []
+    from django.core.exceptions import ImproperlyConfigured
+
+    from demos.backends.vcluster.config import VClusterSettings
+
+    try:
+        VClusterSettings.from_django()
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc), hint="See docs/vcluster.md for every VCLUSTER_* setting.", id="demos.E002"
+            )
+        ]
+    return []

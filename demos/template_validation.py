@@ -317,6 +317,12 @@ def lifetime_problems(fields: Mapping[str, Any]) -> dict[str, list[str]]:
     retention, action = fields.get("retention"), fields.get("expiry_action")
     if action and action != "delete" and retention is not None and retention <= timedelta(0):
         add("retention", "Retention must be longer than zero when expired demos are kept.")
+    if action == "archive":
+        from demos.lifecycle import archive_refusal
+
+        refusal = archive_refusal()
+        if refusal:
+            add("expiry_action", f"“Archive” is not available here. {refusal}")
     pool_age, pool_size = fields.get("warm_pool_max_age"), fields.get("warm_pool_size")
     if pool_size and pool_age is not None and pool_age < timedelta(minutes=5):
         add("warm_pool_max_age", "Warm-pool maximum age must be at least 5 minutes.")

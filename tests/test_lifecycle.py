@@ -298,3 +298,10 @@ class TestArchiveWithoutRestore:
         with time_machine.travel(demo.expires_at + timedelta(seconds=1)):
             lifecycle.expire_demo(demo=demo)
         assert demo.status == Status.PAUSING
+
+    def test_admins_cannot_choose_archive_as_the_expiry_action(self, no_restore: None) -> None:
+        from demos.template_validation import lifetime_problems
+
+        problems = lifetime_problems({"expiry_action": "archive"})
+        assert "Keep it for later instead" in problems["expiry_action"][0]
+        assert "expiry_action" not in lifetime_problems({"expiry_action": "pause"})

@@ -41,6 +41,10 @@ class TestConfiguration:
             ({"DEBUG": "true", "DEMO_MAX_ACTIVE_TOTAL": "lots"}, "DEMO_MAX_ACTIVE_TOTAL='lots'"),
             ({"DEBUG": "true", "DEMO_EXPIRY_WARNING_MINUTES": "60,soon"}, "DEMO_EXPIRY_WARNING"),
             ({"DEBUG": "true", "DEMO_BACKEND": "kind"}, "DEMO_BACKEND='kind'"),
+            (
+                {"DEBUG": "true", "DEMO_BACKEND": "vcluster", "VCLUSTER_API_SERVER": "https://{x}"},
+                "VCLUSTER_API_SERVER='https://{x}' uses unknown placeholder",
+            ),
         ],
     )
     def test_a_bad_value_stops_with_a_message_naming_it(

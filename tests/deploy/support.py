@@ -29,7 +29,7 @@ Manifest = dict[str, Any]
 
 
 def kubectl() -> str | None:
-    """The pinned kubectl from scripts/get-kubectl when present, else the one on PATH."""
+    """The pinned kubectl from scripts/get-tools when present, else the one on PATH."""
     pinned = ROOT / ".tools" / "bin" / "kubectl"
     if pinned.is_file():
         return str(pinned)
@@ -41,7 +41,7 @@ def render(tree: str) -> tuple[Manifest, ...]:
     """`kubectl kustomize` of k8s/<tree>, as parsed objects. Skips the test without kubectl."""
     binary = kubectl()
     if binary is None:
-        pytest.skip("kubectl is not installed: run scripts/get-kubectl (or put kubectl on PATH)")
+        pytest.skip("kubectl is not installed: run scripts/get-tools (or put kubectl on PATH)")
     result = subprocess.run(
         [binary, "kustomize", str(K8S / tree)],
         capture_output=True,

@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 # Placeholders an operator may use in the URL templates below.
 TEMPLATE_FIELDS = frozenset({"name", "namespace", "base_domain", "date"})
-SNAPSHOT_SCHEMES = ("s3", "oci", "container", "https")
+SNAPSHOT_SCHEMES = ("s3", "oci", "container")
 _PLACEHOLDER = re.compile(r"{([^{}]*)}")
 
 
@@ -137,7 +137,9 @@ class VClusterSettings:
                 "API only speaks TLS."
             )
         if self.external_server and not self.external_server.startswith("https://"):
-            found.append(f"VCLUSTER_EXTERNAL_SERVER={self.external_server!r} must start with https://.")
+            found.append(
+                f"VCLUSTER_EXTERNAL_SERVER={self.external_server!r} must start with https://."
+            )
         if self.snapshot_url and urlsplit(self.snapshot_url).scheme not in SNAPSHOT_SCHEMES:
             found.append(
                 f"VCLUSTER_SNAPSHOT_URL={self.snapshot_url!r} must start with one of "

@@ -87,7 +87,9 @@ def label_value(value: str) -> str:
     return value if _LABEL_VALUE.match(value) else ""
 
 
-def portal_labels(instance: str, name: str, demo_id: str = "", template: str = "") -> dict[str, str]:
+def portal_labels(
+    instance: str, name: str, demo_id: str = "", template: str = ""
+) -> dict[str, str]:
     labels = {
         MANAGED_BY_LABEL: MANAGED_BY_VALUE,
         INSTANCE_LABEL: label_value(instance) or "default",

@@ -37,8 +37,8 @@ REFUSED_OVERRIDES: dict[tuple[str, ...], str] = {
         "external databases are a paid vCluster feature; demos use the embedded SQLite datastore"
     ),
     ("sleep",): "sleep needs the paid vCluster Platform; the portal pauses demos itself",
-    ("deletion",): "auto-deletion needs the paid vCluster Platform; the portal expires demos itself",
-    ("snapshots",): "scheduled snapshots need the paid vCluster Platform; the portal archives demos",
+    ("deletion",): "auto-deletion needs the paid vCluster Platform; the portal expires demos",
+    ("snapshots",): "scheduled snapshots need the paid vCluster Platform; the portal archives",
 }
 
 
@@ -175,15 +175,28 @@ def to_yaml(values: Mapping[str, Any]) -> str:
     return yaml.dump(dict(values), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
+def _lookup(tree: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = tree
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+VOLUME_CLAIM = ("controlPlane", "statefulSet", "persistence", "volumeClaim", "enabled")
+
+
 def refused_overrides(overrides: Mapping[str, Any]) -> list[str]:
     """Messages for overrides the portal does not accept (see REFUSED_OVERRIDES)."""
     messages = []
     for path, reason in REFUSED_OVERRIDES.items():
-        node: Any = overrides
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
+        node = _lookup(overrides, path)
         if node is not None and node is not False:
             messages.append(f"vCluster overrides: {'.'.join(path)} is not allowed: {reason}.")
+    if str(_lookup(overrides, VOLUME_CLAIM)).lower() == "false":
+        messages.append(
+            f"vCluster overrides: {'.'.join(VOLUME_CLAIM)} cannot be false: the demo's data lives "
+            "on that volume, and pausing needs the StatefulSet that comes with it."
+        )
     return messages
 
 

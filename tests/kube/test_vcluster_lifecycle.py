@@ -1,0 +1,930 @@
+"""The vCluster backend against an emulated host cluster: apply, every phase of observe, the
+failure messages, pause and resume, snapshots, delete order and orphan listing.
+
+The tests play the host cluster (StatefulSet controller, kubelet, vCluster's syncer) with
+`HostPlayer`, and the vCluster itself with a second API emulator reached through the kubeconfig
+the backend reads from the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import yaml
+from host_player import CONTROL_PLANE_IMAGE, FakeHelm, HostPlayer, VClusterPlayer
+from kmock_shim import EmulatorThread
+from kube_support import CLUSTER, NAMESPACE, BackendFactory, ReadyzSwitch, Site
+
+from demos.backends.base import BackendError, ChartPhase, Phase, SnapshotPhase
+from demos.backends.vcluster import naming
+from demos.backends.vcluster.backend import VClusterBackend
+from demos.backends.vcluster.helm import ProcessResult
+
+pytestmark = pytest.mark.kube
+
+SUCCESS = {
+    "phase": "Success",
+    "charts": [{"name": "shop", "namespace": "shop", "phase": "Success"}],
+}
+
+
+def start(backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]) -> None:
+    """Apply, and play a control plane that came up."""
+    backend.apply(spec)
+    player.run_control_plane(CLUSTER)
+
+
+def up(
+    backend: VClusterBackend,
+    player: HostPlayer,
+    vcluster_api: EmulatorThread,
+    spec: dict[str, Any],
+) -> None:
+    """Apply and play everything up to a running vCluster with its kubeconfig exported."""
+    start(backend, player, spec)
+    player.export_kubeconfig(CLUSTER, vcluster_api.kubeconfig())
+
+
+class TestApply:
+    def test_it_creates_a_labelled_namespace_then_installs_the_chart(
+        self, backend: VClusterBackend, helm: FakeHelm, host: EmulatorThread, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+
+        namespace = host.objects["v1/namespaces", None, NAMESPACE]
+        assert namespace["metadata"]["labels"] == {
+            "app.kubernetes.io/managed-by": "demo-portal",
+            "demo-portal/instance": "default",
+            "demo-portal/cluster": CLUSTER,
+            "demo-portal/demo-id": spec["demo_id"],
+            "demo-portal/template": "example",
+        }
+        assert namespace["metadata"]["annotations"] == {
+            "vcluster.loft.sh/created": "true",
+            "demo-portal/kubeconfig-download": "false",
+        }
+        [argv] = helm.calls
+        assert argv[:4] == ["helm", "upgrade", "--install", CLUSTER]
+        assert argv[-2:] == ["--timeout", "300s"]
+        values = yaml.safe_load(helm.values[0])
+        assert values["controlPlane"]["distro"]["k8s"] == {"enabled": True, "version": "v1.35.0"}
+        assert values["experimental"]["deploy"]["vcluster"]["helm"][0]["release"] == {
+            "name": "shop",
+            "namespace": "shop",
+        }
+
+    def test_it_is_idempotent(
+        self, backend: VClusterBackend, helm: FakeHelm, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        backend.apply(spec)
+
+        assert len(helm.calls) == 2
+        assert helm.values[0] == helm.values[1]
+
+    def test_a_schema_error_names_the_key_and_installs_nothing(
+        self, backend: VClusterBackend, helm: FakeHelm, host: EmulatorThread, spec: dict[str, Any]
+    ) -> None:
+        if not backend.cfg.values_schema:
+            pytest.skip("the vCluster values schema is not in ../shared/reference/vcluster/")
+        spec["vcluster_overrides"] = {"controlPlane": {"statefulSet": {"replica": 2}}}
+
+        with pytest.raises(BackendError) as raised:
+            backend.apply(spec)
+
+        assert raised.value.message.startswith(
+            "vcluster.yaml: controlPlane.statefulSet.replica is not allowed"
+        )
+        assert not raised.value.transient
+        assert helm.calls == []
+        assert not host.exists("v1/namespaces", None, NAMESPACE)
+
+    def test_it_refuses_overrides_that_break_the_portal(
+        self, backend: VClusterBackend, helm: FakeHelm, spec: dict[str, Any]
+    ) -> None:
+        spec["vcluster_overrides"] = {"exportKubeConfig": {"server": "https://elsewhere"}}
+
+        with pytest.raises(BackendError, match="exportKubeConfig is not allowed"):
+            backend.apply(spec)
+        assert helm.calls == []
+
+    def test_it_leaves_a_namespace_it_did_not_create_alone(
+        self, backend: VClusterBackend, player: HostPlayer, helm: FakeHelm, spec: dict[str, Any]
+    ) -> None:
+        player.add_namespace(NAMESPACE, {"team": "payments"})
+
+        with pytest.raises(BackendError, match="was not created by this portal"):
+            backend.apply(spec)
+        assert helm.calls == []
+
+    def test_it_waits_for_a_namespace_still_being_deleted(
+        self,
+        backend: VClusterBackend,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        backend.apply(spec)
+        player.core.patch_namespace(
+            NAMESPACE,
+            {"metadata": {"finalizers": ["kubernetes"]}},
+            _content_type="application/merge-patch+json",
+        )
+        player.core.delete_namespace(NAMESPACE)
+
+        with pytest.raises(BackendError) as raised:
+            backend.apply(spec)
+        assert raised.value.transient
+
+    def test_helm_errors_become_readable(
+        self, backend: VClusterBackend, helm: FakeHelm, spec: dict[str, Any]
+    ) -> None:
+        helm.fail_with = ProcessResult(
+            1, "", "Error: Kubernetes cluster unreachable: dial tcp 10.0.0.1:6443: i/o timeout\n"
+        )
+
+        with pytest.raises(BackendError) as raised:
+            backend.apply(spec)
+
+        assert raised.value.message.startswith("The host cluster cannot be reached right now.")
+        assert raised.value.transient
+        assert "i/o timeout" in raised.value.detail
+
+    def test_an_unreachable_host_is_worth_retrying(self, cfg: Any, spec: dict[str, Any]) -> None:
+        closed = EmulatorThread()
+        with closed:
+            api = closed.api_client()
+        backend = VClusterBackend(cfg, host_api=api, helm_runner=FakeHelm(HostPlayer(api)))
+
+        with pytest.raises(BackendError) as raised:
+            backend.apply(spec)
+
+        assert raised.value.transient
+        assert "cannot be reached" in raised.value.message
+
+
+class TestObserve:
+    def test_it_walks_every_phase_to_ready_with_the_live_links(
+        self,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vplayer: VClusterPlayer,
+        vcluster_api: EmulatorThread,
+        site: Site,
+        spec: dict[str, Any],
+    ) -> None:
+        assert backend.observe(spec).phase == Phase.ABSENT
+
+        backend.apply(spec)
+        seen = backend.observe(spec)
+        assert (seen.phase, seen.message) == (
+            Phase.CREATING,
+            "Starting the vCluster control plane (0/1 ready).",
+        )
+
+        player.run_control_plane(CLUSTER)
+        seen = backend.observe(spec)
+        assert seen.phase == Phase.CREATING
+        assert seen.message == (
+            f"Waiting for the vCluster to export its kubeconfig (Secret vc-{CLUSTER})."
+        )
+
+        player.export_kubeconfig(CLUSTER, vcluster_api.kubeconfig())
+        seen = backend.observe(spec)
+        assert seen.phase == Phase.INSTALLING
+        assert "no status in kube-system/vcluster-deploy yet" in seen.message
+        assert [(c.name, c.phase) for c in seen.charts] == [("shop", ChartPhase.PENDING)]
+
+        vplayer.deploy_status(
+            {
+                "phase": "Pending",
+                "charts": [{"name": "shop", "namespace": "shop", "phase": "Pending"}],
+            }
+        )
+        seen = backend.observe(spec)
+        assert seen.phase == Phase.INSTALLING
+        assert seen.message == "Installing charts: 0 of 1 done; waiting for shop (installing)."
+
+        vplayer.deploy_status(SUCCESS)
+        player.sync_pod(CLUSTER, "shop", "web-7d9f-abcde")
+        player.sync_ingress(CLUSTER, f"{CLUSTER}.demos.example.com", tls=True)
+        site.status = 503
+        seen = backend.observe(spec)
+        assert seen.phase == Phase.CHECKING
+        assert seen.message == (
+            f"Charts installed; waiting for the live link {site.url} to answer (HTTP 503)."
+        )
+
+        site.status = 200
+        seen = backend.observe(spec)
+        assert seen.phase == Phase.READY
+        assert seen.message == f"Ready: {site.url} answers (HTTP 200)."
+        assert seen.urls == (site.url, f"https://{CLUSTER}.demos.example.com/")
+        assert [(c.name, c.namespace, c.phase) for c in seen.charts] == [
+            ("shop", "shop", ChartPhase.SUCCESS)
+        ]
+
+    def test_it_reaches_the_vcluster_at_the_configured_server_without_the_extra_secret(
+        self,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vplayer: VClusterPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        # Only vc-NAME, whose server is vCluster's own https://localhost:8443: the worker uses
+        # VCLUSTER_API_SERVER (here the emulator) with its credentials.
+        start(backend, player, spec)
+        player.export_kubeconfig(
+            CLUSTER, vcluster_api.kubeconfig(server="https://localhost:8443"), portal=False
+        )
+        vplayer.deploy_status(SUCCESS)
+
+        assert backend.observe(spec).phase == Phase.READY
+
+    def test_a_vcluster_api_the_worker_cannot_reach_is_explained(
+        self,
+        make_backend: BackendFactory,
+        player: HostPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        gone = EmulatorThread()
+        with gone:
+            unreachable = gone.url
+        backend = make_backend(api_server=unreachable)
+        up(backend, player, vcluster_api, spec)
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.INSTALLING
+        assert seen.message.startswith(f"The worker cannot reach the vCluster API at {unreachable}")
+        assert "VCLUSTER_API_SERVER" in seen.message
+
+    def test_it_waits_while_the_vcluster_api_is_not_ready(
+        self,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vcluster_api: EmulatorThread,
+        readyz: ReadyzSwitch,
+        spec: dict[str, Any],
+    ) -> None:
+        up(backend, player, vcluster_api, spec)
+        readyz.ready = False
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.CREATING
+        assert seen.message.startswith("The vCluster API is starting")
+
+    def test_it_reports_ready_without_charts_or_http_check(
+        self,
+        make_backend: BackendFactory,
+        player: HostPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        backend = make_backend(http_check=False)
+        spec["charts"] = []
+        up(backend, player, vcluster_api, spec)
+
+        seen = backend.observe(spec)
+
+        assert (seen.phase, seen.urls) == (Phase.READY, (spec["entry_url"],))
+
+    def test_a_paused_cluster_is_reported_paused(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        start(backend, player, spec)
+        backend.pause(CLUSTER)
+
+        assert backend.observe(spec).phase == Phase.PAUSED
+
+
+class TestFailures:
+    """Each way a start goes wrong, and the message a salesperson reads."""
+
+    def test_control_plane_image_pull_backoff(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        player.run_control_plane(
+            CLUSTER, waiting="ImagePullBackOff", waiting_message="Back-off pulling image"
+        )
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.FAILED
+        assert seen.message == (
+            f"The vCluster control plane failed: image pull error for {CONTROL_PLANE_IMAGE}."
+        )
+        assert "Back-off pulling image" in seen.detail
+
+    def test_a_first_image_pull_error_is_retried(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        player.run_control_plane(CLUSTER, waiting="ErrImagePull")
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.CREATING
+        assert seen.message.endswith(f"pulling {CONTROL_PLANE_IMAGE} failed; retrying.")
+
+    @pytest.mark.parametrize(("restarts", "phase"), [(1, Phase.CREATING), (3, Phase.FAILED)])
+    def test_crash_loops_fail_after_a_few_restarts(
+        self,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        spec: dict[str, Any],
+        restarts: int,
+        phase: Phase,
+    ) -> None:
+        backend.apply(spec)
+        player.run_control_plane(
+            CLUSTER, waiting="CrashLoopBackOff", restarts=restarts, last_terminated=("Error", 1)
+        )
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == phase
+        assert "container `syncer`" in seen.message
+        assert "(Error, exit code 1)" in seen.message
+
+    def test_pending_storage_with_a_missing_storage_class(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        player.bind_volume(CLUSTER, phase="Pending", storage_class="fast-ssd")
+        player.pending_control_plane(
+            CLUSTER, "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+        )
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.FAILED
+        assert seen.message == (
+            "The vCluster control plane cannot get storage: storage class `fast-ssd` does not "
+            "exist on the host cluster. Set VCLUSTER_STORAGE_CLASS to one that does."
+        )
+
+    def test_pending_storage_without_a_default_storage_class(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        player.bind_volume(CLUSTER, phase="Pending", storage_class=None)
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.FAILED
+        assert "no default storage class" in seen.message
+
+    def test_pending_storage_that_may_still_bind_is_waited_for(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        player.add_storage_class("standard")
+        player.bind_volume(CLUSTER, phase="Pending")
+        player.pending_control_plane(CLUSTER, "0/1 nodes are available: waiting for volume")
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.CREATING
+        assert seen.message == f"Waiting for storage: volume claim data-{CLUSTER}-0 is pending."
+
+    def test_a_full_host_is_waited_for(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        player.bind_volume(CLUSTER)
+        player.pending_control_plane(CLUSTER, "0/3 nodes are available: 3 Insufficient cpu.")
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.CREATING
+        assert seen.message == (
+            "The vCluster control plane: waiting for room on the host cluster "
+            "(0/3 nodes are available: 3 Insufficient cpu.)."
+        )
+
+    def test_the_quota_refusing_the_control_plane(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        player.warn(
+            CLUSTER,
+            "FailedCreate",
+            f'create Pod {CLUSTER}-0 in StatefulSet {CLUSTER} failed error: pods "{CLUSTER}-0" '
+            f"is forbidden: exceeded quota: vc-{CLUSTER}, requested: requests.memory=256Mi, "
+            "used: requests.memory=0, limited: requests.memory=128Mi",
+        )
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.FAILED
+        assert seen.message.startswith(
+            "The vCluster control plane failed: refused by the demo's resource limits"
+        )
+        assert "Raise the template's quota" in seen.message
+
+    def test_a_chart_pod_that_cannot_pull_its_image(
+        self,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vplayer: VClusterPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        up(backend, player, vcluster_api, spec)
+        vplayer.deploy_status(SUCCESS)
+        player.sync_pod(
+            CLUSTER,
+            "shop",
+            "web-7d9f-abcde",
+            image="ghcr.io/acme/shop:1.2",
+            waiting="ImagePullBackOff",
+        )
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.FAILED
+        assert seen.message == "Chart `shop` failed: image pull error for ghcr.io/acme/shop:1.2."
+
+    def test_a_link_that_does_not_answer_yet_says_why_when_a_pod_shows_it(
+        self,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vplayer: VClusterPlayer,
+        vcluster_api: EmulatorThread,
+        site: Site,
+        spec: dict[str, Any],
+    ) -> None:
+        up(backend, player, vcluster_api, spec)
+        vplayer.deploy_status(SUCCESS)
+        player.sync_pod(
+            CLUSTER, "shop", "web-1", image="ghcr.io/acme/shop:1.2", waiting="ErrImagePull"
+        )
+        site.status = 502
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.CHECKING
+        assert seen.message == (
+            f"Charts installed; waiting for the live link {site.url} to answer (HTTP 502). "
+            "Chart `shop`: pulling ghcr.io/acme/shop:1.2 failed; retrying."
+        )
+
+    def test_a_chart_vcluster_reports_failed(
+        self,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vplayer: VClusterPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        up(backend, player, vcluster_api, spec)
+        vplayer.deploy_status(
+            {
+                "phase": "Failed",
+                "charts": [
+                    {
+                        "name": "shop",
+                        "namespace": "shop",
+                        "phase": "Failed",
+                        "reason": "InstallFailed",
+                        "message": "chart webshop-0.1.0 not found in registry.example.com",
+                    }
+                ],
+            }
+        )
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.FAILED
+        assert seen.message == (
+            "Chart `shop` failed: InstallFailed chart webshop-0.1.0 not found in "
+            "registry.example.com."
+        )
+        assert seen.charts[0].phase == ChartPhase.FAILED
+
+    def test_the_quota_refusing_a_chart_inside_the_vcluster(
+        self,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vplayer: VClusterPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        up(backend, player, vcluster_api, spec)
+        vplayer.deploy_status(SUCCESS)
+        vplayer.warn(
+            "shop",
+            "web-7d9f-abcde",
+            "SyncError",
+            'Error syncing to physical cluster: pods "web-7d9f-abcde-x-shop-x-demo" is forbidden: '
+            f"exceeded quota: vc-{CLUSTER}, requested: requests.cpu=2, used: requests.cpu=3800m, "
+            "limited: requests.cpu=4",
+        )
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.FAILED
+        assert seen.message.startswith("Chart `shop` failed: refused by the demo's resource limits")
+
+    def test_a_host_api_server_error_is_worth_retrying(
+        self, backend: VClusterBackend, host: EmulatorThread, spec: dict[str, Any]
+    ) -> None:
+        host.emulator[f"get /api/v1/namespaces/{NAMESPACE}"] << kmock.KubernetesError(
+            status=503, message="etcdserver: leader changed"
+        )
+
+        with pytest.raises(BackendError) as raised:
+            backend.observe(spec)
+
+        assert raised.value.transient
+        assert "HTTP 503" in raised.value.message
+
+    def test_a_forbidden_call_names_the_permission_problem(
+        self, backend: VClusterBackend, host: EmulatorThread, spec: dict[str, Any]
+    ) -> None:
+        host.emulator[f"get /api/v1/namespaces/{NAMESPACE}"] << kmock.KubernetesError(
+            status=403, message="forbidden"
+        )
+
+        with pytest.raises(BackendError) as raised:
+            backend.observe(spec)
+
+        assert not raised.value.transient
+        assert raised.value.message.startswith(
+            f"The portal is not allowed to read namespace {NAMESPACE} on the host cluster"
+        )
+
+
+class TestPauseResume:
+    def test_pause_patches_like_the_cli_then_stops_the_synced_pods(
+        self,
+        make_backend: BackendFactory,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        backend = make_backend(clock=lambda: datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC))
+        start(backend, player, spec)
+        synced = [player.sync_pod(CLUSTER, "shop", f"web-{i}") for i in range(2)]
+
+        assert backend.pause(CLUSTER) is False
+        statefulset = host.objects["apps/v1/statefulsets", NAMESPACE, CLUSTER]
+        assert statefulset["metadata"]["annotations"] == {
+            "loft.sh/paused": "true",
+            "loft.sh/paused-replicas": "1",
+            "loft.sh/paused-date": "2026-03-01T12:30:05.123Z",
+        }
+        assert statefulset["spec"]["replicas"] == 0
+        patch = [r for r in host.emulator if r.method == "PATCH"][-1]
+        assert patch.headers["Content-Type"] == "application/merge-patch+json"
+
+        # The control plane is still stopping: nothing else happens yet.
+        assert backend.pause(CLUSTER) is False
+        assert all(host.exists("v1/pods", NAMESPACE, pod) for pod in synced)
+
+        player.stop_control_plane(CLUSTER)
+        assert backend.pause(CLUSTER) is False
+        assert backend.pause(CLUSTER) is True
+        for pod in synced:
+            assert host.objects["v1/pods", NAMESPACE, pod].deleted
+        # Everything else stays: the data and the exported kubeconfig.
+        assert not host.objects["v1/persistentvolumeclaims", NAMESPACE, f"data-{CLUSTER}-0"].deleted
+
+    def test_resume_restores_the_replicas_and_removes_the_annotations(
+        self,
+        backend: VClusterBackend,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        start(backend, player, spec)
+        player.apps.patch_namespaced_stateful_set(
+            CLUSTER,
+            NAMESPACE,
+            {"spec": {"replicas": 2}},
+            _content_type="application/merge-patch+json",
+        )
+        backend.pause(CLUSTER)
+
+        assert backend.resume(CLUSTER) is True
+
+        statefulset = host.objects["apps/v1/statefulsets", NAMESPACE, CLUSTER]
+        assert statefulset["spec"]["replicas"] == 2
+        assert statefulset["metadata"].get("annotations", {}) == {}
+
+    def test_resume_of_a_running_cluster_changes_nothing(
+        self,
+        backend: VClusterBackend,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        start(backend, player, spec)
+        before = len(host.objects["apps/v1/statefulsets", NAMESPACE, CLUSTER].history)
+
+        assert backend.resume(CLUSTER) is True
+        assert len(host.objects["apps/v1/statefulsets", NAMESPACE, CLUSTER].history) == before
+
+    def test_a_missing_cluster_cannot_be_paused(self, backend: VClusterBackend) -> None:
+        with pytest.raises(BackendError, match="does not exist any more") as raised:
+            backend.pause(CLUSTER)
+        assert not raised.value.transient
+
+
+class TestSnapshot:
+    LOCATION = f"container:///data/snapshots/{CLUSTER}.tar.gz"
+
+    def test_it_creates_the_request_pair_once_and_follows_its_phase(
+        self,
+        make_backend: BackendFactory,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        backend = make_backend(clock=lambda: datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+        start(backend, player, spec)
+
+        progress = backend.snapshot(CLUSTER, self.LOCATION)
+        assert (progress.phase, progress.location) == (SnapshotPhase.RUNNING, self.LOCATION)
+
+        [request] = player.snapshot_requests(CLUSTER)
+        name = request.metadata.name
+        assert name.startswith(f"{CLUSTER}-snapshot-request-")
+        labels = {
+            "vcluster.loft.sh/snapshot-request": "",
+            "vcluster.loft.sh/vcluster-name": CLUSTER,
+            "vcluster.loft.sh/vcluster-namespace": NAMESPACE,
+        }
+        assert request.metadata.labels == labels
+        assert json.loads(request.data["snapshotRequest"]) == {
+            "metadata": {"name": name, "creationTimestamp": "2026-03-01T12:00:00Z"},
+            "spec": {"url": self.LOCATION},
+            "status": {},
+        }
+        secret = host.objects["v1/secrets", NAMESPACE, name]
+        assert secret["metadata"]["labels"] == labels
+        assert json.loads(base64.b64decode(secret["data"]["snapshotOptions"])) == {
+            "type": "container",
+            "container": {"path": f"/data/snapshots/{CLUSTER}.tar.gz"},
+        }
+
+        assert backend.snapshot(CLUSTER, self.LOCATION).phase == SnapshotPhase.RUNNING
+        assert len(player.snapshot_requests(CLUSTER)) == 1
+
+        player.set_snapshot_phase(CLUSTER, name, "CreatingEtcdBackup")
+        progress = backend.snapshot(CLUSTER, self.LOCATION)
+        assert (progress.phase, progress.message) == (
+            SnapshotPhase.RUNNING,
+            "Saving the cluster's state.",
+        )
+
+        player.set_snapshot_phase(CLUSTER, name, "Completed")
+        assert backend.snapshot(CLUSTER, self.LOCATION).phase == SnapshotPhase.COMPLETED
+
+    def test_a_failed_snapshot_is_reported_and_cleared_for_a_retry(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        start(backend, player, spec)
+        backend.snapshot(CLUSTER, self.LOCATION)
+        [request] = player.snapshot_requests(CLUSTER)
+        player.set_snapshot_phase(CLUSTER, request.metadata.name, "Failed", "no space left")
+
+        progress = backend.snapshot(CLUSTER, self.LOCATION)
+
+        assert (progress.phase, progress.message) == (SnapshotPhase.FAILED, "no space left")
+        assert player.snapshot_requests(CLUSTER) == []
+        assert backend.snapshot(CLUSTER, self.LOCATION).phase == SnapshotPhase.RUNNING
+        assert len(player.snapshot_requests(CLUSTER)) == 1
+
+    def test_an_s3_destination_carries_its_options(
+        self,
+        backend: VClusterBackend,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        start(backend, player, spec)
+
+        backend.snapshot(CLUSTER, f"s3://demo-archives/{CLUSTER}.tar.gz?region=eu-west-1")
+
+        [request] = player.snapshot_requests(CLUSTER)
+        secret = host.objects["v1/secrets", NAMESPACE, request.metadata.name]
+        assert json.loads(base64.b64decode(secret["data"]["snapshotOptions"])) == {
+            "type": "s3",
+            "s3": {"bucket": "demo-archives", "key": f"{CLUSTER}.tar.gz", "region": "eu-west-1"},
+        }
+        assert json.loads(request.data["snapshotRequest"])["spec"]["url"] == (
+            f"s3://demo-archives/{CLUSTER}.tar.gz"
+        )
+
+    def test_a_paused_cluster_cannot_take_a_snapshot(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        start(backend, player, spec)
+        backend.pause(CLUSTER)
+
+        with pytest.raises(BackendError, match="Resume the demo first"):
+            backend.snapshot(CLUSTER, self.LOCATION)
+
+
+class TestRestore:
+    def test_without_the_cli_archives_cannot_be_restored(
+        self, make_backend: BackendFactory, spec: dict[str, Any]
+    ) -> None:
+        backend = make_backend(snapshot_url="s3://demo-archives/{name}-{date}.tar.gz")
+
+        assert backend.can_restore is False
+        assert "needs the vcluster CLI (VCLUSTER_CLI)" in backend.restore_unavailable_message
+        with pytest.raises(BackendError, match="VCLUSTER_CLI") as raised:
+            backend.restore(spec, "s3://demo-archives/x.tar.gz")
+        assert not raised.value.transient
+
+    def test_with_the_cli_it_creates_the_vcluster_from_the_archive(
+        self, make_backend: BackendFactory, host: EmulatorThread, spec: dict[str, Any]
+    ) -> None:
+        ran: list[tuple[list[str], str, dict[str, str] | None]] = []
+
+        def cli(argv: Any, timeout: float, env: Any = None) -> ProcessResult:
+            values = Path(argv[argv.index("--values") + 1]).read_text()
+            ran.append((list(argv), values, env))
+            return ProcessResult(0)
+
+        backend = make_backend(
+            vcluster_cli="/usr/local/bin/vcluster",
+            snapshot_url="oci://robot:s3cret@registry.example.com/archives/{name}:{date}",
+            kubeconfig="/etc/portal/host.kubeconfig",
+            context="kind-demos",
+            cli_runner=cli,
+        )
+        location = f"oci://registry.example.com/archives/{CLUSTER}:20260301-120000"
+
+        backend.restore(spec, location)
+
+        [(argv, values, env)] = ran
+        assert argv[:5] == ["/usr/local/bin/vcluster", "create", CLUSTER, "--namespace", NAMESPACE]
+        assert argv[argv.index("--restore") + 1] == (
+            f"oci://robot:s3cret@registry.example.com/archives/{CLUSTER}:20260301-120000"
+        )
+        assert argv[argv.index("--chart-version") + 1] == "0.36.1"
+        assert "--connect=false" in argv
+        assert argv[-2:] == ["--context", "kind-demos"]
+        assert env == {"KUBECONFIG": "/etc/portal/host.kubeconfig"}
+        assert (
+            yaml.safe_load(values)["controlPlane"]["statefulSet"]["labels"]["demo-portal/cluster"]
+            == CLUSTER
+        )
+        assert host.exists("v1/namespaces", None, NAMESPACE)
+
+    def test_snapshot_locations_come_from_the_template_without_credentials(
+        self, make_backend: BackendFactory
+    ) -> None:
+        backend = make_backend(
+            snapshot_url="oci://robot:s3cret@registry.example.com/archives/{name}:{date}",
+            clock=lambda: datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+        )
+
+        assert backend.snapshot_location(CLUSTER) == (
+            f"oci://registry.example.com/archives/{CLUSTER}:20260301-120000"
+        )
+
+    def test_without_a_destination_there_is_no_location(self, backend: VClusterBackend) -> None:
+        with pytest.raises(BackendError, match="VCLUSTER_SNAPSHOT_URL"):
+            backend.snapshot_location(CLUSTER)
+
+
+class TestDelete:
+    def test_it_deletes_in_the_safe_order_and_leaves_nothing(
+        self,
+        make_backend: BackendFactory,
+        helm: FakeHelm,
+        host: EmulatorThread,
+        player: HostPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        backend = make_backend()
+        up(backend, player, vcluster_api, spec)
+        log: list[str] = []
+        helm.log = log
+        backend.host.api.log = log
+
+        rounds = 0
+        while not backend.delete(CLUSTER):
+            rounds += 1
+            assert rounds < 5
+
+        deletes = [entry for entry in log if entry.startswith(("helm", "DELETE"))]
+        assert deletes == [
+            "helm uninstall",
+            f"DELETE /api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/data-{CLUSTER}-0",
+            f"DELETE /api/v1/namespaces/{NAMESPACE}",
+        ]
+        assert helm.calls[-1] == [
+            "helm",
+            "uninstall",
+            CLUSTER,
+            "--namespace",
+            NAMESPACE,
+            "--timeout",
+            "300s",
+        ]
+        left = [key for key, obj in host.objects.items() if not obj.deleted]
+        assert left == []
+        assert backend.observe(spec).phase == Phase.ABSENT
+
+    def test_it_waits_for_a_terminating_volume_claim(
+        self,
+        backend: VClusterBackend,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        start(backend, player, spec)
+        player.core.patch_namespaced_persistent_volume_claim(
+            f"data-{CLUSTER}-0",
+            NAMESPACE,
+            {"metadata": {"finalizers": ["kubernetes.io/pvc-protection"]}},
+            _content_type="application/merge-patch+json",
+        )
+
+        assert backend.delete(CLUSTER) is False
+        pvc = host.objects["v1/persistentvolumeclaims", NAMESPACE, f"data-{CLUSTER}-0"]
+        assert pvc["metadata"]["deletionTimestamp"]
+        assert backend.delete(CLUSTER) is False
+        assert not host.objects["v1/namespaces", None, NAMESPACE].deleted
+
+    def test_deleting_what_is_gone_is_done(self, backend: VClusterBackend, helm: FakeHelm) -> None:
+        assert backend.delete(CLUSTER) is True
+        assert helm.calls == []
+
+    def test_it_never_deletes_a_foreign_namespace(
+        self, backend: VClusterBackend, player: HostPlayer
+    ) -> None:
+        player.add_namespace(NAMESPACE, {"team": "payments"})
+
+        with pytest.raises(BackendError, match="not created by this portal"):
+            backend.delete(CLUSTER)
+
+
+class TestListAndKubeconfig:
+    def test_it_lists_only_this_portals_clusters(
+        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
+    ) -> None:
+        backend.apply(spec)
+        backend.apply({**spec, "cluster_name": "demo-2", "demo_id": "2222"})
+        player.add_namespace(
+            "vcluster-staging-1",
+            naming.portal_labels("staging", "staging-1", "3333"),
+        )
+        player.add_namespace("kube-system", {})
+
+        clusters = sorted(backend.list_clusters(), key=lambda c: c.name)
+
+        assert [(c.name, c.demo_id) for c in clusters] == [
+            (CLUSTER, spec["demo_id"]),
+            ("demo-2", "2222"),
+        ]
+        assert all(c.created_at is not None for c in clusters)
+
+    def test_a_kubeconfig_only_when_allowed_and_exposed(
+        self,
+        make_backend: BackendFactory,
+        player: HostPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        hidden = make_backend()
+        exposed = make_backend(external_server="https://{name}-api.{base_domain}")
+        spec["allow_kubeconfig_download"] = True
+        start(exposed, player, spec)
+        player.export_kubeconfig(CLUSTER, vcluster_api.kubeconfig(), portal=False)
+
+        assert hidden.kubeconfig(CLUSTER) is None
+        kubeconfig = yaml.safe_load(exposed.kubeconfig(CLUSTER) or "")
+        assert kubeconfig["clusters"][0]["cluster"]["server"] == (
+            f"https://{CLUSTER}-api.demos.example.com"
+        )
+        assert kubeconfig["users"][0]["user"]["token"] == "test-token"
+
+    def test_no_kubeconfig_when_the_template_does_not_allow_it(
+        self,
+        make_backend: BackendFactory,
+        player: HostPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        backend = make_backend(external_server="https://{name}-api.{base_domain}")
+        up(backend, player, vcluster_api, spec)
+
+        assert backend.kubeconfig(CLUSTER) is None
