@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -128,6 +129,27 @@ def _database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the test process dies, the worker gets SIGTERM.
+
+    Without it, a test run that is interrupted leaves a worker behind that takes the next run's
+    jobs from the shared test Redis database.
+    """
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+_started: list[WorkerProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_workers() -> Iterator[None]:
+    """Whatever a test started and did not stop (it failed half-way) is stopped after it."""
+    yield
+    while _started:
+        _started.pop().stop()
+
+
 class WorkerProcess:
     """A real `manage.py runworker` process against the test database and Redis."""
 
@@ -145,7 +167,9 @@ class WorkerProcess:
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
+        _started.append(self)
         redis = django_rq.get_connection("demos")
         from rq import Worker
 
