@@ -322,7 +322,7 @@ class TestCatalog:
 
     def test_template_accents_are_a_stylesheet(self, alice: User, template: DemoTemplate) -> None:
         DemoTemplate.objects.filter(pk=template.pk).update(colour="#112233")
-        make_template("evil", colour="red;}body{x")
+        make_template("evil", colour="red;}p{")  # fits the column, is not a colour
         client = logged_in(alice)
         response = client.get(reverse("demos:template_accents"))
         assert response["Content-Type"].startswith("text/css")
