@@ -436,9 +436,12 @@ def resume_demo(*, demo: Demo, actor: Actor) -> Demo:
 
 def archive_refusal() -> str | None:
     """Why demos cannot be archived here (the backend cannot restore archives); None if they can."""
-    if _backend_can_restore():
+    from demos.backends import get_backend
+
+    backend = get_backend()
+    if backend.can_restore:
         return None
-    return (
+    return getattr(backend, "restore_unavailable_message", "") or (
         "Archives cannot be restored with this cluster backend, so archiving would lose the demo. "
         "Keep it for later instead: it stays paused with its data."
     )
@@ -533,12 +536,6 @@ def expire_demo(*, demo: Demo) -> Demo | None:
         )
     except InvalidTransition:
         return None
-
-
-def _backend_can_restore() -> bool:
-    from demos.backends import get_backend
-
-    return get_backend().can_restore
 
 
 # --- The workers' side ------------------------------------------------------------------------
