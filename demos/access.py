@@ -19,12 +19,23 @@ def demos_visible_to(user: Any) -> QuerySet[Demo]:
     return demos.filter(owner=user)
 
 
+def can_see(user: Any, demo: Demo) -> bool:
+    """The rule behind `demos_visible_to`, for one demo already loaded."""
+    if demo.is_spare or not getattr(user, "is_authenticated", False):
+        return False
+    # The owner first: it answers the common case without looking up the person's groups.
+    return demo.owner_id == user.pk or roles.can_view_fleet(user)
+
+
 def get_demo_for_user(user: Any, public_id: UUID | str) -> Demo:
     """The demo if `user` may see it; otherwise 404, so ids of others' demos leak nothing."""
     try:
-        return demos_visible_to(user).get(public_id=public_id)
+        demo = Demo.objects.select_related("template", "owner").get(public_id=public_id)
     except (Demo.DoesNotExist, ValueError):
         raise Http404("No such demo.") from None
+    if not can_see(user, demo):
+        raise Http404("No such demo.")
+    return demo
 
 
 def can_act_on(user: Any, demo: Demo) -> bool:

@@ -256,6 +256,10 @@ CACHES = {
     }
 }
 
+# Sessions read from Redis, written through to the database: one query less on every request
+# (the status poll most of all), and nobody is logged out when Redis restarts.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # Prospect links: failed lookups allowed per client network and window before it is refused.
 PROSPECT_FAILURE_LIMIT = envint("PROSPECT_FAILURE_LIMIT", 20, minimum=1)
 PROSPECT_FAILURE_WINDOW_SECONDS = envint("PROSPECT_FAILURE_WINDOW_SECONDS", 900, minimum=1)

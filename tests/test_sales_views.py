@@ -411,7 +411,7 @@ class TestDemoPage:
         assert "Installing app0" in html
         assert "Checking the app" in html
         assert 'hx-trigger="every 2s"' in html
-        assert f'hx-get="{status_url(demo)}"' in html
+        assert f'hx-get="{status_url(demo)}?since=' in html
         assert 'http-equiv="refresh"' in html  # the no-JavaScript fallback
         assert "Running for" in html
 
@@ -525,6 +525,22 @@ class TestPolling:
         assert re.search(r'<section id="timeline"[^>]* hx-swap-oob="true"', html)
         assert "<html" not in html
         assert_no_inline_code(html)
+
+    def test_the_timeline_is_resent_only_when_it_has_news(
+        self, alice: User, template: DemoTemplate, rq_redis: Any
+    ) -> None:
+        demo = starting_demo(template, alice)
+        client = logged_in(alice)
+        latest = demo.events.order_by("-pk").first().pk
+        quiet = client.get(f"{status_url(demo)}?since={latest}", **HTMX).content.decode()
+        assert 'id="status-panel"' in quiet
+        assert 'id="timeline"' not in quiet
+        assert f"?since={latest}" in quiet  # the next poll asks the same question
+        lifecycle.record_event(demo, "progress", "Installing app0: done (1.0 s).")
+        news = client.get(f"{status_url(demo)}?since={latest}", **HTMX).content.decode()
+        assert re.search(r'<section id="timeline"[^>]* hx-swap-oob="true"', news)
+        assert "Installing app0: done" in news
+        assert f"?since={latest}" not in news
 
     def test_it_answers_286_once_the_demo_has_settled(self, alice: User, demo: Demo) -> None:
         response = logged_in(alice).get(status_url(demo), **HTMX)

@@ -129,10 +129,22 @@ def timeline(demo: Demo) -> list[DemoEvent]:
     return list(reversed(latest))
 
 
+def latest_event_id(demo: Demo) -> int:
+    return demo.events.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
 def panel_context(
-    request: HttpRequest, demo: Demo, *, notice: str = "", error: str = ""
+    request: HttpRequest,
+    demo: Demo,
+    *,
+    notice: str = "",
+    error: str = "",
+    with_timeline: bool = True,
+    last_event_id: int | None = None,
 ) -> dict[str, Any]:
+    """Everything the status panel shows; the timeline only when asked (it is the costly part)."""
     actions = available_actions(request.user, demo)
+    events = timeline(demo) if with_timeline else None
     archived = demo.status == Status.ARCHIVED
     return {
         "demo": demo,
@@ -151,15 +163,41 @@ def panel_context(
         "poll": not demo.is_settled,
         "notice": notice,
         "error": error,
-        "events": timeline(demo),
+        "events": events,
+        # The poll asks "anything after this event?", so unchanged timelines are not resent.
+        "last_event_id": _last_event_id(demo, events, last_event_id),
     }
 
 
+def _last_event_id(demo: Demo, events: list[DemoEvent] | None, known: int | None) -> int:
+    if events is not None:
+        return events[-1].pk if events else 0
+    return known if known is not None else latest_event_id(demo)
+
+
 def render_status_update(
-    request: HttpRequest, demo: Demo, *, notice: str = "", error: str = "", status: int = 200
+    request: HttpRequest,
+    demo: Demo,
+    *,
+    notice: str = "",
+    error: str = "",
+    status: int = 200,
+    since: int | None = None,
 ) -> HttpResponse:
-    """The status panel, with the timeline as an out-of-band swap: what polls and actions get."""
-    context = panel_context(request, demo, notice=notice, error=error)
+    """The status panel, with the timeline as an out-of-band swap: what polls and actions get.
+
+    A poll that already has every event up to `since` gets the panel alone: most polls while a
+    demo starts find no new event, and rendering the timeline is most of a poll's cost.
+    """
+    latest = latest_event_id(demo) if since is not None else None
+    context = panel_context(
+        request,
+        demo,
+        notice=notice,
+        error=error,
+        with_timeline=since is None or latest != since,
+        last_event_id=latest,
+    )
     return render(request, "demos/detail.html#status_update", context, status=status)
 
 

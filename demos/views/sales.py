@@ -44,7 +44,10 @@ def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
     status = HTMX_STOP_POLLING if demo.is_settled else 200
     if request.GET.get("fragment") == "row":
         return render_row(request, demo, status=status)
-    return render_status_update(request, demo, status=status)
+    since = request.GET.get("since", "")
+    return render_status_update(
+        request, demo, status=status, since=int(since) if since.isdigit() else None
+    )
 
 
 @login_required
