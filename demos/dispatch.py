@@ -18,6 +18,7 @@ from django.utils import timezone
 from rq import Callback, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 
 from demos.models import Status
 
@@ -65,6 +66,11 @@ def is_job_alive(jid: str) -> bool:
     except NoSuchJobError:
         return False
     status = job.get_status(refresh=False)
+    if status == JobStatus.SCHEDULED:
+        # A retry or delayed job is alive until it is overdue; one a minute late means RQ's
+        # scheduler is not running (its worker was killed), so the job counts as lost.
+        due = _scheduled_for(job)
+        return due is None or timezone.now() - due < timedelta(minutes=1)
     if status in _LIVE_STATES:
         return True
     if status == JobStatus.STARTED:
@@ -78,6 +84,12 @@ def is_job_alive(jid: str) -> bool:
         stale_after = 3 * settings.RQ_JOB_MONITORING_INTERVAL + 5
         return (timezone.now() - beat).total_seconds() < stale_after
     return False
+
+
+def _scheduled_for(job: Job) -> datetime | None:
+    registry = ScheduledJobRegistry(job.origin, connection=job.connection)
+    score = job.connection.zscore(registry.key, job.id)
+    return datetime.fromtimestamp(score, tz=timezone.UTC) if score is not None else None
 
 
 def enqueue_now(work: Work, public_id: UUID | str) -> bool:
@@ -100,8 +112,12 @@ def enqueue_now(work: Work, public_id: UUID | str) -> bool:
 
 
 def enqueue(work: Work, public_id: UUID | str) -> None:
-    """Enqueue `work` for a demo once the current transaction commits."""
-    transaction.on_commit(lambda: enqueue_now(work, public_id))
+    """Enqueue `work` for a demo once the current transaction commits.
+
+    Robust: if Redis is down, the row still says what is wanted and the reconcile sweep enqueues
+    it later, so the person's request succeeds instead of showing an error page.
+    """
+    transaction.on_commit(lambda: enqueue_now(work, public_id), robust=True)
 
 
 def enqueue_maintenance(func: str, jid: str, *args: object) -> bool:
@@ -135,7 +151,7 @@ def schedule_expiry(public_id: UUID | str, at: datetime) -> None:
             result_ttl=600,
         )
 
-    transaction.on_commit(schedule)
+    transaction.on_commit(schedule, robust=True)  # the sweep expires it on time regardless
 
 
 def cancel_expiry(public_id: UUID | str) -> None:
@@ -148,4 +164,4 @@ def cancel_expiry(public_id: UUID | str) -> None:
         if job.get_status(refresh=False) in _LIVE_STATES:
             job.cancel()
 
-    transaction.on_commit(cancel)
+    transaction.on_commit(cancel, robust=True)  # a stale expiry job finds nothing due

@@ -18,7 +18,14 @@ from django.utils import timezone
 
 from demos import lifecycle
 from demos.backends import get_backend
-from demos.backends.base import BackendError, Observation, Phase, SnapshotPhase
+from demos.backends.base import (
+    BackendError,
+    ClusterBackend,
+    Observation,
+    Phase,
+    SnapshotPhase,
+    Spec,
+)
 from demos.lifecycle import record_event
 from demos.models import STARTING, Demo, Status
 
@@ -87,7 +94,7 @@ def provision(public_id: str) -> None:
         timeout = timedelta(seconds=demo.spec.get("provisioning_timeout_seconds", 900))
         deadline = (demo.started_at or demo.requested_at) + timeout
         while True:
-            observation = backend.observe(demo.spec)
+            observation = _observe(backend, demo.spec)
             demo = lifecycle.record_observation(demo, observation)
             if demo.status not in STARTING:
                 return  # deleted or failed meanwhile: nothing more to do here
@@ -105,6 +112,18 @@ def provision(public_id: str) -> None:
             time.sleep(settings.DEMO_OBSERVE_INTERVAL)
 
     _guarded(demo, step)
+
+
+def _observe(backend: ClusterBackend, spec: Spec, attempts: int = 3) -> Observation:
+    """Observe, riding out a brief API hiccup: a blip should not restart the whole attempt."""
+    for attempt in range(1, attempts):
+        try:
+            return backend.observe(spec)
+        except BackendError as exc:
+            if not exc.transient:
+                raise
+            time.sleep(max(settings.DEMO_OBSERVE_INTERVAL, 0.2) * attempt)
+    return backend.observe(spec)  # the last try: its error goes to the job's own retries
 
 
 def _timeout_message(timeout: timedelta, observation: Observation) -> str:

@@ -65,9 +65,12 @@ def keep_pools_full(now: datetime | None = None) -> PoolReport:
     now = now or timezone.now()
     report = PoolReport()
     _clear_failed_spares()
+    # Templates with a pool, or with live spares left over from one (to shrink them). The
+    # subquery reads only live spares through the status index, never the demo history.
+    live_spares = Demo.objects.filter(is_spare=True, status__in=STARTING | {Status.READY})
     templates = DemoTemplate.objects.filter(
-        Q(warm_pool_size__gt=0) | Q(demos__is_spare=True)
-    ).distinct()
+        Q(warm_pool_size__gt=0) | Q(pk__in=live_spares.values("template_id"))
+    )
     for template in templates.prefetch_related("charts"):
         refill(template, now, report)
     return report

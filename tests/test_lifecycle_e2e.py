@@ -201,3 +201,35 @@ class TestSweep:
         assert demo.status == Status.FAILED
         assert "not ready within 15 minutes" in demo.error_message
         assert dispatch.job_id("cleanup", demo.public_id) in django_rq.get_queue("demos").job_ids
+
+
+class TestTransientErrors:
+    def test_a_brief_api_hiccup_while_observing_does_not_fail_the_start(
+        self, rq_redis: Any, alice: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from demos.backends.base import BackendError
+        from demos.backends.simulated import SimulatedBackend
+        from tests.conftest import run_jobs
+
+        real_observe = SimulatedBackend.observe
+        calls = {"n": 0}
+
+        def flaky_observe(self: SimulatedBackend, spec: dict[str, Any]) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise BackendError("The cluster API did not answer.", transient=True)
+            return real_observe(self, spec)
+
+        monkeypatch.setattr(SimulatedBackend, "observe", flaky_observe)
+        demo = _start(make_template(), alice)
+        run_jobs()
+        demo.refresh_from_db()
+        assert demo.status == Status.READY
+        assert calls["n"] >= 2
+
+    def test_an_overdue_scheduled_job_counts_as_lost(self, rq_redis: Any) -> None:
+        queue = django_rq.get_queue("demos", commit_mode="auto")
+        queue.enqueue_at(timezone.now() + timedelta(minutes=5), print, job_id="soon")
+        queue.enqueue_at(timezone.now() - timedelta(minutes=5), print, job_id="overdue")
+        assert dispatch.is_job_alive("soon")
+        assert not dispatch.is_job_alive("overdue")

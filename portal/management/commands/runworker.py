@@ -23,7 +23,14 @@ class Command(BaseCommand):
             # Heartbeats this often while a job runs; the reconcile sweep treats a job whose
             # heartbeat is three intervals old as lost (its worker was killed) and re-enqueues it.
             job_monitoring_interval=settings.RQ_JOB_MONITORING_INTERVAL,
+            # How often a worker cleans registries and tries to take over RQ's scheduler. RQ's
+            # default of ten minutes leaves expiry jobs waiting that long after the worker that
+            # ran the scheduler was killed.
+            maintenance_interval=60,
         )
+        # Imported once here rather than in every forked work horse.
+        import demos.jobs  # noqa: F401
+
         reset_db_connections()  # never share a database connection with the forked work horse
         try:
             worker.work(burst=bool(options["burst"]), with_scheduler=True, logging_level="INFO")
