@@ -1,0 +1,684 @@
+"""`make bench`: the portal's own speed, measured end to end on this machine.
+
+Starts the portal as in production (gunicorn with gthread workers, real `manage.py runworker`
+processes, one `manage.py runcron`) against a PostgreSQL database and a Redis database of its
+own, with the simulated backend at zero step durations so that every millisecond measured is the
+portal's. Prints a table and writes `bench/results/latest.json`.
+
+    BENCH_SCALE=small python -m bench      # a one-minute smoke run
+    python -m bench                        # the published figures (about four minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import figures as fig
+from bench import stack as st
+from bench.client import HTMX, Browser, LoadResult, closed_loop, next_poll
+from bench.figures import Figure, ms, percentile
+from bench.scale import Scale, from_env
+
+BENCH_DB = "portal_bench"
+SWEEP_DB = "portal_bench_sweep"
+POLL_INTERVAL = float(os.environ.get("BENCH_POLL_INTERVAL", "0.1"))
+_DEMO_PATH = re.compile(r"^/demos/([0-9a-f-]{36})/$")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class Run:
+    scale: Scale
+    port: int
+    stack: st.Stack
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # Raw samples by phase, kept with the logs (BENCH_KEEP_LOGS=1) for a closer look.
+    samples: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float | None, unit: str, target: str | None = None) -> None:
+        self.figures.append(Figure.of(name, value, unit, target))
+
+
+def cpu_snapshot(stack: st.Stack) -> dict[str, float]:
+    times = os.times()
+    return {
+        "wall": time.monotonic(),
+        "machine": st.machine_cpu()[0],
+        "web": stack.cpu_seconds("web"),
+        "worker": stack.cpu_seconds("worker"),
+        "cron": stack.cpu_seconds("cron"),
+        "bench": times.user + times.system,
+    }
+
+
+@contextlib.contextmanager
+def cpu_use(run: Run, phase: str) -> Iterator[dict[str, float]]:
+    """CPU seconds used during the block, by the machine and by each of our processes.
+
+    Whatever the machine was busy with beyond the portal's processes and this load generator
+    is PostgreSQL, Redis and anything else running here (other people's test runs included):
+    the figures say how quiet the machine was while this phase was measured."""
+    used: dict[str, float] = {}
+    before = cpu_snapshot(run.stack)
+    yield used
+    after = cpu_snapshot(run.stack)
+    used.update({key: after[key] - before[key] for key in after})
+    wall = used["wall"]
+    portal = used["web"] + used["worker"] + used["cron"]
+    run.add(f"{phase}: machine CPU busy", used["machine"] / wall, "cores")
+    run.add(f"{phase}: portal's processes CPU", portal / wall, "cores")
+    run.add(f"{phase}: load generator CPU", used["bench"] / wall, "cores")
+
+
+def setup_django(env: dict[str, str]) -> None:
+    """Configure this process like the portal's (same settings, database and Redis)."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+
+
+# --- Starting demos through HTTP, as a salesperson's browser does -----------------------------
+
+
+def start_form(token: str) -> dict[str, str]:
+    return {
+        "prospect_company": "Acme Corp",
+        "prospect_name": "Ada",
+        "lifetime": str(2 * 3600),
+        "start_token": token,
+    }
+
+
+def post_start(browser: Browser, slug: str, token: str) -> str:
+    """POST the start form; the demo's page path from the redirect."""
+    response = browser.post_form(f"/templates/{slug}/start/", start_form(token))
+    location = response.headers.get("location", "")
+    if response.status != 302 or not _DEMO_PATH.match(location):
+        snippet = response.body[:300].decode(errors="replace")
+        raise st.BenchError(f"start of {slug} answered {response.status} {location!r}: {snippet}")
+    return location
+
+
+def open_demo_page(browser: Browser, page: str) -> bytes:
+    """The demo's page, as the browser loads it after the start form's redirect."""
+    response = browser.get(page)
+    if response.status != 200:
+        raise st.BenchError(f"{page} answered {response.status}")
+    return response.body
+
+
+def poll_until_settled(browser: Browser, page: str, body: bytes, timeout: float) -> bytes:
+    """Poll the status fragment as htmx does (only more often) until it answers 286: each poll
+    goes to the URL the last answer's status panel names (`?since=` the newest event shown)."""
+    if b'id="live-url"' in body:
+        return body  # ready already: the page polls no more
+    url = next_poll(body, f"{page}status/")
+    deadline = time.perf_counter() + timeout
+    while True:
+        response = browser.get(url, HTMX)
+        if response.status == 286:
+            return response.body
+        if response.status != 200:
+            raise st.BenchError(f"status of {page} answered {response.status}")
+        if time.perf_counter() > deadline:
+            raise st.BenchError(f"{page} did not settle within {timeout:g} s")
+        url = next_poll(response.body, url)
+        time.sleep(POLL_INTERVAL)
+
+
+def public_id_of(page: str) -> str:
+    match = _DEMO_PATH.match(page)
+    if match is None:
+        raise st.BenchError(f"{page!r} is not a demo page")
+    return match.group(1)
+
+
+# --- Phases ------------------------------------------------------------------------------------
+
+
+def warm_up(run: Run, browser: Browser, slug: str) -> None:
+    """First requests import templates and code lazily in each process: not what a salesperson
+    meets on a running portal, so they are not measured."""
+    for _ in range(run.scale.web_workers * run.scale.web_threads * 2):
+        browser.get("/")
+        browser.get("/healthz")
+    for _ in range(run.scale.rq_workers * 2):
+        start_to_ready(run, browser, slug)
+
+
+def ready_at(public_id: str) -> float:
+    """When the worker marked the demo ready (this machine's clock, as `time.time()`)."""
+    from demos.models import Demo
+
+    stamp = Demo.objects.filter(public_id=public_id).values_list("ready_at", flat=True).get()
+    if stamp is None:
+        raise st.BenchError(f"demo {public_id} settled without becoming ready")
+    return stamp.timestamp()
+
+
+@dataclass(frozen=True)
+class StartTiming:
+    sent: float  # time.time() when the POST went out
+    overhead: float  # until the worker marked the demo ready
+    posted: float  # the POST's own round trip
+    seen: float  # until a poll showed it ready
+    public_id: str
+
+
+def start_to_ready(run: Run, browser: Browser, slug: str) -> StartTiming:
+    """One start through HTTP: POST, the demo page, then polls of its status fragment until it
+    answers 286.
+
+    The overhead runs from the request until the worker marked the demo ready, by the clock this
+    machine shares with the workers. The poll only confirms what the page shows; its interval
+    (htmx's is two seconds) is the browser's choice, not the portal's overhead, so it is not
+    part of the figure. Polling much faster than htmx would also take the CPU the worker needs.
+    """
+    sent = time.time()
+    started = time.perf_counter()
+    page = post_start(browser, slug, secrets.token_urlsafe(16))
+    posted = time.perf_counter() - started
+    body = open_demo_page(browser, page)
+    body = poll_until_settled(browser, page, body, run.scale.ready_timeout)
+    seen = time.perf_counter() - started
+    if b'id="live-url"' not in body:
+        raise st.BenchError(f"{page} settled without showing its live link")
+    public_id = public_id_of(page)
+    return StartTiming(sent, ready_at(public_id) - sent, posted, seen, public_id)
+
+
+def sequential_starts(run: Run, browser: Browser, slug: str) -> None:
+    from demos.models import DemoEvent
+
+    count = run.scale.sequential_starts
+    log(f"{count} sequential starts through HTTP")
+    timings = [start_to_ready(run, browser, slug) for _ in range(count)]
+    run.samples["sequential starts (sent, overhead, post)"] = [
+        (round(t.sent, 3), round(t.overhead, 4), round(t.posted, 4)) for t in timings
+    ]
+    samples = [t.overhead for t in timings]
+    posts = [t.posted for t in timings]
+    seen = [t.seen for t in timings]
+    ids = [t.public_id for t in timings]
+    run.add("start-to-ready overhead, median", ms(statistics.median(samples)), "ms")
+    run.add("start-to-ready overhead, p95", ms(percentile(samples, 95)), "ms", "<= 200")
+    run.add("start-to-ready overhead, max", ms(max(samples)), "ms")
+    run.add("start-to-ready: start request (POST), p95", ms(percentile(posts, 95)), "ms")
+    run.add(
+        f"start-to-ready: seen by a poll every {POLL_INTERVAL * 1000:g} ms, median",
+        ms(statistics.median(seen)),
+        "ms",
+    )
+
+    # Where the time goes, from the demos' own timelines (the same clock).
+    marks: dict[int, dict[str, Any]] = {}
+    events = DemoEvent.objects.filter(
+        demo__public_id__in=ids, kind__in=("admitted", "provisioning", "ready")
+    ).values_list("demo_id", "kind", "created_at")
+    for demo_id, kind, created_at in events:
+        marks.setdefault(demo_id, {})[kind] = created_at
+    complete = [m for m in marks.values() if {"admitted", "provisioning", "ready"} <= m.keys()]
+    if complete:
+        queued = [(m["provisioning"] - m["admitted"]).total_seconds() for m in complete]
+        working = [(m["ready"] - m["provisioning"]).total_seconds() for m in complete]
+        run.add(
+            "start-to-ready: admitted until a worker began, median",
+            ms(statistics.median(queued)),
+            "ms",
+        )
+        run.add(
+            "start-to-ready: worker began until ready, median",
+            ms(statistics.median(working)),
+            "ms",
+        )
+
+
+def concurrent_starts(run: Run, sessions: list[str], slug: str) -> None:
+    from demos.models import Demo, SimulatedCluster, Status
+
+    count, doubles = run.scale.concurrent_starts, run.scale.double_submits
+    log(f"{count} concurrent starts ({doubles} of them double-submitted)")
+    tokens = [secrets.token_urlsafe(16) for _ in range(count)]
+    # A double submit is the same form (same session, same token) sent twice at once.
+    plan = [(sessions[i % len(sessions)], tokens[i]) for i in range(count)]
+    plan += plan[:doubles]
+    answers: list[int] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(len(plan) + 1)
+
+    def start(session: str, token: str) -> None:
+        browser = Browser(run.port, session)
+        gate.wait()
+        try:
+            response = browser.post_form(f"/templates/{slug}/start/", start_form(token))
+            status = response.status
+        except OSError:
+            status = 0
+        finally:
+            browser.close()
+        with lock:
+            answers.append(status)
+
+    threads = [threading.Thread(target=start, args=item, daemon=True) for item in plan]
+    for thread in threads:
+        thread.start()
+    mine = Demo.objects.filter(start_token__in=tokens)
+
+    def all_settled() -> bool:
+        return not mine.exclude(status__in=[Status.READY, Status.FAILED]).exists()
+
+    with cpu_use(run, "concurrent starts") as used:
+        began_wall = time.time()
+        began = time.perf_counter()
+        gate.wait()
+        for thread in threads:
+            thread.join(run.scale.ready_timeout)
+        answered = time.perf_counter() - began
+        try:
+            st.wait_until(
+                all_settled, run.scale.ready_timeout, "the concurrent starts to settle", 0.05
+            )
+        except st.BenchError as exc:
+            run.notes.append(str(exc))
+    rows = list(mine.values_list("start_token", "status", "ready_at", "cluster_name"))
+    per_token: dict[str, int] = {}
+    for token, *_rest in rows:
+        per_token[token] = per_token.get(token, 0) + 1
+    ready = [r for r in rows if r[1] == Status.READY]
+    failed = sum(1 for r in rows if r[1] == Status.FAILED)
+    duplicates = sum(n - 1 for n in per_token.values() if n > 1)
+    # Lost: accepted and then never there, or never settled within the time allowed.
+    lost = sum(1 for token in tokens if token not in per_token)
+    lost += len(rows) - len(ready) - failed
+    clusters = SimulatedCluster.objects.filter(name__in=[r[3] for r in rows]).count()
+    last_ready = max((r[2].timestamp() for r in ready), default=began_wall) - began_wall
+    run.add("concurrent starts: time until all ready", last_ready, "s")
+    run.add(
+        "concurrent starts: throughput", len(ready) / last_ready if last_ready else 0, "demos/s"
+    )
+    run.add("concurrent starts: all requests answered", answered, "s")
+    run.add(
+        "concurrent starts: error answers", sum(1 for a in answers if a != 302), "requests", "== 0"
+    )
+    run.add("concurrent starts: duplicates", duplicates, "demos", "== 0")
+    run.add("concurrent starts: duplicate clusters", clusters - len(rows), "clusters", "== 0")
+    run.add("concurrent starts: lost", lost, "demos", "== 0")
+    run.add("concurrent starts: failed", failed, "demos", "== 0")
+    run.add("concurrent starts: web CPU per demo", ms(used["web"] / count), "ms")
+    run.add(
+        "concurrent starts: worker CPU per demo (work horses included)",
+        ms(used["worker"] / count),
+        "ms",
+    )
+
+
+def claims_and_cold_starts(run: Run, browser: Browser, slug: str) -> None:
+    from demos import dispatch
+    from demos.models import Demo, DemoTemplate, Status
+
+    template = DemoTemplate.objects.get(slug=slug)
+    spares = Demo.objects.filter(template=template, is_spare=True, status=Status.READY)
+    count = run.scale.claims
+    log(f"{count} cold starts, then {count} warm-pool claims, of one template")
+
+    cold = [start_to_ready(run, browser, slug).overhead for _ in range(count)]
+
+    DemoTemplate.objects.filter(pk=template.pk).update(warm_pool_size=run.scale.pool_size)
+    dispatch.request_pool_refill(template.pk)
+    st.wait_until(
+        lambda: spares.count() >= run.scale.pool_size,
+        run.scale.ready_timeout,
+        "the warm pool to fill",
+    )
+    claimed: list[float] = []
+    claim_posts: list[float] = []
+    fallbacks = 0
+    for _ in range(count):
+        # A claim on a full pool, the usual case: the refill after the last claim has finished,
+        # so its work horse does not compete with this request for the two cores.
+        st.wait_until(
+            lambda: spares.count() >= run.scale.pool_size,
+            run.scale.ready_timeout,
+            "the warm pool to refill",
+        )
+        started = time.perf_counter()
+        page = post_start(browser, slug, secrets.token_urlsafe(16))
+        posted = time.perf_counter() - started
+        body = open_demo_page(browser, page)
+        seconds = time.perf_counter() - started
+        if Demo.objects.filter(public_id=public_id_of(page), claimed_at__isnull=False).exists():
+            if b'id="live-url"' not in body:
+                raise st.BenchError(f"claimed demo {page} has no live link on its page")
+            claimed.append(seconds)
+            claim_posts.append(posted)
+        else:
+            fallbacks += 1
+            poll_until_settled(browser, page, body, run.scale.ready_timeout)
+    run.add("cold start of the pool's template to ready, median", ms(statistics.median(cold)), "ms")
+    run.add("cold start of the pool's template to ready, p95", ms(percentile(cold, 95)), "ms")
+    if claimed:
+        run.add("warm-pool claim to live link, median", ms(statistics.median(claimed)), "ms")
+        run.add("warm-pool claim to live link, p95", ms(percentile(claimed, 95)), "ms", "< 100")
+        pages = [total - post for total, post in zip(claimed, claim_posts, strict=True)]
+        run.add(
+            "warm-pool claim: start request (POST), median",
+            ms(statistics.median(claim_posts)),
+            "ms",
+        )
+        run.add("warm-pool claim: demo page (GET), median", ms(statistics.median(pages)), "ms")
+    else:
+        run.add("warm-pool claim to live link, p95", None, "ms", "< 100")
+    run.add("warm-pool claims that fell back to a cold start", fallbacks, "starts", "== 0")
+
+
+def fragment_queries(session_owner: Any, demo: Any) -> int:
+    """Queries one status poll makes when nothing new happened (the usual poll), counted in
+    this process with Django's test client."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(SERVER_NAME="127.0.0.1")
+    client.force_login(session_owner)
+    page = client.get(f"/demos/{demo.public_id}/")
+    path = next_poll(page.content, f"/demos/{demo.public_id}/status/")
+    client.get(path, headers=HTMX)  # first use of a fresh session loads more than a poll does
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path, headers=HTMX)
+    if response.status_code != 200:
+        raise st.BenchError(f"status fragment answered {response.status_code} in-process")
+    return len(queries.captured_queries)
+
+
+@dataclass
+class PollTotals:
+    result: LoadResult = field(default_factory=LoadResult)
+    web_cpu: float = 0.0
+    client_cpu: float = 0.0
+
+    def add(self, result: LoadResult, web_cpu: float, client_cpu: float) -> None:
+        self.result.requests += result.requests
+        self.result.errors += result.errors
+        self.result.seconds += result.seconds
+        self.result.latencies += result.latencies
+        for status, count in result.statuses.items():
+            self.result.statuses[status] = self.result.statuses.get(status, 0) + count
+        self.web_cpu += web_cpu
+        self.client_cpu += client_cpu
+
+
+POLL_ROUNDS = 3
+
+
+def pollers(run: Run, users: list[Any], sessions: list[str], slug: str) -> None:
+    from bench import portal_data
+    from demos.models import DemoTemplate
+
+    template = DemoTemplate.objects.get(slug=slug)
+    count, seconds = run.scale.pollers, run.scale.poll_seconds
+    demos = [portal_data.starting_demo(template, user) for user in users[:count]]
+    browsers = [Browser(run.port, session) for session in sessions[:count]]
+    log(f"{count} concurrent pollers, {seconds:g} s per view in {POLL_ROUNDS} rounds")
+    # Each poller starts where its browser would: the demo page names the first poll's URL.
+    first_polls = [
+        next_poll(open_demo_page(browser, f"/demos/{demo.public_id}/"), "")
+        for browser, demo in zip(browsers, demos, strict=True)
+    ]
+    if not all(first_polls):
+        raise st.BenchError("a starting demo's page does not poll its status")
+    views: list[tuple[str, Any, dict[str, str] | None]] = [
+        ("status fragment", lambda i: first_polls[i], HTMX),
+        ("trivial view (signed in)", lambda i: "/bench/trivial-signed-in/", None),
+        ("trivial view (no session)", lambda i: "/bench/trivial/", None),
+        ("healthz (one query)", lambda i: "/healthz", None),
+    ]
+    for name, path_for, headers in views:
+        # Warm-up, not measured.
+        closed_loop(browsers, path_for, 1.0, headers, follow=name == "status fragment")
+    totals = {name: PollTotals() for name, _p, _h in views}
+    # Short rounds, taking turns, so a burst of other work on the machine falls on all views
+    # alike instead of on whichever was measured at that moment.
+    for round_ in range(POLL_ROUNDS):
+        for name, path_for, headers in views[round_ % len(views) :] + views[: round_ % len(views)]:
+            web_cpu = run.stack.cpu_seconds("web")
+            client_cpu = time.process_time()
+            result = closed_loop(
+                browsers,
+                path_for,
+                seconds / POLL_ROUNDS,
+                headers,
+                follow=name == "status fragment",
+            )
+            totals[name].add(
+                result,
+                run.stack.cpu_seconds("web") - web_cpu,
+                time.process_time() - client_cpu,
+            )
+    for browser in browsers:
+        browser.close()
+
+    for name, total in totals.items():
+        result = total.result
+        if result.errors:
+            run.notes.append(f"{name}: {result.errors} errors, statuses {result.statuses}")
+        run.add(f"{name}: throughput", result.per_second, "req/s")
+        run.add(f"{name}: p95", ms(percentile(result.latencies, 95)), "ms")
+        run.add(f"{name}: web CPU per request", ms(total.web_cpu / max(result.requests, 1)), "ms")
+        if name == "status fragment":
+            run.add(f"{name}: errors", result.errors, "requests", "== 0")
+    rate = {name: total.result.per_second for name, total in totals.items()}
+    fragment = rate["status fragment"]
+    run.add(
+        "status fragment / trivial view (signed in)",
+        fragment / rate["trivial view (signed in)"],
+        "ratio",
+        ">= 0.7",
+    )
+    run.add(
+        "status fragment / trivial view (no session)",
+        fragment / rate["trivial view (no session)"],
+        "ratio",
+    )
+    run.add("status fragment / healthz", fragment / rate["healthz (one query)"], "ratio")
+    client_cpu = sum(total.client_cpu for total in totals.values())
+    requests = sum(total.result.requests for total in totals.values())
+    run.add("load generator CPU per request", ms(client_cpu / max(requests, 1)), "ms")
+    run.add(
+        "status fragment: queries per poll without news",
+        fragment_queries(users[0], demos[0]),
+        "queries",
+    )
+
+
+def memory(run: Run) -> None:
+    run.stack.sample_memory_once()
+    peaks = run.stack.memory.peaks
+    for role in ("web master", "web worker", "worker", "RQ scheduler", "work horse", "cron"):
+        if role in peaks:
+            label = {"worker": "RQ worker", "web worker": "web worker (gunicorn)"}.get(role, role)
+            run.add(f"peak memory (VmHWM): {label}", peaks[role] / 1024, "MiB")
+    run.notes.append(f"work horses sampled for memory: {run.stack.memory.horses_seen}")
+
+
+def sweep_scaling(run_figures: list[Figure], scale: Scale, logs: Path) -> None:
+    sizes = ",".join(str(rows) for rows in scale.sweep_rows)
+    log(f"reconcile sweep over {sizes} demos, {scale.sweep_due} due")
+    st.recreate_database(SWEEP_DB)
+    try:
+        # The sweep logs a summary at INFO each time; dozens of them would bury the progress.
+        env = st.portal_env(SWEEP_DB, st.REDIS_URL, 8000, LOG_LEVEL="WARNING")
+        st.Stack(env, logs).manage("migrate", "--noinput")
+        out = logs / "sweep.json"
+        subprocess.run(
+            [
+                st.PYTHON, "-m", "bench", "sweep",
+                "--rows", sizes,
+                "--due", str(scale.sweep_due),
+                "--repeats", str(scale.sweep_repeats),
+                "--out", str(out),
+            ],
+            cwd=st.ROOT,
+            env=env,
+            check=True,
+            timeout=1800,
+        )  # fmt: skip
+        runs = json.loads(out.read_text())
+    finally:
+        st.drop_database(SWEEP_DB)
+        st.flush_redis(st.REDIS_URL)
+    run_figures.extend(fig.sweep_figures(runs, scale.sweep_due))
+
+
+def run_sweep_subcommand(args: argparse.Namespace) -> int:
+    """The sweep measurement, in a process whose Django points at the sweep database."""
+    import django
+
+    django.setup()
+    from bench import sweep
+
+    sizes = [int(part) for part in args.rows.split(",") if part]
+    runs = sweep.scaling(sizes, args.due, args.repeats)
+    Path(args.out).write_text(
+        json.dumps(
+            [
+                {
+                    "nominal_rows": nominal,
+                    "rows": r.rows,
+                    "seconds": r.seconds,
+                    "queries": r.queries,
+                    "expired": r.expired,
+                    "db_seconds": r.db_seconds,
+                }
+                for nominal, r in zip(sizes, runs, strict=True)
+            ]
+        )
+    )
+    return 0
+
+
+def run_portal_phases(run_figures: list[Figure], scale: Scale, logs: Path) -> list[str]:
+    port = st.free_port()
+    st.recreate_database(BENCH_DB)
+    st.flush_redis(st.REDIS_URL)
+    env = st.portal_env(BENCH_DB, st.REDIS_URL, port, BENCH_STATIC_ROOT=str(logs / "static"))
+    stack = st.Stack(env, logs)
+    run = Run(scale, port, stack)
+    try:
+        log("migrating the bench database and collecting static files")
+        stack.manage("migrate", "--noinput")
+        stack.manage("collectstatic", "--noinput", "--verbosity", "0")
+        setup_django(env)
+        from bench import portal_data
+
+        sellers = max(scale.pollers, scale.concurrent_users, 1)
+        users = portal_data.salespeople(sellers, "seller")
+        sessions = [portal_data.session_for(user) for user in users]
+        for slug in ("webshop", "pooled", "polled"):
+            portal_data.template(slug)
+
+        log(
+            f"starting gunicorn ({scale.web_workers}x{scale.web_threads} gthread), "
+            f"{scale.rq_workers} workers, one cron"
+        )
+        stack.start_web(port, scale.web_workers, scale.web_threads)
+        for index in range(scale.rq_workers):
+            stack.start_worker(index)
+        stack.start_cron()
+        probe = Browser(port)
+        st.wait_until(lambda: _answers(probe), 60, "gunicorn to answer /healthz", 0.2)
+        st.wait_until(
+            lambda: st.worker_count(st.REDIS_URL) >= scale.rq_workers, 60, "the workers", 0.2
+        )
+        stack.start_memory_sampler()
+        browser = Browser(port, sessions[0])
+        warm_up(run, browser, "webshop")
+        with cpu_use(run, "sequential starts"):
+            sequential_starts(run, browser, "webshop")
+        stack.check_alive()
+        concurrent_starts(run, sessions[: scale.concurrent_users], "webshop")
+        stack.check_alive()
+        with cpu_use(run, "cold starts and claims"):
+            claims_and_cold_starts(run, browser, "pooled")
+        stack.check_alive()
+        with cpu_use(run, "pollers"):
+            pollers(run, users, sessions, "polled")
+        stack.check_alive()
+        memory(run)
+        browser.close()
+        (logs / "samples.json").write_text(json.dumps(run.samples))
+    finally:
+        stack.stop()
+        st.close_django_connections()
+        st.drop_database(BENCH_DB)
+        st.flush_redis(st.REDIS_URL)
+    run_figures.extend(run.figures)
+    return run.notes
+
+
+def _answers(browser: Browser) -> bool:
+    try:
+        return browser.get("/healthz").status == 200
+    except OSError:
+        browser.close()
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    sweep_parser = sub.add_parser("sweep", help="internal: the sweep measurement alone")
+    sweep_parser.add_argument("--rows", required=True)
+    sweep_parser.add_argument("--due", type=int, default=10)
+    sweep_parser.add_argument("--repeats", type=int, default=3)
+    sweep_parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "sweep":
+        return run_sweep_subcommand(args)
+
+    scale = from_env()
+    machine = st.describe_machine()
+    log(f"scale {scale.name}; machine {machine}")
+    started = time.monotonic()
+    results: list[Figure] = []
+    try:
+        with st.scratch_dir("portal-bench-") as logs:
+            sweep_scaling(results, scale, logs)
+            notes = run_portal_phases(results, scale, logs)
+    except st.BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    machine["load_average_1m_after"] = round(os.getloadavg()[0], 2)
+    print()
+    print(fig.format_table(results, f"Demo portal benchmark ({scale.name} scale)"))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"machine: {json.dumps(machine)}")
+    latest, kept = fig.write_results(results, "bench")
+    log(f"done in {time.monotonic() - started:.0f} s; wrote {latest.name} and runs/{kept.name}")
+    missed = [figure.name for figure in results if figure.met is False]
+    if missed:
+        print("targets missed: " + "; ".join(missed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

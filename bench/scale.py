@@ -1,0 +1,104 @@
+"""How big a run is: `BENCH_SCALE=small` for a one-minute smoke run, `full` (the default) for
+the published figures. Every count can be overridden on its own with `BENCH_<NAME>=<value>`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    web_workers: int  # gunicorn processes (gthread), as the production image runs them
+    web_threads: int
+    rq_workers: int  # `manage.py runworker` processes
+    sequential_starts: int
+    concurrent_starts: int
+    double_submits: int  # of the concurrent starts, how many are also sent a second time
+    concurrent_users: int
+    pollers: int
+    poll_seconds: float  # measuring time per view under the pollers
+    sweep_rows: tuple[int, ...]
+    sweep_due: int
+    sweep_repeats: int
+    pool_size: int
+    claims: int  # warm-pool claims, and as many cold starts of the same template
+    ready_timeout: float  # upper bound for any one wait on the portal
+    # Fault drills.
+    drill_rounds: int  # of each fault: worker killed, Redis restarted, connections dropped
+    drill_demos: int  # demos in flight when a fault hits
+    drill_error_rounds: int  # rounds under injected backend errors (twice as many demos each)
+    drill_rq_workers: int
+    drill_recover_timeout: float
+
+
+FULL = Scale(
+    name="full",
+    web_workers=2,
+    web_threads=4,
+    rq_workers=4,
+    sequential_starts=100,
+    concurrent_starts=200,
+    double_submits=20,
+    concurrent_users=20,
+    pollers=50,
+    poll_seconds=15.0,
+    sweep_rows=(1_000, 10_000, 100_000),
+    sweep_due=10,
+    sweep_repeats=3,
+    pool_size=5,
+    claims=40,
+    ready_timeout=180.0,
+    drill_rounds=6,
+    drill_demos=8,
+    drill_error_rounds=3,
+    drill_rq_workers=3,
+    drill_recover_timeout=120.0,
+)
+
+SMALL = replace(
+    FULL,
+    name="small",
+    sequential_starts=15,
+    concurrent_starts=30,
+    double_submits=5,
+    concurrent_users=5,
+    pollers=10,
+    poll_seconds=3.0,
+    sweep_rows=(1_000, 5_000),
+    sweep_repeats=1,
+    pool_size=2,
+    claims=8,
+    ready_timeout=60.0,
+    drill_rounds=2,
+    drill_demos=4,
+    drill_error_rounds=1,
+    drill_recover_timeout=90.0,
+)
+
+SCALES = {"full": FULL, "small": SMALL}
+
+
+def from_env(environ: dict[str, str] | None = None) -> Scale:
+    """The scale named by BENCH_SCALE, with any BENCH_<FIELD> overrides applied."""
+    environ = dict(os.environ) if environ is None else environ
+    name = environ.get("BENCH_SCALE", "full").strip().lower() or "full"
+    if name not in SCALES:
+        raise SystemExit(f"BENCH_SCALE={name!r}: use one of {', '.join(SCALES)}.")
+    scale = SCALES[name]
+    overrides: dict[str, object] = {}
+    for field in fields(Scale):
+        raw = environ.get(f"BENCH_{field.name.upper()}")
+        if raw is None or field.name == "name":
+            continue
+        try:
+            if field.name == "sweep_rows":
+                overrides[field.name] = tuple(int(part) for part in raw.split(",") if part)
+            elif isinstance(getattr(scale, field.name), float):
+                overrides[field.name] = float(raw)
+            else:
+                overrides[field.name] = int(raw)
+        except ValueError:
+            raise SystemExit(f"BENCH_{field.name.upper()}={raw!r} is not a number.") from None
+    return replace(scale, **overrides)
