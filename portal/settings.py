@@ -256,9 +256,8 @@ CACHES = {
     }
 }
 
-# Sessions read from Redis, written through to the database: one query less on every request
-# (the status poll most of all), and nobody is logged out when Redis restarts.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions stay in the database only: a Redis-cached session store would save a query per
+# request but turn every page into an error while Redis is down.
 
 # Prospect links: failed lookups allowed per client network and window before it is refused.
 PROSPECT_FAILURE_LIMIT = envint("PROSPECT_FAILURE_LIMIT", 20, minimum=1)
