@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from demos import notifications
 from demos.errors import LifecycleError
@@ -38,6 +40,7 @@ _SHAREABLE = {
     Status.RESUMING,
 }
 MORE_TIME_COOLDOWN = timedelta(minutes=10)
+log = logging.getLogger(__name__)
 
 
 def is_shareable(demo: Demo) -> bool:
@@ -196,8 +199,11 @@ def request_more_time(link: ShareLink) -> bool:
     False when the prospect asked less than ten minutes ago (one note is enough).
     """
     key = f"prospect:more-time:{link.pk}"
-    if not cache.add(key, 1, timeout=int(MORE_TIME_COOLDOWN.total_seconds())):
-        return False
+    try:
+        if not cache.add(key, 1, timeout=int(MORE_TIME_COOLDOWN.total_seconds())):
+            return False
+    except RedisError:
+        pass  # without Redis there is no cooldown; the owner may hear twice, never not at all
     record_event(
         link.demo,
         "more-time-requested",
@@ -230,16 +236,23 @@ class FailureLimiter:
         bucket = int(timezone.now().timestamp() // self.window)
         return f"prospect:failures:{truncate_address(address) or 'unknown'}:{bucket}"
 
+    # Both fail open: while Redis is down, prospects still reach their demos, unthrottled.
+
     def blocked(self, address: str) -> bool:
-        return (cache.get(self._key(address)) or 0) >= self.limit
+        try:
+            return (cache.get(self._key(address)) or 0) >= self.limit
+        except RedisError:
+            return False
 
     def record_failure(self, address: str) -> None:
         key = self._key(address)
-        if not cache.add(key, 1, timeout=self.window * 2):
-            try:
+        try:
+            if not cache.add(key, 1, timeout=self.window * 2):
                 cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, timeout=self.window * 2)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=self.window * 2)
+        except RedisError:
+            log.warning("Cannot count a failed link lookup: Redis is unavailable")
 
 
 def visits_for(demo: Demo) -> Any:

@@ -272,3 +272,24 @@ class TestSalespersonSide:
         )
         assert "cannot outlive" in response.text
         assert not ShareLink.objects.exists()
+
+
+class TestWithoutRedis:
+    def test_prospects_still_reach_their_demo_while_redis_is_down(
+        self, client: Client, demo: Demo, settings: Any
+    ) -> None:
+        token = share(demo).token
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": "redis://127.0.0.1:1/0",
+            }
+        }
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        with pytest.raises(RedisConnectionError):
+            cache.get("anything")  # the settings fixture reset the cache: Redis is unreachable
+        assert landing(client, token).status_code == 200
+        assert_neutral(landing(client, secrets.token_urlsafe(32)))
+        more_time = reverse("prospect:more_time", args=[token])
+        assert client.post(more_time, HTTP_HX_REQUEST="true").status_code == 200
