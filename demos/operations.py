@@ -240,14 +240,10 @@ def delete(public_id: str) -> None:
 
 def cleanup(public_id: str) -> None:
     """Remove what a failed start left behind; the demo stays `failed` so its owner sees why."""
-    demo = load(public_id)
-    if demo is None or demo.status != Status.FAILED:
-        return
-    if _wait_for(
-        demo,
+    _run_until_done(
+        public_id,
         Status.FAILED,
-        lambda: get_backend().delete(demo.cluster_name),
-        OPERATION_TIMEOUT,
         "Cleaning up",
-    ):
-        record_event(demo, "cleaned-up", "Removed the half-created cluster.")
+        lambda demo: get_backend().delete(demo.cluster_name),
+        lambda demo: record_event(demo, "cleaned-up", "Removed the half-created cluster."),
+    )

@@ -141,3 +141,21 @@ class TestClaim:
         cold = Demo.objects.filter(pk__in=demo_ids).exclude(pk__in=pool)
         assert cold.count() == len(users) - len(pool)
         assert set(cold.values_list("status", flat=True)) <= {Status.REQUESTED, Status.QUEUED}
+
+
+class TestCatalog:
+    def test_the_catalog_marks_templates_with_a_ready_spare_as_instant(
+        self, rq_redis: Any, alice: User
+    ) -> None:
+        from django.test import Client
+
+        pooled = pooled_template(size=1)
+        make_template("cold")
+        client = Client()
+        client.force_login(alice)
+        assert "Instant" not in client.get("/").text
+        fill(pooled)
+        cards = client.get("/").text.split('class="template-card')[1:]
+        marked = [card for card in cards if "Instant</span>" in card]
+        assert len(marked) == 1
+        assert "Pooled" in marked[0]

@@ -20,6 +20,7 @@ from demos.errors import LifecycleError
 from demos.forms import StartDemoForm
 from demos.lifecycle import start_demo
 from demos.models import ACTIVE, Demo, DemoTemplate, Status
+from demos.pools import pool_levels
 from demos.views.guards import login_required
 
 # How many of a template's latest demos the typical time to ready is the median of.
@@ -32,6 +33,8 @@ class CatalogCard:
     template: DemoTemplate
     typical_time_to_ready: timedelta | None
     form: StartDemoForm
+    # A warm-pool spare is ready: starting hands it over at once.
+    instant: bool = False
 
 
 def typical_times_to_ready(template_ids: list[int]) -> dict[int, timedelta]:
@@ -66,8 +69,14 @@ def typical_times_to_ready(template_ids: list[int]) -> dict[int, timedelta]:
 def catalog(request: HttpRequest) -> HttpResponse:
     templates = list(DemoTemplate.objects.filter(enabled=True).prefetch_related("charts"))
     typical = typical_times_to_ready([template.pk for template in templates])
+    levels = pool_levels()
     cards = [
-        CatalogCard(template, typical.get(template.pk), StartDemoForm(template=template))
+        CatalogCard(
+            template,
+            typical.get(template.pk),
+            StartDemoForm(template=template),
+            instant=levels.get(template.pk, {}).get("ready", 0) > 0,
+        )
         for template in templates
     ]
     running = (
