@@ -102,8 +102,9 @@ class TestFailures:
         assert demo.error_message.startswith("Chart “app0” failed: image pull error")
         assert "ErrImagePull" in demo.error_detail
         assert demo.failed_from in {Status.PROVISIONING, Status.INSTALLING}
-        wait_for(lambda: not SimulatedCluster.objects.exists(), message="not cleaned up")
-        assert demo.events.filter(kind="cleaned-up").exists()
+        # The cluster goes first and the event is written after it, so wait for both.
+        wait_for(lambda: demo.events.filter(kind="cleaned-up").exists(), message="no event")
+        assert not SimulatedCluster.objects.exists()
         failed_step = [s for s in demo.progress["steps"] if s["state"] == "failed"]
         assert [s["key"] for s in failed_step] == ["chart:app0"]
 
