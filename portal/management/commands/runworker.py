@@ -7,6 +7,8 @@ from django_rq.utils import reset_db_connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.logutils import setup_loghandlers
 
+from portal.worker import WORKER_TTL, PortalWorker
+
 
 class Command(BaseCommand):
     help = "Run an RQ worker on the portal's queues, with the scheduler on (for expiry jobs)."
@@ -23,10 +25,11 @@ class Command(BaseCommand):
             # Heartbeats this often while a job runs; the reconcile sweep treats a job whose
             # heartbeat is three intervals old as lost (its worker was killed) and re-enqueues it.
             job_monitoring_interval=settings.RQ_JOB_MONITORING_INTERVAL,
-            # How often a worker cleans registries and tries to take over RQ's scheduler. RQ's
-            # default of ten minutes leaves expiry jobs waiting that long after the worker that
-            # ran the scheduler was killed.
+            # How often a worker cleans RQ's registries (RQ's default: ten minutes). Taking over
+            # a dead scheduler happens more often: see portal/worker.py.
             maintenance_interval=60,
+            worker_class=PortalWorker,
+            worker_ttl=WORKER_TTL,
         )
         # Imported once here rather than in every forked work horse.
         import demos.jobs  # noqa: F401
