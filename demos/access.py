@@ -1,6 +1,6 @@
 """Who may see and act on what. The one place authorization decisions about demos live."""
 
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied
@@ -19,7 +19,17 @@ def demos_visible_to(user: Any) -> QuerySet[Demo]:
     return demos.filter(owner=user)
 
 
-def can_see(user: Any, demo: Demo) -> bool:
+class Owned(Protocol):
+    """What deciding who may see a demo needs: a demo, or the few columns a status poll reads."""
+
+    @property
+    def owner_id(self) -> int | None: ...
+
+    @property
+    def is_spare(self) -> bool: ...
+
+
+def can_see(user: Any, demo: Owned) -> bool:
     """The rule behind `demos_visible_to`, for one demo already loaded."""
     if demo.is_spare or not getattr(user, "is_authenticated", False):
         return False

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.template.loader import render_to_string
 from django.test import Client
@@ -119,6 +121,13 @@ def archived_demo(template: DemoTemplate, owner: User) -> tuple[Demo, Snapshot]:
 
 def detail_url(demo: Demo) -> str:
     return reverse("demos:detail", args=[demo.public_id])
+
+
+def next_poll_url(html: str) -> str:
+    """The URL htmx polls next: the status panel's `hx-get`."""
+    match = re.search(r'hx-get="([^"]+)"', html)
+    assert match, "the panel does not poll"
+    return unescape(match.group(1))
 
 
 def status_url(demo: Demo) -> str:
@@ -541,6 +550,110 @@ class TestPolling:
         assert re.search(r'<section id="timeline"[^>]* hx-swap-oob="true"', news)
         assert "Installing app0: done" in news
         assert f"?since={latest}" not in news
+
+    def test_a_poll_whose_panel_is_current_gets_no_content(
+        self, alice: User, template: DemoTemplate, rq_redis: Any
+    ) -> None:
+        demo = starting_demo(template, alice)
+        Demo.objects.filter(pk=demo.pk).update(
+            status=Status.PROVISIONING, progress=progress.mark(demo.progress, "cluster", "active")
+        )
+        client = logged_in(alice)
+        first = client.get(status_url(demo), **HTMX).content.decode()
+        poll = next_poll_url(first)
+        quiet = client.get(poll, **HTMX)
+        assert quiet.status_code == 204
+        assert quiet.content == b""
+
+        # Anything the panel shows changes its version: the next poll renders it again.
+        demo.refresh_from_db()
+        Demo.objects.filter(pk=demo.pk).update(
+            status=Status.INSTALLING, progress=progress.mark(demo.progress, "cluster", "done")
+        )
+        news = client.get(poll, **HTMX)
+        assert news.status_code == 200
+        assert "Creating the cluster" in news.content.decode()
+        assert next_poll_url(news.content.decode()) != poll
+        assert client.get(next_poll_url(news.content.decode()), **HTMX).status_code == 204
+
+    def test_a_current_version_reveals_nothing_to_others(
+        self, alice: User, bob: User, manager: User, template: DemoTemplate, rq_redis: Any
+    ) -> None:
+        demo = starting_demo(template, alice)
+        poll = next_poll_url(logged_in(alice).get(status_url(demo), **HTMX).content.decode())
+        assert logged_in(bob).get(poll, **HTMX).status_code == 404
+        assert Client().get(poll, **HTMX).status_code != 204
+        assert logged_in(manager).get(poll, **HTMX).status_code == 204
+
+    def test_the_version_follows_everything_the_panel_shows(
+        self, alice: User, template: DemoTemplate, rq_redis: Any
+    ) -> None:
+        demo = starting_demo(template, alice)
+        client = logged_in(alice)
+        changes: list[Callable[[Demo], object]] = [
+            lambda d: lifecycle.record_event(d, "progress", "Something happened."),
+            lambda d: Demo.objects.filter(pk=d.pk).update(
+                progress=progress.mark(d.progress, "cluster", "active")
+            ),
+            lambda d: Demo.objects.filter(pk=d.pk).update(error_message="Trying again."),
+            lambda d: Demo.objects.filter(pk=d.pk).update(live_url="https://x.example.com/"),
+            lambda d: Demo.objects.filter(pk=d.pk).update(extension_count=1),
+        ]
+        poll = next_poll_url(client.get(status_url(demo), **HTMX).content.decode())
+        for change in changes:
+            demo.refresh_from_db()
+            change(demo)
+            answer = client.get(poll, **HTMX)
+            assert answer.status_code == 200
+            poll = next_poll_url(answer.content.decode())
+            assert client.get(poll, **HTMX).status_code == 204
+
+    def test_a_queued_demo_moving_up_the_queue_is_news(
+        self, alice: User, bob: User, template: DemoTemplate, rq_redis: Any, settings: Any
+    ) -> None:
+        settings.DEMO_MAX_ACTIVE_TOTAL = 0
+        ahead = starting_demo(template, bob)
+        mine = starting_demo(template, alice)
+        assert (ahead.status, mine.status) == (Status.QUEUED, Status.QUEUED)
+        client = logged_in(alice)
+        first = client.get(status_url(mine), **HTMX).content.decode()
+        assert "number 2 in the queue" in first
+        poll = next_poll_url(first)
+        assert client.get(poll, **HTMX).status_code == 204
+        Demo.objects.filter(pk=ahead.pk).update(status=Status.DELETED)
+        moved = client.get(poll, **HTMX)
+        assert moved.status_code == 200
+        assert "number 1 in the queue" in moved.content.decode()
+
+    def test_time_passing_alone_changes_nothing_the_server_renders(
+        self, alice: User, template: DemoTemplate, rq_redis: Any
+    ) -> None:
+        """Running durations tick in the browser, so "no news" may honestly answer 204."""
+        demo = starting_demo(template, alice)
+        Demo.objects.filter(pk=demo.pk).update(
+            status=Status.PROVISIONING, progress=progress.mark(demo.progress, "cluster", "active")
+        )
+        client = logged_in(alice)
+
+        def panel() -> str:
+            html = client.get(status_url(demo), **HTMX).content.decode()
+            assert html.count("data-elapsed=") == 2  # "Running for" and the active step
+            # Leave out the figures the browser counts on from.
+            return re.sub(r'data-elapsed="[^"]*"([^>]*)>[^<]*', r"data-elapsed\1>", html)
+
+        before = panel()
+        with time_machine.travel(timezone.now() + timedelta(minutes=7, seconds=3)):
+            after = panel()
+        assert after == before
+
+    def test_a_settled_demo_is_sent_whatever_the_version(
+        self, alice: User, template: DemoTemplate, rq_redis: Any
+    ) -> None:
+        demo = starting_demo(template, alice)
+        client = logged_in(alice)
+        poll = next_poll_url(client.get(status_url(demo), **HTMX).content.decode())
+        Demo.objects.filter(pk=demo.pk).update(status=Status.DELETED)
+        assert client.get(poll, **HTMX).status_code == 286
 
     def test_it_answers_286_once_the_demo_has_settled(self, alice: User, demo: Demo) -> None:
         response = logged_in(alice).get(status_url(demo), **HTMX)

@@ -78,6 +78,7 @@ class StepView:
     state: str
     state_label: str
     seconds: float | None
+    ticking: bool = False  # still running: the browser counts its seconds on
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,7 @@ class DemoRow:
         return row_dom_id(self.demo)
 
 
-def steps_of(demo: Demo) -> list[StepView]:
-    position = queue_position(demo)
+def steps_of(demo: Demo, position: int | None) -> list[StepView]:
     steps = []
     for step in demo.progress.get("steps", []):
         seconds = progress.step_seconds(step)
@@ -105,9 +105,9 @@ def steps_of(demo: Demo) -> list[StepView]:
                 continue  # it never waited: a zero-second step would only add noise
         if step["key"] == "ready" and step["state"] == progress.DONE:
             seconds = None  # the moment it became ready, not a step that took time
-        steps.append(
-            StepView(label, step["state"], _STEP_STATE_LABELS.get(step["state"], ""), seconds)
-        )
+        state = step["state"]
+        ticking = state == progress.ACTIVE and seconds is not None
+        steps.append(StepView(label, state, _STEP_STATE_LABELS.get(state, ""), seconds, ticking))
     return steps
 
 
@@ -141,15 +141,21 @@ def panel_context(
     error: str = "",
     with_timeline: bool = True,
     last_event_id: int | None = None,
+    version: str = "",
 ) -> dict[str, Any]:
-    """Everything the status panel shows; the timeline only when asked (it is the costly part)."""
+    """Everything the status panel shows; the timeline only when asked (it is the costly part).
+
+    `version` is the panel's version (see `demos.views.poll`), taken before the demo was loaded,
+    so it is never newer than what is shown. Without one the next poll is answered in full.
+    """
     actions = available_actions(request.user, demo)
     events = timeline(demo) if with_timeline else None
     archived = demo.status == Status.ARCHIVED
+    position = queue_position(demo)
     return {
         "demo": demo,
         "headline": headline(demo),
-        "steps": steps_of(demo),
+        "steps": steps_of(demo, position),
         "steps_display": steps_display(demo),
         "elapsed": elapsed(demo),
         "actions": actions,
@@ -164,8 +170,10 @@ def panel_context(
         "notice": notice,
         "error": error,
         "events": events,
-        # The poll asks "anything after this event?", so unchanged timelines are not resent.
+        # The poll asks "anything after this event?", so unchanged timelines are not resent,
+        # and "has anything changed since this version?", so unchanged panels are not either.
         "last_event_id": _last_event_id(demo, events, last_event_id),
+        "version": version,
     }
 
 
@@ -183,11 +191,12 @@ def render_status_update(
     error: str = "",
     status: int = 200,
     since: int | None = None,
+    version: str = "",
 ) -> HttpResponse:
     """The status panel, with the timeline as an out-of-band swap: what polls and actions get.
 
-    A poll that already has every event up to `since` gets the panel alone: most polls while a
-    demo starts find no new event, and rendering the timeline is most of a poll's cost.
+    A poll that already has every event up to `since` gets the panel alone: rendering the
+    timeline is most of a render's cost.
     """
     latest = latest_event_id(demo) if since is not None else None
     context = panel_context(
@@ -197,6 +206,7 @@ def render_status_update(
         error=error,
         with_timeline=since is None or latest != since,
         last_event_id=latest,
+        version=version,
     )
     return render(request, "demos/detail.html#status_update", context, status=status)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from http import HTTPStatus
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
@@ -12,11 +13,18 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django_htmx.http import HTMX_STOP_POLLING
 
-from demos.access import can_act_on, demos_visible_to, get_demo_for_user, sees_everyones_demos
+from demos.access import (
+    can_act_on,
+    can_see,
+    demos_visible_to,
+    get_demo_for_user,
+    sees_everyones_demos,
+)
 from demos.actions import available_actions
 from demos.models import KEPT, Demo, Status
 from demos.views.guards import login_required
 from demos.views.panel import DemoRow, panel_context, render_row, render_status_update
+from demos.views.poll import panel_state
 from demos.views.share import share_context
 
 # Ended demos are history: the list shows the latest, not all of them.
@@ -38,15 +46,24 @@ def demo_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
 def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """The fragment the demo page (or a row of My demos) polls every two seconds.
 
-    Answers 286 once the demo has settled, which tells htmx to stop polling.
+    Answers 204 when the panel the page shows is still current (most polls), and 286 once the
+    demo has settled, which tells htmx to stop polling.
     """
-    demo = get_demo_for_user(request.user, public_id)
-    status = HTMX_STOP_POLLING if demo.is_settled else 200
     if request.GET.get("fragment") == "row":
-        return render_row(request, demo, status=status)
+        demo = get_demo_for_user(request.user, public_id)
+        return render_row(request, demo, status=HTMX_STOP_POLLING if demo.is_settled else 200)
+    # The version first and the demo after it, so the panel sent is never older than its version.
+    state = panel_state(public_id)
+    if state and state.unchanged_since(request.GET.get("v", "")) and can_see(request.user, state):
+        return HttpResponse(status=HTTPStatus.NO_CONTENT)
+    demo = get_demo_for_user(request.user, public_id)
     since = request.GET.get("since", "")
     return render_status_update(
-        request, demo, status=status, since=int(since) if since.isdigit() else None
+        request,
+        demo,
+        status=HTMX_STOP_POLLING if demo.is_settled else 200,
+        since=int(since) if since.isdigit() else None,
+        version=state.version if state else "",
     )
 
 

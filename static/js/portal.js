@@ -156,7 +156,57 @@
     tick();
   }
 
-  window.setInterval(tick, 1000);
+  // --- Durations that run on ------------------------------------------------------------------
+
+  // How long a demo has been starting, and how long its current step has taken. The server
+  // renders the figure once; the browser counts on from it, so a poll that finds nothing new
+  // need not send the panel again just to move a clock (it answers "204 No Content").
+  var clocks = new Map();
+
+  function formatDuration(seconds, precise) {
+    // The same wording as the server's format_duration.
+    seconds = Math.max(seconds, 0);
+    if (seconds < 10 && precise) return seconds.toFixed(1) + " s";
+    var whole = Math.round(seconds);
+    if (whole < 60) return whole + " s";
+    var minutes = Math.floor(whole / 60);
+    var secs = whole % 60;
+    if (minutes < 60) {
+      return precise && secs && minutes < 10 ? minutes + " min " + secs + " s" : minutes + " min";
+    }
+    var hours = Math.floor(minutes / 60);
+    minutes = minutes % 60;
+    if (hours < 48) return minutes ? hours + " h " + minutes + " min" : hours + " h";
+    var days = Math.floor(hours / 24);
+    hours = hours % 24;
+    return hours ? days + " days " + hours + " h" : days + " days";
+  }
+
+  function tickClocks() {
+    var now = Date.now();
+    clocks.forEach(function (startedAt, element) {
+      if (!element.isConnected) {
+        clocks.delete(element);
+        return;
+      }
+      element.textContent = formatDuration((now - startedAt) / 1000, element.hasAttribute("data-precise"));
+    });
+  }
+
+  function setUpClocks(root) {
+    var now = Date.now();
+    root.querySelectorAll("[data-elapsed]").forEach(function (element) {
+      var seconds = parseFloat(element.getAttribute("data-elapsed"));
+      // Counted from this browser's own clock, so a clock that differs from the server's
+      // does not matter.
+      if (!isNaN(seconds)) clocks.set(element, now - seconds * 1000);
+    });
+  }
+
+  window.setInterval(function () {
+    tick();
+    tickClocks();
+  }, 1000);
 
   // --- Confirmation dialog for htmx actions --------------------------------------------------
 
@@ -253,6 +303,7 @@
   function enhance(root) {
     setUpCopyButtons(root);
     setUpCountdowns(root);
+    setUpClocks(root);
     announceChanges(root);
   }
 
