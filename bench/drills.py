@@ -54,7 +54,7 @@ MONITORING_INTERVAL = 2
 STEP_SECONDS = 0.5
 ERROR_RATE = 0.3
 # BENCH_DRILLS=kill,db runs only those.
-DRILLS = ("kill", "redis", "db", "errors")
+DRILLS = ("kill", "scheduler", "redis", "db", "errors")
 # States in which a failed demo still owns its cluster (demos.reconcile keeps these).
 _FAILED_KEEPING = ("pausing", "resuming", "archiving", "paused")
 
@@ -443,23 +443,62 @@ class Drills:
 
         Retries after a transient error and every demo's expiry job wait in RQ's scheduled
         registry until a worker's scheduler process enqueues them; if no scheduler runs, they
-        wait. Probed with a harmless job (the cron heartbeat) due in one second."""
+        wait."""
+        return self.time_until_a_scheduled_job_runs(20) is not None
+
+    def time_until_a_scheduled_job_runs(self, timeout: float) -> float | None:
+        """Seconds from enqueueing a harmless job (the cron heartbeat) due in one second until it
+        finished, or None when it did not within `timeout`."""
         import django_rq
         from redis.exceptions import RedisError
 
+        began = time.monotonic()
         try:
             queue = django_rq.get_queue("maintenance", commit_mode="auto")
             job = queue.enqueue_in(timedelta(seconds=1), "portal.health.record_heartbeat")
             st.wait_until(
-                lambda: job.get_status(refresh=True) == "finished", 20, "the probe job", 0.2
+                lambda: job.get_status(refresh=True) == "finished", timeout, "the probe job", 0.2
             )
         except st.BenchError:
             with contextlib.suppress(RedisError):
                 job.delete()
-            return False
+            return None
         except RedisError:
-            return False
-        return True
+            return None
+        return time.monotonic() - began
+
+    def kill_scheduler(self) -> list[Figure]:
+        """The worker running RQ's scheduler killed (with the scheduler): how long until a job
+        that falls due a second later runs. RQ alone waits for the dead scheduler's lock to
+        expire (61 s) and for another worker's maintenance."""
+        name = "scheduler's worker killed"
+        ran: list[float] = []
+        rounds = max(self.scale.drill_rounds // 2, 1)
+        for round_ in range(rounds):
+            victim = st.wait_until(self.scheduler_worker, 30, "a worker running the scheduler")
+            self.stack.kill(victim)
+            waited = self.time_until_a_scheduled_job_runs(120)
+            if waited is None:
+                log(f"  scheduler round {round_ + 1}: the due job did not run within 120 s")
+                self.check_scheduler(Tally(name))  # restarts the workers for the next round
+                continue
+            log(f"  scheduler round {round_ + 1}: a job due in 1 s ran after {waited:.1f} s")
+            ran.append(waited)
+        return [
+            Figure.of(f"{name}: faults injected", rounds, "faults"),
+            Figure.of(f"{name}: due jobs not run in 120 s", rounds - len(ran), "jobs", "== 0"),
+            Figure.of(
+                f"{name}: job due 1 s after the kill ran after, median",
+                statistics.median(ran) if ran else None,
+                "s",
+            ),
+            Figure.of(
+                f"{name}: job due 1 s after the kill ran after, max",
+                max(ran) if len(ran) == rounds else None,
+                "s",
+                "<= 30",
+            ),
+        ]
 
     def check_scheduler(self, tally: Tally, **worker_env: str) -> None:
         """After each round: do scheduled jobs still run? When not, count it against the drill
@@ -536,6 +575,7 @@ def _run(scale: Scale, began: float, results: list[Figure]) -> int:
             chosen = os.environ.get("BENCH_DRILLS", ",".join(DRILLS)).split(",")
             for key, name, run in (
                 ("kill", "worker killed with SIGKILL while demos provision", drills.kill_worker),
+                ("scheduler", "the worker running RQ's scheduler killed", drills.kill_scheduler),
                 ("redis", "Redis killed and restarted empty mid-flight", drills.restart_redis),
                 ("db", "every database connection terminated", drills.drop_connections),
                 ("errors", f"backend errors on {ERROR_RATE:.0%} of calls", drills.backend_errors),
@@ -544,9 +584,11 @@ def _run(scale: Scale, began: float, results: list[Figure]) -> int:
                     continue
                 log(f"drill: {name}")
                 restarts = drills.restarts
-                tally = run()
-                tally.restarts = drills.restarts - restarts
-                results += tally.figures()
+                outcome = run()
+                if isinstance(outcome, Tally):
+                    outcome.restarts = drills.restarts - restarts
+                    outcome = outcome.figures()
+                results += outcome
             results += drills.final_check()
         finally:
             if drills is not None:
