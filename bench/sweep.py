@@ -47,7 +47,9 @@ class SweepRun:
 
 
 def _cluster_name() -> str:
-    return "demo-" + secrets.token_hex(5)
+    # Longer than the portal's own names: 100,000 names of 40 random bits collide once in
+    # about two hundred fills, which a benchmark run must not trip over.
+    return "demo-" + secrets.token_hex(10)
 
 
 class Table:

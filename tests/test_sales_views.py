@@ -576,6 +576,15 @@ class TestPolling:
         assert next_poll_url(news.content.decode()) != poll
         assert client.get(next_poll_url(news.content.decode()), **HTMX).status_code == 204
 
+    def test_the_demo_page_hands_its_panel_a_version(
+        self, alice: User, template: DemoTemplate, rq_redis: Any
+    ) -> None:
+        demo = starting_demo(template, alice)
+        client = logged_in(alice)
+        poll = next_poll_url(page(client, detail_url(demo)))
+        assert "&v=" in poll
+        assert client.get(poll, **HTMX).status_code == 204
+
     def test_a_current_version_reveals_nothing_to_others(
         self, alice: User, bob: User, manager: User, template: DemoTemplate, rq_redis: Any
     ) -> None:

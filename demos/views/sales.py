@@ -34,8 +34,10 @@ ENDED_SHOWN = 25
 @login_required
 @require_GET
 def demo_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    # The panel's version before the demo (see `demo_status`), so the first poll can answer 204.
+    state = panel_state(public_id)
     demo = get_demo_for_user(request.user, public_id)
-    context = panel_context(request, demo)
+    context = panel_context(request, demo, version=state.version if state else "")
     context["show_owner"] = demo.owner_id != request.user.pk
     context.update(share_context(demo, can_act=can_act_on(request.user, demo)))
     return render(request, "demos/detail.html", context)
