@@ -88,6 +88,16 @@ def starting_demo(template: DemoTemplate, owner: User) -> Demo:
     return lifecycle.start_demo(template=template, owner=owner, prospect_company="Acme")
 
 
+def provisioning_demo(template: DemoTemplate, owner: User) -> Demo:
+    """A demo whose cluster is being created: its first step is running."""
+    demo = starting_demo(template, owner)
+    Demo.objects.filter(pk=demo.pk).update(
+        status=Status.PROVISIONING, progress=progress.mark(demo.progress, "cluster", "active")
+    )
+    demo.refresh_from_db()
+    return demo
+
+
 def failed_demo(template: DemoTemplate, owner: User) -> Demo:
     demo = starting_demo(template, owner)
     failed = progress.mark(demo.progress, "cluster", "done")
@@ -554,10 +564,7 @@ class TestPolling:
     def test_a_poll_whose_panel_is_current_gets_no_content(
         self, alice: User, template: DemoTemplate, rq_redis: Any
     ) -> None:
-        demo = starting_demo(template, alice)
-        Demo.objects.filter(pk=demo.pk).update(
-            status=Status.PROVISIONING, progress=progress.mark(demo.progress, "cluster", "active")
-        )
+        demo = provisioning_demo(template, alice)
         client = logged_in(alice)
         first = client.get(status_url(demo), **HTMX).content.decode()
         poll = next_poll_url(first)
@@ -638,10 +645,7 @@ class TestPolling:
         self, alice: User, template: DemoTemplate, rq_redis: Any
     ) -> None:
         """Running durations tick in the browser, so "no news" may honestly answer 204."""
-        demo = starting_demo(template, alice)
-        Demo.objects.filter(pk=demo.pk).update(
-            status=Status.PROVISIONING, progress=progress.mark(demo.progress, "cluster", "active")
-        )
+        demo = provisioning_demo(template, alice)
         client = logged_in(alice)
 
         def panel() -> str:
