@@ -102,8 +102,9 @@ def quick_worker(worker_env: dict[str, str], site_url: str) -> Iterator[WorkerPr
 
 @pytest.fixture
 def watchable_worker(worker_env: dict[str, str], site_url: str) -> Iterator[WorkerProcess]:
-    """A real worker whose simulated steps take long enough to watch them advance."""
-    process = start_worker(worker_env, SITE_URL=site_url, DEMO_SIM_STEP_SECONDS="1.5")
+    """A real worker whose simulated steps take long enough to watch them advance: longer than
+    the page's two-second poll, so every step shows on its own however the polls fall."""
+    process = start_worker(worker_env, SITE_URL=site_url, DEMO_SIM_STEP_SECONDS="2.5")
     yield process
     stop_worker(process)
 
