@@ -92,7 +92,7 @@ def starting_demo(template: DemoTemplate, owner: User) -> Demo:
     demo = Demo(
         template=template,
         owner=owner,
-        cluster_name="demo-" + secrets.token_hex(5),
+        cluster_name="demo-" + secrets.token_hex(8),
         prospect_company="Acme Corp",
         prospect_name="Ada",
         lifetime=template.default_lifetime,

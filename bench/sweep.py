@@ -47,9 +47,7 @@ class SweepRun:
 
 
 def _cluster_name() -> str:
-    # Longer than the portal's own names: 100,000 names of 40 random bits collide once in
-    # about two hundred fills, which a benchmark run must not trip over.
-    return "demo-" + secrets.token_hex(10)
+    return "demo-" + secrets.token_hex(8)  # as the portal's own
 
 
 class Table:

@@ -122,8 +122,9 @@ def transition(
 
 def _new_cluster_name() -> str:
     # DNS-1035: a lowercase letter first, then letters and digits; short enough for every
-    # derived name (namespace prefix, `vc-NAME` secret, `data-NAME-0` claim).
-    return "demo-" + secrets.token_hex(5)
+    # derived name (namespace prefix, `vc-NAME` secret, `data-NAME-0` claim). 64 random bits:
+    # with 40, a table of a million demos would give one start in a million a name taken.
+    return "demo-" + secrets.token_hex(8)
 
 
 def _frozen_spec(demo: Demo) -> dict[str, Any]:

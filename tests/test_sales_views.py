@@ -598,7 +598,9 @@ class TestPolling:
         demo = starting_demo(template, alice)
         poll = next_poll_url(logged_in(alice).get(status_url(demo), **HTMX).content.decode())
         assert logged_in(bob).get(poll, **HTMX).status_code == 404
-        assert Client().get(poll, **HTMX).status_code != 204
+        anonymous = Client().get(poll, **HTMX)
+        assert anonymous.status_code != 204
+        assert anonymous.headers["HX-Redirect"].startswith(reverse("login"))
         assert logged_in(manager).get(poll, **HTMX).status_code == 204
 
     def test_the_version_follows_everything_the_panel_shows(
