@@ -16,7 +16,7 @@ not running. Registries are still cleaned at RQ's `maintenance_interval`.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis import Redis
@@ -64,7 +64,10 @@ def _text(value: Any) -> str | None:
 
 
 class PortalWorker(Worker):
-    _scheduler_checked_at = None
+    """RQ's worker, looking after the scheduler every `SCHEDULER_CHECK` as well as at its
+    maintenance (see the module's docstring)."""
+
+    _scheduler_checked_at: datetime | None = None
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
