@@ -692,16 +692,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     machine["load_average_1m_after"] = round(os.getloadavg()[0], 2)
-    print()
-    print(fig.format_table(results, f"Demo portal benchmark ({scale.name} scale)"))
+    latest, kept = fig.report(results, f"Demo portal benchmark ({scale.name} scale)", "bench")
     for note in notes:
         print(f"note: {note}")
     print(f"machine: {json.dumps(machine)}")
-    latest, kept = fig.write_results(results, "bench")
     log(f"done in {time.monotonic() - started:.0f} s; wrote {latest.name} and runs/{kept.name}")
-    missed = [figure.name for figure in results if figure.met is False]
-    if missed:
-        print("targets missed: " + "; ".join(missed))
     return 0
 
 

@@ -597,13 +597,8 @@ def _run(scale: Scale, began: float, results: list[Figure]) -> int:
             st.close_django_connections()
             st.drop_database(DRILL_DB)
             redis.stop()
-    print()
-    print(fig.format_table(results, f"Demo portal fault drills ({scale.name} scale)"))
-    latest, kept = fig.write_results(results, "drills")
+    latest, kept = fig.report(results, f"Demo portal fault drills ({scale.name} scale)", "drills")
     log(f"done in {time.monotonic() - began:.0f} s; wrote {latest.name} and runs/{kept.name}")
-    missed = [figure.name for figure in results if figure.met is False]
-    if missed:
-        print("targets missed: " + "; ".join(missed))
     return 0
 
 

@@ -130,6 +130,17 @@ def write_results(
     return latest, kept
 
 
+def report(figures: Sequence[Figure], title: str, stem: str) -> tuple[Path, Path]:
+    """Print the table and the targets missed, and write the JSON files (see `write_results`)."""
+    print()
+    print(format_table(figures, title))
+    written = write_results(figures, stem)
+    missed = [figure.name for figure in figures if figure.met is False]
+    if missed:
+        print("targets missed: " + "; ".join(missed))
+    return written
+
+
 def sweep_figures(runs: list[dict[str, Any]], due: int) -> list[Figure]:
     """Flat means: the same number of queries at every size, and at most half as much time
     again as at the smallest size (plus 5 ms, below which timings are noise), for the whole

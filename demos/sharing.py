@@ -182,15 +182,16 @@ def record_visit(link: ShareLink, *, user_agent: str, address: str) -> ShareLink
     ShareLink.objects.filter(pk=link.pk).update(open_count=F("open_count") + 1, last_opened_at=now)
     first = ShareLink.objects.filter(pk=link.pk, first_opened_at=None).update(first_opened_at=now)
     if first:
-        record_event(
-            link.demo,
-            "share-link-opened",
-            f"{link.recipient} opened the demo link for the first time.",
-            Actor(label="prospect"),
-            {"link": link.pk},
+        _record_prospect_event(
+            link, "share-link-opened", f"{link.recipient} opened the demo link for the first time."
         )
         notifications.first_open(link)
     return visit
+
+
+def _record_prospect_event(link: ShareLink, kind: str, message: str) -> None:
+    """On the demo's timeline, by the prospect, naming the link they came through."""
+    record_event(link.demo, kind, message, Actor(label="prospect"), {"link": link.pk})
 
 
 def request_more_time(link: ShareLink) -> bool:
@@ -204,12 +205,8 @@ def request_more_time(link: ShareLink) -> bool:
             return False
     except RedisError:
         pass  # without Redis there is no cooldown; the owner may hear twice, never not at all
-    record_event(
-        link.demo,
-        "more-time-requested",
-        f"{link.recipient} asked for more time with the demo.",
-        Actor(label="prospect"),
-        {"link": link.pk},
+    _record_prospect_event(
+        link, "more-time-requested", f"{link.recipient} asked for more time with the demo."
     )
     notifications.more_time_requested(link)
     return True
