@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench drills setup tools clean
+.PHONY: run test lint format bench drills setup tools clean cluster-test
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "make: no suitable Python (see the message above)"; exit 1; }
@@ -40,6 +40,10 @@ bench: setup
 
 drills: setup
 	$(BIN)/python -m bench.drills
+
+# The vCluster backend end to end on a throwaway kind/k3d cluster (docs/vcluster.md).
+cluster-test: setup
+	@scripts/cluster-test
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache

@@ -22,9 +22,10 @@ web)
   # cheaply. Scale out with more pods, not more workers per pod. The heartbeat file goes to
   # /dev/shm because the root filesystem is read-only and a disk-backed /tmp can stall workers.
   # The control socket is off: it would need a writable home directory and nothing uses it.
-  # The ingress controller's address is not known in advance, so its X-Forwarded-* headers are
-  # trusted from any address; set FORWARDED_ALLOW_IPS to its pod network to narrow that.
+  # portal/gunicorn_conf.py trusts X-Forwarded-* headers only from TRUSTED_PROXY_NETWORKS and
+  # writes the access log to stdout with share-link tokens redacted.
   exec gunicorn portal.wsgi:application \
+    --config python:portal.gunicorn_conf \
     --bind 0.0.0.0:8000 \
     --worker-class gthread \
     --workers "${WEB_CONCURRENCY:-2}" \
@@ -36,8 +37,6 @@ web)
     --max-requests-jitter 200 \
     --worker-tmp-dir /dev/shm \
     --no-control-socket \
-    --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}" \
-    --access-logfile - \
     "$@"
   ;;
 worker)

@@ -116,6 +116,7 @@ class DemoTemplateAdmin(admin.ModelAdmin):
                     ("control_plane_cpu", "control_plane_memory", "storage_size"),
                     ("quota_cpu", "quota_memory", "quota_pods"),
                     "vcluster_overrides",
+                    "unsafe_vcluster_overrides",
                 ]
             },
         ),
@@ -151,6 +152,14 @@ class DemoTemplateAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DemoTemplate]:
         return fleet.with_active_counts(super().get_queryset(request))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Template admins are trusted with demos, not with the host: they see the superusers'
+        # overrides but cannot change them (a read-only field is not taken from the POST).
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields.append("unsafe_vcluster_overrides")
+        return fields
 
     # --- Columns and read-only fields ---------------------------------------------------------
 
@@ -189,6 +198,10 @@ class DemoTemplateAdmin(admin.ModelAdmin):
         # always agree on whether something changed.
         if change and construct_change_message(form, formsets, add=False):
             template_services.bump_template_version(template=form.instance)
+        if "unsafe_vcluster_overrides" in form.changed_data:
+            # Who set what, in full: the history is the audit trail of host-level trust.
+            text = form.instance.unsafe_vcluster_overrides or "(cleared)"
+            self.log_change(request, form.instance, f"Unsafe vCluster overrides set to:\n{text}")
 
     def construct_change_message(
         self, request: HttpRequest, form: ModelForm, formsets: list[BaseFormSet], add: bool = False

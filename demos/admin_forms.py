@@ -17,12 +17,16 @@ from django.forms.models import BaseInlineFormSet
 from demos import template_validation as checks
 from demos.models import DemoTemplate, TemplateChart
 
-MULTILINE_FIELDS = ("description", "instructions", "credentials", "vcluster_overrides")
+MULTILINE_FIELDS = (
+    *("description", "instructions", "credentials"),
+    *("vcluster_overrides", "unsafe_vcluster_overrides"),
+)
 # Listed rather than "__all__" so a new model field is a deliberate addition to the admin.
 TEMPLATE_FIELDS = [
     *("name", "slug", "tagline", "description", "icon", "colour", "enabled"),
     *("kubernetes_version", "control_plane_cpu", "control_plane_memory", "storage_size"),
     *("quota_cpu", "quota_memory", "quota_pods", "vcluster_overrides"),
+    "unsafe_vcluster_overrides",
     *("entry_url", "instructions", "credentials", "allow_kubeconfig_download"),
     *("default_lifetime", "max_lifetime", "extension_step", "max_extensions", "expiry_action"),
     *("retention", "provisioning_timeout", "max_concurrent"),
@@ -64,12 +68,7 @@ class DemoTemplateForm(forms.ModelForm):
 
     def clean_entry_url(self) -> str:
         url = self.cleaned_data["entry_url"].strip()
-        problems = checks.text_problems(url, "Entry URL")
-        if not problems and not url.startswith(("https://", "http://")):
-            problems.append(
-                "Entry URL must start with https:// (or http://), e.g. https://${DEMO_HOST}/."
-            )
-        _raise_if(problems)
+        _raise_if(checks.entry_url_problems(url))
         return url
 
     def clean_instructions(self) -> str:
@@ -85,6 +84,12 @@ class DemoTemplateForm(forms.ModelForm):
     def clean_vcluster_overrides(self) -> str:
         text = self.cleaned_data["vcluster_overrides"]
         _raise_if(checks.overrides_problems(text))
+        return text
+
+    def clean_unsafe_vcluster_overrides(self) -> str:
+        # Only in a superuser's form: for others the admin makes the field read-only.
+        text = self.cleaned_data["unsafe_vcluster_overrides"]
+        _raise_if(checks.overrides_problems(text, unsafe=True))
         return text
 
     def clean_warm_pool_schedule(self) -> str:

@@ -60,7 +60,11 @@ def owner_has_room(owner: Any, exclude: int | None = None) -> bool:
 
 
 def check_user_limit(owner: Any) -> None:
-    """A salesperson may queue as many demos as they may run, and no more."""
+    """A salesperson may queue as many demos as they may run, and no more.
+
+    Call it under `lock_admission`, in the transaction that queues the demo: checked outside,
+    parallel starts each see room for one more and all queue.
+    """
     limit = settings.DEMO_MAX_ACTIVE_PER_USER
     queued = Demo.objects.filter(owner=owner, status=Status.QUEUED).count()
     if queued >= limit:

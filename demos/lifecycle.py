@@ -179,7 +179,6 @@ def start_demo(
             f"A demo of “{template.name}” can live at most "
             f"{_human(template.max_lifetime)}; choose a shorter lifetime."
         )
-    capacity.check_user_limit(owner)
     prospect = {
         "prospect_name": prospect_name.strip(),
         "prospect_company": prospect_company.strip(),
@@ -189,16 +188,20 @@ def start_demo(
             claimed = _claim_spare(template, owner, lifetime, start_token, **prospect)
             if claimed is not None:
                 return claimed
+        # Rendered before the lock: every other start waits for as long as the lock is held.
+        demo = _new_demo(
+            template,
+            owner=owner,
+            lifetime=lifetime,
+            start_token=start_token,
+            restored_from=restored_from,
+            **prospect,
+        )
         with transaction.atomic():
             capacity.lock_admission()
-            demo = _create_demo(
-                template,
-                owner=owner,
-                lifetime=lifetime,
-                start_token=start_token,
-                restored_from=restored_from,
-                **prospect,
-            )
+            # Under the lock, so parallel starts cannot each see room for one more in the queue.
+            capacity.check_user_limit(owner)
+            demo.save()
             actor = Actor.of(owner)
             what = "Restore" if restored_from else "Start"
             record_event(
@@ -224,7 +227,9 @@ def start_demo(
     return demo
 
 
-def _create_demo(template: DemoTemplate, **fields: Any) -> Demo:
+def _new_demo(template: DemoTemplate, **fields: Any) -> Demo:
+    """An unsaved demo with its frozen spec. Rendering is the slow part of a start, so callers
+    do it before taking the admission lock and save the demo under it."""
     demo = Demo(
         template=template,
         template_version=template.version,
@@ -233,7 +238,6 @@ def _create_demo(template: DemoTemplate, **fields: Any) -> Demo:
     )
     demo.spec = _frozen_spec(demo)
     demo.progress = progress.initial(demo.spec)
-    demo.save()
     return demo
 
 
@@ -284,9 +288,10 @@ def _claim_spare(
 
 def start_spare(*, template: DemoTemplate) -> Demo:
     """Pre-provision one unowned warm-pool spare of `template` (it never expires unclaimed)."""
+    demo = _new_demo(template, is_spare=True, lifetime=template.default_lifetime)
     with transaction.atomic():
         capacity.lock_admission()
-        demo = _create_demo(template, is_spare=True, lifetime=template.default_lifetime)
+        demo.save()
         record_event(demo, "requested", "Warm-pool spare requested.", WORKER)
         if not capacity.has_room_for(demo):
             raise capacity.CapacityError("No capacity for another warm-pool spare.")

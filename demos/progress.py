@@ -20,6 +20,7 @@ PENDING, ACTIVE, DONE, FAILED = "pending", "active", "done", "failed"
 _CHART_STATE = {
     ChartPhase.PENDING: PENDING,
     ChartPhase.INSTALLING: ACTIVE,
+    ChartPhase.RETRYING: ACTIVE,
     ChartPhase.SUCCESS: DONE,
     ChartPhase.FAILED: FAILED,
 }

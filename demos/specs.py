@@ -1,9 +1,12 @@
 """Rendering a template into the frozen spec a demo runs from, and checking template input.
 
 A demo keeps the spec it was started with, so editing a template never changes a running demo.
-Variables are `${NAME}`; `$${NAME}` is a literal `${NAME}`. Chart values are parsed as YAML first
-and variables are substituted inside string values only, so a prospect called `Acme: "Inc"`
-cannot break (or inject into) the YAML.
+Variables are `${NAME}`; `$${NAME}` is a literal `${NAME}`. YAML (chart values, credentials) is
+parsed first, with the bounded loader, and variables are substituted inside string values only,
+so a prospect called `Acme: "Inc"` cannot break (or inject into) the YAML. Values are always one
+line, so none can start a new line of credentials or a new block of Markdown instructions
+either. In the entry URL only `${DEMO_HOST}` may stand in the scheme or host: any other variable
+there would let whoever fills it in send the prospect's "Open demo" to another site.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from django.conf import settings
 
+from demos.bounded_yaml import BoundedYAMLError, load_bounded
+
 if TYPE_CHECKING:
-    from demos.models import Demo, DemoTemplate
+    from demos.models import Demo, DemoTemplate, TemplateChart
 
 VARIABLES: dict[str, str] = {
     "DEMO_HOST": "Host name of the demo, e.g. demo-1a2b3c4d.demos.example.com",
@@ -62,15 +67,31 @@ def substitute(text: str, variables: Mapping[str, str], field: str = "text") -> 
     return _VARIABLE.sub(replace, text)
 
 
+# An entry URL's scheme, user, host and port: everything before the path, query or fragment.
+_URL_AUTHORITY = re.compile(r"^[^/?#]*(//[^/?#]*)?")
+HOST_VARIABLES = frozenset({"DEMO_HOST"})
+
+
+def check_entry_url(url: str) -> None:
+    """Refuse variables other than ${DEMO_HOST} in the scheme, user or host of an entry URL."""
+    match = _URL_AUTHORITY.match(url.strip())
+    head = match.group(0) if match else ""
+    refused = sorted(variables_in(head) - HOST_VARIABLES)
+    if refused:
+        raise SpecError(
+            f"Entry URL: {', '.join(f'${{{name}}}' for name in refused)} cannot be part of the "
+            "address's scheme or host, or the link could lead to another site; only ${DEMO_HOST} "
+            "may be there. Use other variables in the path or query, e.g. "
+            "https://${DEMO_HOST}/?company=${PROSPECT_COMPANY}."
+        )
+
+
 def parse_yaml(text: str, field: str, *, mapping: bool = True) -> Any:
-    """Parse YAML, turning errors into a message with line and column."""
+    """Parse YAML within the bounded loader's limits; errors name the field, line and column."""
     try:
-        data = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{field}: invalid YAML{where}: {problem}.") from None
+        data = load_bounded(text, field=field)
+    except BoundedYAMLError as exc:
+        raise SpecError(str(exc)) from None
     if data is None:
         return {} if mapping else None
     if mapping and not isinstance(data, dict):
@@ -100,9 +121,15 @@ def demo_host(cluster_name: str) -> str:
     return f"{cluster_name}.{settings.DEMO_BASE_DOMAIN}"
 
 
+def _one_line(value: str) -> str:
+    # Line breaks (and any other run of white space) become one space: a value typed into a
+    # form must never add a line to the credentials or a block to the instructions.
+    return " ".join(value.split())
+
+
 def demo_variables(demo: Demo) -> dict[str, str]:
     owner = demo.owner
-    return {
+    variables = {
         "DEMO_HOST": demo_host(demo.cluster_name),
         "DEMO_ID": str(demo.public_id),
         "DEMO_NAME": demo.cluster_name,
@@ -112,6 +139,7 @@ def demo_variables(demo: Demo) -> dict[str, str]:
         "OWNER_EMAIL": owner.email if owner else "",
         "OWNER_NAME": (owner.get_full_name() or owner.get_username()) if owner else "",
     }
+    return {name: _one_line(value) for name, value in variables.items()}
 
 
 def template_texts(template: DemoTemplate) -> Iterable[tuple[str, str]]:
@@ -130,13 +158,25 @@ def personal_variables_used(template: DemoTemplate) -> set[str]:
     return used
 
 
+def _check_repositories(charts: Iterable[TemplateChart]) -> None:
+    """The save-time repository rules again, for templates saved before they (or the operator's
+    DEMO_CHART_REPOSITORIES) changed: no demo fetches charts from an internal address."""
+    from demos.template_validation import repository_problems
+
+    for chart in charts:
+        problems = repository_problems(chart.repository)
+        if problems:
+            raise SpecError(problems[0])
+
+
 def render_spec(demo: Demo) -> dict[str, Any]:
     """The complete, frozen description of what to run for `demo`. Plain JSON data."""
     template = demo.template
     variables = demo_variables(demo)
-    credentials = parse_yaml(
-        substitute(template.credentials, variables, "Credentials"), "Credentials"
-    )
+    check_entry_url(template.entry_url)
+    charts = list(template.charts.all())
+    _check_repositories(charts)
+    credentials = parse_yaml(template.credentials, "Credentials")
     return {
         "cluster_name": demo.cluster_name,
         "demo_id": str(demo.public_id),
@@ -150,6 +190,9 @@ def render_spec(demo: Demo) -> dict[str, Any]:
             "pods": template.quota_pods,
         },
         "vcluster_overrides": parse_yaml(template.vcluster_overrides, "vCluster overrides"),
+        "unsafe_vcluster_overrides": parse_yaml(
+            template.unsafe_vcluster_overrides, "Unsafe vCluster overrides"
+        ),
         "charts": [
             {
                 "name": chart.release_name,
@@ -161,12 +204,15 @@ def render_spec(demo: Demo) -> dict[str, Any]:
                     chart.values, variables, f"Values of chart {chart.release_name}"
                 ),
             }
-            for chart in template.charts.all()
+            for chart in charts
         ],
         "host": variables["DEMO_HOST"],
         "entry_url": substitute(template.entry_url, variables, "Entry URL"),
         "instructions": substitute(template.instructions, variables, "Instructions"),
-        "credentials": {str(k): str(v) for k, v in credentials.items()},
+        "credentials": {
+            str(label): substitute(str(value), variables, "Credentials")
+            for label, value in credentials.items()
+        },
         "allow_kubeconfig_download": template.allow_kubeconfig_download,
         "provisioning_timeout_seconds": int(template.provisioning_timeout.total_seconds()),
         "variables": variables,

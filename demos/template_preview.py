@@ -67,7 +67,7 @@ def preview_template(*, template: DemoTemplate) -> TemplatePreview:
     from demos.backends.vcluster.config import VClusterSettings
     from demos.backends.vcluster.values import (
         load_validator,
-        refused_overrides,
+        override_problems,
         render_values,
         schema_errors,
         to_yaml,
@@ -78,9 +78,12 @@ def preview_template(*, template: DemoTemplate) -> TemplatePreview:
     except ImproperlyConfigured as exc:
         preview.error = f"The vCluster settings are not valid, so nothing can be rendered: {exc}"
         return preview
+    preview.problems = override_problems(spec)
+    if preview.problems:
+        # Never show a vcluster.yaml the portal would refuse to install.
+        return preview
     values = render_values(spec, cfg)
     preview.vcluster_yaml = to_yaml(values)
-    preview.problems = refused_overrides(spec.get("vcluster_overrides") or {})
     if cfg.values_schema:
         preview.schema = cfg.values_schema
         try:

@@ -9,7 +9,9 @@ checker for each, used both here and when a demo starts.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,9 +20,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from croniter import croniter
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from demos.specs import PERSONAL_VARIABLES, SpecError, check_variables, parse_yaml, variables_in
+from demos.specs import (
+    PERSONAL_VARIABLES,
+    SpecError,
+    check_entry_url,
+    check_variables,
+    parse_yaml,
+    variables_in,
+)
 
 # A Kubernetes resource quantity without a sign: a number and an optional suffix.
 _QUANTITY = re.compile(
@@ -155,7 +165,79 @@ def repository_problems(url: str) -> list[str]:
             "Chart repository: do not put credentials in the URL; they would be copied into "
             "every demo. Configure registry access on the host cluster instead."
         ]
+    allowed = settings.DEMO_CHART_REPOSITORIES
+    if allowed:
+        if any(_has_prefix(url, prefix) for prefix in allowed):
+            return []
+        return [
+            f"Chart repository “{url}” is not one this portal installs from. Allowed: "
+            f"{', '.join(allowed)} (DEMO_CHART_REPOSITORIES). Ask the operator to add it."
+        ]
+    refusal = internal_host_refusal(parts.hostname)
+    if refusal:
+        return [
+            f"Chart repository “{url}”: {refusal}. Charts are fetched from inside the host "
+            "cluster, so only public repositories are accepted (or the ones the operator lists "
+            "in DEMO_CHART_REPOSITORIES)."
+        ]
     return []
+
+
+def _has_prefix(url: str, prefix: str) -> bool:
+    # A prefix ends at a path boundary: "https://charts.example.com" must not let
+    # "https://charts.example.com.evil.test" through.
+    base = prefix.rstrip("/")
+    return url.rstrip("/") == base or url.startswith(base + "/")
+
+
+# Names that only resolve inside a cluster or a private network.
+_INTERNAL_SUFFIXES = (".localhost", ".svc", ".cluster.local", ".internal", ".local", ".lan")
+# Addresses that embed an IPv4 address a host would reach: NAT64's well-known prefix.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def internal_host_refusal(hostname: str) -> str:
+    """Why `hostname` points inside the cluster or a private network; empty when it does not.
+
+    Names are judged by their form only (no DNS lookup: the answer could change by the time
+    the chart is fetched); the operator's allow-list and egress rules are the stronger control.
+    """
+    host = hostname.lower().rstrip(".")
+    address = _ip_literal(host)
+    if address is not None:
+        if not address.is_global or address.is_multicast:
+            return (
+                f"{address} is not a public address (loopback, private, link-local, multicast "
+                "or reserved)"
+            )
+        return ""
+    if host == "localhost" or host.endswith(_INTERNAL_SUFFIXES):
+        return f"“{host}” is a cluster-internal or local name"
+    if "." not in host:
+        return f"“{host}” is a bare name that only resolves inside a cluster or private network"
+    return ""
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an address when it is one in any spelling a resolver accepts, else None.
+
+    Besides the usual forms, C resolvers take 2130706433, 0x7f000001, 0177.1 and 127.1 as
+    127.0.0.1; `inet_aton` reads them the same way, without any lookup.
+    """
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and not embedded.is_global:
+            return embedded
+    return address
 
 
 def chart_name_problems(name: str) -> list[str]:
@@ -207,6 +289,20 @@ def text_problems(text: str, field: str) -> list[str]:
     return []
 
 
+def entry_url_problems(url: str) -> list[str]:
+    """An entry URL: known variables, and only ${DEMO_HOST} in its scheme or host."""
+    problems = text_problems(url, "Entry URL")
+    if problems:
+        return problems
+    try:
+        check_entry_url(url)
+    except SpecError as exc:
+        return [str(exc)]
+    if not url.startswith(("https://", "http://")):
+        return ["Entry URL must start with https:// (or http://), e.g. https://${DEMO_HOST}/."]
+    return []
+
+
 def yaml_problems(text: str, field: str) -> list[str]:
     """A YAML mapping whose string values may use variables (chart values, credentials)."""
     try:
@@ -248,28 +344,30 @@ def credentials_problems(text: str) -> list[str]:
     return []
 
 
-def overrides_problems(text: str) -> list[str]:
+def overrides_problems(text: str, *, unsafe: bool = False) -> list[str]:
     """Extra vcluster.yaml: valid YAML, no variables, and accepted by the vCluster chart.
 
-    The schema check runs when an operator configured VCLUSTER_VALUES_SCHEMA; the portal's own
-    refusals (settings it manages itself, paid features) always apply.
+    Template admins' overrides must stay on the allow-list (docs/vcluster.md); `unsafe` is the
+    superusers' layer, which skips that list but not the portal's own refusals. The schema check
+    runs when an operator configured VCLUSTER_VALUES_SCHEMA.
     """
+    label = "Unsafe vCluster overrides" if unsafe else "vCluster overrides"
     try:
-        parse_yaml(text, "vCluster overrides")
+        parse_yaml(text, label)
     except SpecError as exc:
         return [str(exc)]
     problems: list[str] = []
     if variables_in(text):
         problems.append(
-            "vCluster overrides: variables such as ${DEMO_HOST} are not replaced here; use a "
+            f"{label}: variables such as ${{DEMO_HOST}} are not replaced here; use a "
             "fixed value or move the setting into a chart's values."
         )
     from demos.backends.vcluster.values import validate_overrides
 
     try:
-        problems += validate_overrides(text)
+        problems += validate_overrides(text, unsafe=unsafe)
     except ImproperlyConfigured as exc:
-        problems.append(f"vCluster overrides cannot be checked: {exc}")
+        problems.append(f"{label} cannot be checked: {exc}")
     return problems
 
 

@@ -4,6 +4,7 @@ Every setting has an embedded default that works on a laptop (`make run`); produ
 variables listed in the README. A bad value stops startup with a message naming the variable.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -69,6 +70,22 @@ def envints(name: str, default: str) -> list[int]:
     return [int(item) for item in items]
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def envnetworks(name: str, default: str = "") -> list[Network]:
+    """Comma-separated addresses or CIDR networks, e.g. `10.0.0.0/8,fd00::/8`."""
+    networks: list[Network] = []
+    for item in envlist(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an IP address or network such as 10.0.0.0/8."
+            ) from None
+    return networks
+
+
 def envsecret(name: str, default: str = "") -> str:
     """Read a secret from NAME, or from the file named by NAME_FILE (Kubernetes Secret mounts)."""
     path = os.environ.get(f"{name}_FILE")
@@ -106,6 +123,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "django_rq",
+    "axes",
     "portal",
     "demos",
 ]
@@ -121,6 +139,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -165,6 +185,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user name from
+# one client address, that pair is refused for LOGIN_COOLOFF_MINUTES, even with the right
+# password. Counting the pair, not the name alone, means nobody can lock a colleague out from
+# elsewhere. Attempts are kept in the database, so throttling works while Redis is down; admins
+# unlock in the admin (Access attempts) or with `manage.py axes_reset_username NAME`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_COOLOFF_MINUTES = envint("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The cool-off runs from the lockout; more attempts meanwhile do not extend it, so the page's
+# "try again in N minutes" stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "demos.views.lockout.locked_out"
+AXES_CLIENT_IP_CALLABLE = "demos.views.clients.client_address"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "demos:catalog"
 LOGOUT_REDIRECT_URL = "login"
@@ -245,7 +286,10 @@ REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUE_NAMES = ("demos", "maintenance")
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 1800} for name in RQ_QUEUE_NAMES}
 RQ = {"COMMIT_MODE": "on_db_commit"}
-RQ_SHOW_ADMIN_LINK = True
+# The job dashboard can empty queues and delete jobs, so it is for superusers only and mounted
+# once, at /admin/rq/ (portal/urls.py checks). django-rq's admin entry would mount it a second
+# time for every staff member.
+RQ_SHOW_ADMIN_LINK = False
 
 # Shared cache (rate limits, one-off notices) in the same Redis, under its own prefix.
 CACHES = {
@@ -262,15 +306,32 @@ CACHES = {
 # Prospect links: failed lookups allowed per client network and window before it is refused.
 PROSPECT_FAILURE_LIMIT = envint("PROSPECT_FAILURE_LIMIT", 20, minimum=1)
 PROSPECT_FAILURE_WINDOW_SECONDS = envint("PROSPECT_FAILURE_WINDOW_SECONDS", 900, minimum=1)
-# Behind an ingress that appends the client address to X-Forwarded-For, use it for rate limits
-# and the visit log; otherwise REMOTE_ADDR (the proxy's address) would be all you see.
-TRUST_X_FORWARDED_FOR = envbool("TRUST_X_FORWARDED_FOR", False)
+# The proxies in front of the portal (the ingress controller's pod network): only a request whose
+# direct peer is in one of these networks has its X-Forwarded-For read, for rate limits, login
+# throttling and the visit log. gunicorn trusts forwarded headers from the same networks
+# (portal/gunicorn_conf.py). Empty: the direct peer is the client.
+if "TRUST_X_FORWARDED_FOR" in os.environ:
+    raise ImproperlyConfigured(
+        "TRUST_X_FORWARDED_FOR is replaced by TRUSTED_PROXY_NETWORKS: list the networks of the "
+        "proxies in front of the portal (e.g. the ingress controller's pod network, "
+        "10.244.0.0/16), and remove TRUST_X_FORWARDED_FOR."
+    )
+TRUSTED_PROXY_NETWORKS = envnetworks("TRUSTED_PROXY_NETWORKS")
 RQ_JOB_MONITORING_INTERVAL = envint("RQ_JOB_MONITORING_INTERVAL", 10, minimum=1)
 
 # Demo lifecycle.
 DEMO_BACKEND = envstr("DEMO_BACKEND", "simulated")
 # Demo host names are <cluster-name>.<DEMO_BASE_DOMAIN> (the ${DEMO_HOST} variable).
 DEMO_BASE_DOMAIN = envstr("DEMO_BASE_DOMAIN", "demos.localhost")
+# Where template charts may come from: URL prefixes such as `oci://registry.example.com/charts/`.
+# Empty: any public https:// or oci:// repository, never a loopback, private, link-local or
+# cluster-internal one (the worker fetches charts from inside the host cluster).
+DEMO_CHART_REPOSITORIES = envlist("DEMO_CHART_REPOSITORIES")
+if not all(prefix.startswith(("https://", "oci://")) for prefix in DEMO_CHART_REPOSITORIES):
+    raise ImproperlyConfigured(
+        f"DEMO_CHART_REPOSITORIES={','.join(DEMO_CHART_REPOSITORIES)!r}: each prefix must start "
+        "with https:// or oci://."
+    )
 DEMO_MAX_ACTIVE_PER_USER = envint("DEMO_MAX_ACTIVE_PER_USER", 3, minimum=1)
 DEMO_MAX_ACTIVE_TOTAL = envint("DEMO_MAX_ACTIVE_TOTAL", 50, minimum=1)
 DEMO_EXPIRY_WARNINGS = [
@@ -311,6 +372,15 @@ VCLUSTER_IMAGE_REGISTRY = envstr("VCLUSTER_IMAGE_REGISTRY", "ghcr.io")
 VCLUSTER_NAMESPACE_PREFIX = envstr("VCLUSTER_NAMESPACE_PREFIX", "vcluster-")
 VCLUSTER_POD_SECURITY_STANDARD = envstr("VCLUSTER_POD_SECURITY_STANDARD", "baseline")
 VCLUSTER_NETWORK_POLICY = envbool("VCLUSTER_NETWORK_POLICY", False)
+# Labels of the namespace whose pods (the ingress controller) may reach demo apps.
+VCLUSTER_INGRESS_NAMESPACE_SELECTOR = envstr(
+    "VCLUSTER_INGRESS_NAMESPACE_SELECTOR", "kubernetes.io/metadata.name=ingress-nginx"
+)
+# The ClusterRole the worker binds to itself in each demo namespace (k8s/base/rbac.yaml).
+VCLUSTER_NAMESPACE_ROLE = envstr("VCLUSTER_NAMESPACE_ROLE", "demo-portal-demo-namespace")
+VCLUSTER_WORKER_SERVICE_ACCOUNT = envstr(
+    "VCLUSTER_WORKER_SERVICE_ACCOUNT", "demo-portal/portal-backend"
+)
 VCLUSTER_CHART_INSTALL_TIMEOUT = envint("VCLUSTER_CHART_INSTALL_TIMEOUT", 300, minimum=10)
 VCLUSTER_EXTRA_SANS = envlist("VCLUSTER_EXTRA_SANS")
 # The chart's values.schema.json (of VCLUSTER_CHART_VERSION); empty skips the schema check.
@@ -334,11 +404,30 @@ VCLUSTER_HTTP_CHECK = envbool("VCLUSTER_HTTP_CHECK", True)
 VCLUSTER_HTTP_CHECK_VERIFY_TLS = envbool("VCLUSTER_HTTP_CHECK_VERIFY_TLS", True)
 # ---- end of vCluster backend
 
+# Share-link tokens are redacted from every record the console handler writes (Django logs the
+# path of 404 and 429 answers); Django's own loggers and runserver's request log write through it
+# too.
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_share_tokens": {"()": "portal.redaction.RedactShareTokens"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_share_tokens"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's defaults give these two loggers handlers of their own, which would write around
+    # the filter; configured here without handlers, their records go up to the root's.
+    "loggers": {
+        "django": {"level": LOG_LEVEL},
+        "django.server": {"level": LOG_LEVEL, "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+        # Failed log-ins and lockouts are warnings; every successful log-in is not news.
+        "axes": {"level": "WARNING"},
+    },
 }

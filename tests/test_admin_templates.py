@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import User
 from django.forms.models import model_to_dict
 from django.test import Client
 from django.urls import reverse
@@ -19,8 +20,7 @@ from demos.models import Demo, DemoTemplate, ShareLink, Status, TemplateChart
 from tests.conftest import make_template, ready_demo
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = ROOT.parent / "shared" / "reference" / "vcluster" / "values.schema.json"
-needs_schema = pytest.mark.skipif(not SCHEMA.is_file(), reason="vCluster values schema not present")
+SCHEMA = ROOT / "tests" / "fixtures" / "vcluster-chart" / "values.schema.json"
 
 
 def form_data(template: DemoTemplate, **changes: Any) -> dict[str, Any]:
@@ -179,32 +179,69 @@ class TestValidation:
         assert snapshot(template) == before
         assert not LogEntry.objects.exists()
 
-    @needs_schema
-    def test_it_checks_overrides_against_the_vcluster_schema(
+    def test_template_admins_overrides_stay_on_the_allow_list(
         self, admin_client: Client, template: DemoTemplate, settings: Any
     ) -> None:
         settings.VCLUSTER_VALUES_SCHEMA = str(SCHEMA)
         before = snapshot(template)
-        overrides = "controlPlane:\n  distro:\n    k8s:\n      enabld: true\n"
+        overrides = "policies:\n  podSecurityStandard: privileged\n"
         response = admin_client.post(
             change_url(template), form_data(template, vcluster_overrides=overrides)
         )
         assert response.status_code == 200
-        assert "controlPlane.distro.k8s.enabld is not allowed" in response.content.decode()
+        assert (
+            "policies.podSecurityStandard cannot be set by template admins"
+            in response.content.decode()
+        )
         assert snapshot(template) == before
 
-    @needs_schema
-    def test_it_accepts_overrides_the_schema_allows(
+    def test_it_accepts_overrides_on_the_list(
         self, admin_client: Client, template: DemoTemplate, settings: Any
     ) -> None:
         settings.VCLUSTER_VALUES_SCHEMA = str(SCHEMA)
-        overrides = "policies:\n  podSecurityStandard: restricted\n"
+        overrides = "sync:\n  toHost:\n    services:\n      enabled: true\n"
         response = admin_client.post(
             change_url(template), form_data(template, vcluster_overrides=overrides)
         )
         assert response.status_code == 302
         template.refresh_from_db()
         assert template.vcluster_overrides == overrides.strip()
+
+    def test_template_admins_cannot_change_the_unsafe_overrides(
+        self, admin_client: Client, template: DemoTemplate
+    ) -> None:
+        overrides = "rbac:\n  clusterRole:\n    enabled: true\n"
+        response = admin_client.post(
+            change_url(template), form_data(template, unsafe_vcluster_overrides=overrides)
+        )
+        assert response.status_code == 302
+        template.refresh_from_db()
+        assert template.unsafe_vcluster_overrides == ""
+
+    def test_a_superuser_sets_unsafe_overrides_checked_by_the_schema_and_recorded(
+        self, client: Client, template: DemoTemplate, settings: Any
+    ) -> None:
+        settings.VCLUSTER_VALUES_SCHEMA = str(SCHEMA)
+        root = User.objects.create_superuser("root", "root@example.com", "pw")
+        client.force_login(root)
+        typo = "controlPlane:\n  distro:\n    k8s:\n      enabld: true\n"
+        response = client.post(
+            change_url(template), form_data(template, unsafe_vcluster_overrides=typo)
+        )
+        assert response.status_code == 200
+        assert "controlPlane.distro.k8s.enabld is not allowed" in response.content.decode()
+
+        overrides = "sync:\n  fromHost:\n    nodes:\n      enabled: true\n"
+        response = client.post(
+            change_url(template), form_data(template, unsafe_vcluster_overrides=overrides)
+        )
+        assert response.status_code == 302
+        template.refresh_from_db()
+        assert template.unsafe_vcluster_overrides == overrides.strip()
+        messages = LogEntry.objects.filter(user=root, object_id=str(template.pk)).values_list(
+            "change_message", flat=True
+        )
+        assert f"Unsafe vCluster overrides set to:\n{overrides.strip()}" in messages
 
     def test_it_allows_a_warm_pool_without_personal_variables(
         self, admin_client: Client, template: DemoTemplate
@@ -409,7 +446,6 @@ class TestPreview:
             assert expected in page, expected
         assert "cannot come from a warm pool" in page, "personal variables are pointed out"
 
-    @needs_schema
     def test_it_says_whether_the_result_fits_the_schema(
         self, admin_client: Client, template: DemoTemplate, settings: Any
     ) -> None:
@@ -419,6 +455,11 @@ class TestPreview:
         # Saved before validation existed, or by a script: the preview still catches it.
         DemoTemplate.objects.filter(pk=template.pk).update(
             vcluster_overrides="controlPlane:\n  replicas: 3\n"
+        )
+        page = admin_client.get(url).content.decode()
+        assert "controlPlane.replicas cannot be set by template admins" in page
+        DemoTemplate.objects.filter(pk=template.pk).update(
+            vcluster_overrides="", unsafe_vcluster_overrides="controlPlane:\n  replicas: 3\n"
         )
         page = admin_client.get(url).content.decode()
         assert "controlPlane.replicas is not allowed" in page

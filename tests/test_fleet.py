@@ -173,11 +173,14 @@ class TestNumbers:
         assert (pool.ready, pool.wanted, pool.size) == (2, 0, 3), "outside its schedule"
         assert "keeps 3 while its schedule is on" in manager_client.get(FLEET).content.decode()
 
-    def test_it_links_the_job_queue_for_staff_only(
+    def test_it_links_the_job_queue_for_superusers_only(
         self, client: Client, manager: Any, template_admin: Any
     ) -> None:
-        client.force_login(manager)
-        assert "/admin/rq/" not in client.get(FLEET).content.decode()
+        for user in (manager, template_admin):
+            client.force_login(user)
+            assert "/admin/rq/" not in client.get(FLEET).content.decode()
+        template_admin.is_superuser = True
+        template_admin.save()
         client.force_login(template_admin)
         assert 'href="/admin/rq/"' in client.get(FLEET).content.decode()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -54,6 +55,7 @@ class World:
     link: ShareLink
     token: str
     group: Group
+    login_records: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -122,58 +124,60 @@ def admin_model(
     }
 
 
-def rq_routes(prefix: str) -> dict[str, list[Probe]]:
-    """django-rq's dashboard: staff only, everywhere it is mounted.
+def superusers_only(url: str, **options: Any) -> Probe:
+    """Superuser tools: anonymous visitors log in to the admin; everyone else is refused.
 
-    Template admins are staff, so they get the whole job queue dashboard, including emptying
-    queues and deleting jobs (django-rq checks is_staff, not a permission).
+    Template admins are staff, and django-rq alone would let any staff member empty queues
+    and delete jobs; the portal lets only superusers in (tests/test_security_web.py shows a
+    superuser getting through).
     """
+    return probe(url, ADMIN_LOGIN, 403, 403, 403, 403, **options)
+
+
+def rq_routes(prefix: str) -> dict[str, list[Probe]]:
+    """django-rq's dashboard, mounted once: superusers only, whatever the page."""
     job = "queues/0/no-such-job"
     pages = {
-        "": 200,
-        "queues/<int:queue_index>/": ("queues/0/", 200),
-        "queues/<int:queue_index>/details/": ("queues/0/details/", 200),
-        "queues/<int:queue_index>/finished/": ("queues/0/finished/", 200),
-        "queues/<int:queue_index>/failed/": ("queues/0/failed/", 200),
-        "queues/<int:queue_index>/failed/clear/": ("queues/0/failed/clear/", 200),
-        "queues/<int:queue_index>/scheduled/": ("queues/0/scheduled/", 200),
-        "queues/<int:queue_index>/started/": ("queues/0/started/", 200),
-        "queues/<int:queue_index>/deferred/": ("queues/0/deferred/", 200),
-        "queues/<int:queue_index>/empty/": ("queues/0/empty/", 200),
-        "queues/<int:queue_index>/requeue-all/": ("queues/0/requeue-all/", 200),
-        "queues/<int:queue_index>/<str:job_id>/": (f"{job}/", 404),
-        "queues/<int:queue_index>/<str:job_id>/results/<str:result_id>/": (
-            f"{job}/results/none/",
-            404,
-        ),
-        # django-rq does not catch a missing job on these three: 500 for staff.
-        "queues/<int:queue_index>/<str:job_id>/delete/": (f"{job}/delete/", 500),
-        "queues/<int:queue_index>/<str:job_id>/requeue/": (f"{job}/requeue/", 500),
-        "queues/<int:queue_index>/<str:job_id>/enqueue/": (f"{job}/enqueue/", 500),
-        "queues/<int:queue_index>/<str:job_id>/stop/": (f"{job}/stop/", 405),
-        "queues/confirm-action/<int:queue_index>/": ("queues/confirm-action/0/", REDIRECT),
-        "queues/actions/<int:queue_index>/": ("queues/actions/0/", REDIRECT),
-        "workers/<int:queue_index>/": ("workers/0/", 200),
-        # Nor a missing worker, nor a scheduler index when no scheduler has run yet.
-        "workers/<int:queue_index>/<str:key>/": ("workers/0/no-such-worker/", 500),
-        "schedulers/<int:scheduler_index>/": ("schedulers/0/", 500),
+        "": "",
+        "queues/<int:queue_index>/": "queues/0/",
+        "queues/<int:queue_index>/details/": "queues/0/details/",
+        "queues/<int:queue_index>/finished/": "queues/0/finished/",
+        "queues/<int:queue_index>/failed/": "queues/0/failed/",
+        "queues/<int:queue_index>/failed/clear/": "queues/0/failed/clear/",
+        "queues/<int:queue_index>/scheduled/": "queues/0/scheduled/",
+        "queues/<int:queue_index>/started/": "queues/0/started/",
+        "queues/<int:queue_index>/deferred/": "queues/0/deferred/",
+        "queues/<int:queue_index>/empty/": "queues/0/empty/",
+        "queues/<int:queue_index>/requeue-all/": "queues/0/requeue-all/",
+        "queues/<int:queue_index>/<str:job_id>/": f"{job}/",
+        "queues/<int:queue_index>/<str:job_id>/results/<str:result_id>/": f"{job}/results/none/",
+        "queues/<int:queue_index>/<str:job_id>/delete/": f"{job}/delete/",
+        "queues/<int:queue_index>/<str:job_id>/requeue/": f"{job}/requeue/",
+        "queues/<int:queue_index>/<str:job_id>/enqueue/": f"{job}/enqueue/",
+        "queues/<int:queue_index>/<str:job_id>/stop/": f"{job}/stop/",
+        "queues/confirm-action/<int:queue_index>/": "queues/confirm-action/0/",
+        "queues/actions/<int:queue_index>/": "queues/actions/0/",
+        "workers/<int:queue_index>/": "workers/0/",
+        "workers/<int:queue_index>/<str:key>/": "workers/0/no-such-worker/",
+        "schedulers/<int:scheduler_index>/": "schedulers/0/",
         "cron-schedulers/<int:connection_index>/<str:scheduler_name>/": (
-            "cron-schedulers/0/no-such-scheduler/",
-            404,
+            "cron-schedulers/0/no-such-scheduler/"
         ),
         "cron-schedulers/<int:connection_index>/<str:scheduler_name>/jobs/<path:cron_job_name>/": (
-            "cron-schedulers/0/no-such-scheduler/jobs/none/",
-            404,
+            "cron-schedulers/0/no-such-scheduler/jobs/none/"
         ),
     }
-    routes: dict[str, list[Probe]] = {}
-    for route, target in pages.items():
-        path, staff = ("", target) if isinstance(target, int) else target
-        routes[f"{prefix}{route}"] = [staff_only(f"/{prefix}{path}", staff)]
-    # Statistics as JSON: staff or a bearer token; no login redirect, a JSON refusal instead.
-    routes[rf"{prefix}^stats.json/?$"] = [probe(f"/{prefix}stats.json", 401, 401, 401, 401, 200)]
+    routes: dict[str, list[Probe]] = {
+        f"{prefix}{route}": [superusers_only(f"/{prefix}{path}")] for route, path in pages.items()
+    }
+    # The pages that change something are refused to a POST just the same.
+    for route in ("queues/<int:queue_index>/empty/", "queues/actions/<int:queue_index>/"):
+        path = pages[route]
+        routes[f"{prefix}{route}"].append(superusers_only(f"/{prefix}{path}", method="post"))
+    # Statistics as JSON: a superuser or a bearer token; anonymous visitors get a JSON refusal.
+    routes[rf"{prefix}^stats.json/?$"] = [probe(f"/{prefix}stats.json", 401, 403, 403, 403, 403)]
     routes[rf"{prefix}^stats.json/(?P<token>[\w]+)?/?$"] = [
-        probe(f"/{prefix}stats.json/wrong/", 401, 401, 401, 401, 200)
+        probe(f"/{prefix}stats.json/wrong/", 401, 403, 403, 403, 403)
     ]
     return routes
 
@@ -311,9 +315,11 @@ ROUTES: dict[str, list[Probe]] = {
     "admin/r/<path:content_type_id>/<path:object_id>/": [
         staff_only("/admin/r/1/1/", 404),
     ],
-    "admin/^(?P<app_label>auth|django_rq|demos)/$": [
+    "admin/^(?P<app_label>auth|axes|demos)/$": [
         staff_only("/admin/demos/", 200),
         staff_only("/admin/auth/", 404),
+        staff_only("/admin/axes/", 404),
+        # django-rq's admin entry is not registered: its dashboard lives at /admin/rq/ only.
         staff_only("/admin/django_rq/", 404),
     ],
     "admin/(?P<url>.*)$": [staff_only("/admin/no-such-page/", 404)],
@@ -378,18 +384,20 @@ ROUTES: dict[str, list[Probe]] = {
         delete=403,
         history=403,
     ),
-    # django-rq's admin entry has no table behind it: pages for one "object" fail with a 500
-    # for staff (a third-party quirk; nobody links there).
-    **admin_model(
-        "django_rq/dashboard",
-        lambda w: w.group,
-        changelist=200,
-        add=403,
-        change=500,
-        delete=500,
-        history=500,
-    ),
-    **rq_routes("admin/django_rq/dashboard/"),
+    # Login throttling records: superusers only (they unlock people there).
+    **{
+        route: probes
+        for model in ("accessattempt", "accesslog", "accessfailurelog")
+        for route, probes in admin_model(
+            f"axes/{model}",
+            lambda w, model=model: w.login_records[model],
+            changelist=403,
+            add=403,
+            change=403,
+            delete=403,
+            history=403,
+        ).items()
+    },
     **rq_routes("admin/rq/"),
 }
 
@@ -400,6 +408,23 @@ def walk(patterns: list[Any], prefix: str = "") -> Iterator[str]:
             yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
         elif isinstance(pattern, URLPattern):
             yield prefix + str(pattern.pattern)
+
+
+def _codes(expected: Expected) -> set[int]:
+    if isinstance(expected, int):
+        return {expected}
+    return set(expected) if isinstance(expected, frozenset) else set()
+
+
+def test_no_expectation_is_a_server_error() -> None:
+    """A 500 is a bug to fix, never an answer to expect: no row may accept one."""
+    accepting = sorted(
+        route
+        for route, probes in ROUTES.items()
+        for probe_ in probes
+        if any(code >= 500 and code != 503 for e in probe_.expect for code in _codes(e))
+    )
+    assert not accepting, f"Rows that accept a server error: {accepting}"
 
 
 def test_every_route_has_an_expectation() -> None:
@@ -426,6 +451,14 @@ def world(
     )
     shared = create_share_link(demo=demo, actor=Actor.of(alice), recipient="Pat")
     ShareLinkVisit.objects.create(link=shared.link, user_agent="Firefox")
+    record = {"username": "alice", "ip_address": "203.0.113.5", "user_agent": "Firefox"}
+    login_records = {
+        "accessattempt": AccessAttempt.objects.create(
+            **record, get_data="", post_data="", failures_since_start=1
+        ),
+        "accesslog": AccessLog.objects.create(**record),
+        "accessfailurelog": AccessFailureLog.objects.create(**record),
+    }
     return World(
         users={
             "anonymous": None,
@@ -440,6 +473,7 @@ def world(
         link=shared.link,
         token=shared.token,
         group=Group.objects.get(name="Sales"),
+        login_records=login_records,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from django.utils import timezone
 from demos import lifecycle, sharing
 from demos.lifecycle import Actor
 from demos.models import Demo, ShareLink, SimulatedCluster, Status
+from demos.views.clients import client_address
 from tests.conftest import ready_demo
 
 
@@ -125,23 +127,107 @@ class TestTokens:
 
 
 class TestRateLimit:
+    """Against the tests' real Redis (the shared cache), as in production."""
+
     def test_repeated_failures_are_refused_then_allowed_again(
         self, client: Client, demo: Demo, settings: Any
     ) -> None:
         settings.PROSPECT_FAILURE_LIMIT = 5
         settings.PROSPECT_FAILURE_WINDOW_SECONDS = 60
-        token = share(demo).token
         start = timezone.now()
         with time_machine.travel(start, tick=False):
             for _ in range(5):
                 assert_neutral(landing(client, secrets.token_urlsafe(32)))
-            refused = landing(client, token)  # even a good link, from this network
+            refused = landing(client, secrets.token_urlsafe(32))
             assert refused.status_code == 429
             assert "Too many attempts" in refused.text
-            other_network = landing(client, token, REMOTE_ADDR="198.51.100.7")
-            assert other_network.status_code == 200
+            other_network = landing(client, secrets.token_urlsafe(32), REMOTE_ADDR="198.51.100.7")
+            assert other_network.status_code == 404
         with time_machine.travel(start + timedelta(minutes=3), tick=False):
+            assert_neutral(landing(client, secrets.token_urlsafe(32)))
+
+    def test_a_working_link_is_never_refused(
+        self, client: Client, demo: Demo, settings: Any
+    ) -> None:
+        # A prospect behind the same office NAT as someone guessing still gets in.
+        settings.PROSPECT_FAILURE_LIMIT = 5
+        token = share(demo).token
+        for _ in range(25):
+            landing(client, secrets.token_urlsafe(32))
+        assert landing(client, secrets.token_urlsafe(32)).status_code == 429
+        assert landing(client, token).status_code == 200
+        poll = client.get(reverse("prospect:status", args=[token]), HTTP_HX_REQUEST="true")
+        assert poll.status_code == 200
+
+    def test_only_failed_lookups_count(self, client: Client, demo: Demo, settings: Any) -> None:
+        settings.PROSPECT_FAILURE_LIMIT = 3
+        token = share(demo).token
+        for _ in range(20):
             assert landing(client, token).status_code == 200
+        for _ in range(3):
+            assert_neutral(landing(client, secrets.token_urlsafe(32)))
+        assert landing(client, secrets.token_urlsafe(32)).status_code == 429
+
+    def test_a_rotating_forwarded_header_from_an_unknown_peer_does_not_help(
+        self, client: Client, demo: Demo, settings: Any
+    ) -> None:
+        settings.PROSPECT_FAILURE_LIMIT = 5
+        settings.TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network("10.0.0.0/8")]
+        for number in range(6):
+            response = landing(
+                client,
+                secrets.token_urlsafe(32),
+                REMOTE_ADDR="203.0.113.9",
+                HTTP_X_FORWARDED_FOR=f"198.51.{number}.{number + 1}",
+            )
+        assert response.status_code == 429
+
+    def test_behind_a_trusted_proxy_the_client_it_saw_is_counted(
+        self, client: Client, demo: Demo, settings: Any
+    ) -> None:
+        settings.PROSPECT_FAILURE_LIMIT = 5
+        settings.TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network("10.0.0.0/8")]
+
+        def guess(spoofed: str, client_address: str) -> int:
+            # The client writes the left entry; the ingress appends the address it saw.
+            forwarded = f"{spoofed}, {client_address}"
+            return landing(
+                client,
+                secrets.token_urlsafe(32),
+                REMOTE_ADDR="10.1.2.3",
+                HTTP_X_FORWARDED_FOR=forwarded,
+            ).status_code
+
+        assert [guess(f"192.0.2.{n}", "198.51.100.7") for n in range(6)][-1] == 429
+        assert guess("192.0.2.99", "203.0.113.50") == 404, "another client behind the same proxy"
+
+
+class TestClientAddress:
+    @pytest.fixture(autouse=True)
+    def _proxies(self, settings: Any) -> None:
+        settings.TRUSTED_PROXY_NETWORKS = [
+            ipaddress.ip_network("10.0.0.0/8"),
+            ipaddress.ip_network("fd00::/8"),
+        ]
+
+    @pytest.mark.parametrize(
+        ("peer", "forwarded", "expected"),
+        [
+            ("203.0.113.9", "198.51.100.1", "203.0.113.9"),  # not a proxy: header ignored
+            ("10.0.0.5", "198.51.100.1", "198.51.100.1"),
+            ("10.0.0.5", "192.0.2.1, 198.51.100.1", "198.51.100.1"),  # left entry: client's own
+            ("10.0.0.5", "198.51.100.1, 10.9.9.9", "198.51.100.1"),  # two proxies in a row
+            ("fd00::5", "2001:db8::7", "2001:db8::7"),
+            ("10.0.0.5", "", "10.0.0.5"),
+            ("10.0.0.5", "not-an-address", "10.0.0.5"),
+            ("10.0.0.5", "198.51.100.1, junk, 10.2.2.2", "10.2.2.2"),
+        ],
+    )
+    def test_it_believes_forwarded_headers_only_from_proxies(
+        self, rf: Any, peer: str, forwarded: str, expected: str
+    ) -> None:
+        request = rf.get("/", REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR=forwarded)
+        assert client_address(request) == expected
 
 
 class TestLandingPage:
@@ -158,7 +244,7 @@ class TestLandingPage:
         for leak in ("Globex", "/admin", "/demos/", "/fleet", other.cluster_name, "token_hash"):
             assert leak not in page
         assert response["Referrer-Policy"] == "no-referrer"
-        assert response["Cache-Control"] == "no-store"
+        assert {"no-store", "private"} <= set(response["Cache-Control"].replace(" ", "").split(","))
         assert "noindex" in response["X-Robots-Tag"]
         assert '<meta name="robots" content="noindex' in page
         assert "Content-Security-Policy" in response

@@ -42,6 +42,19 @@ class TestConfiguration:
             ({"DEBUG": "true", "DEMO_EXPIRY_WARNING_MINUTES": "60,soon"}, "DEMO_EXPIRY_WARNING"),
             ({"DEBUG": "true", "DEMO_BACKEND": "kind"}, "DEMO_BACKEND='kind'"),
             (
+                {"DEBUG": "true", "TRUSTED_PROXY_NETWORKS": "10.0.0.0/8,10.0.0.0/33"},
+                "TRUSTED_PROXY_NETWORKS: '10.0.0.0/33' is not an IP address or network",
+            ),
+            (
+                {"DEBUG": "true", "TRUST_X_FORWARDED_FOR": "true"},
+                "TRUST_X_FORWARDED_FOR is replaced by TRUSTED_PROXY_NETWORKS",
+            ),
+            (
+                {"DEBUG": "true", "DEMO_CHART_REPOSITORIES": "http://charts.example.com"},
+                "DEMO_CHART_REPOSITORIES='http://charts.example.com': each prefix must start",
+            ),
+            ({"DEBUG": "true", "LOGIN_FAILURE_LIMIT": "0"}, "LOGIN_FAILURE_LIMIT=0 must be at"),
+            (
                 {"DEBUG": "true", "DEMO_BACKEND": "vcluster", "VCLUSTER_API_SERVER": "https://{x}"},
                 "VCLUSTER_API_SERVER='https://{x}' uses unknown placeholder",
             ),

@@ -30,6 +30,8 @@ class Phase(enum.StrEnum):
 class ChartPhase(enum.StrEnum):
     PENDING = "pending"
     INSTALLING = "installing"
+    # The install failed and is being tried again (vCluster retries charts until they succeed).
+    RETRYING = "retrying"
     SUCCESS = "success"
     FAILED = "failed"
 

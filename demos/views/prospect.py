@@ -1,10 +1,11 @@
 """What prospects see: the landing page behind a share link. No account, no login.
 
 Every response here carries `Referrer-Policy: no-referrer` (the token is in the URL and must not
-travel to the demo's site), `Cache-Control: no-store` and `X-Robots-Tag: noindex`. A link that does
-not work gets one neutral page whatever the reason, and repeated failures from one network are
-rate-limited. Only a browser that already opened a working link is told, later, that the demo
-ended and whom to contact.
+travel to the demo's site), `Cache-Control: no-store, private` (the page shows credentials) and
+`X-Robots-Tag: noindex`. A link that does not work gets one neutral page whatever the reason, and
+repeated failures from one network are rate-limited; a working link always works, so a
+neighbour's guessing never locks a prospect out. Only a browser that already opened a working
+link is told, later, that the demo ended and whom to contact.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from demos import sharing
 from demos.models import SETTLED, ShareLink, Status
+from demos.views.clients import client_address
 
 SESSION_KEY = "prospect_links"
 # The landing page polls while something changes for the prospect; a ready demo still needs a
@@ -34,20 +36,11 @@ def prospect_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         response["Referrer-Policy"] = "no-referrer"
-        response["Cache-Control"] = "no-store"
+        add_never_cache_headers(response)
         response["X-Robots-Tag"] = "noindex, nofollow"
         return response
 
     return wrapper
-
-
-def client_address(request: HttpRequest) -> str:
-    if settings.TRUST_X_FORWARDED_FOR:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        # The last address is the one our own ingress saw; anything before it is client-made.
-        if forwarded:
-            return forwarded.split(",")[-1].strip()
-    return request.META.get("REMOTE_ADDR", "")
 
 
 def _not_available(request: HttpRequest, status: int = 404, fragment: bool = False) -> HttpResponse:
@@ -64,11 +57,11 @@ def _remember(request: HttpRequest, link: ShareLink) -> None:
 def _link_or_refusal(
     request: HttpRequest, token: str, *, fragment: bool = False
 ) -> ShareLink | HttpResponse:
-    """The usable link, or the page (or panel fragment) to answer with instead."""
-    limiter = sharing.FailureLimiter()
-    address = client_address(request)
-    if limiter.blocked(address):
-        return _not_available(request, status=429, fragment=fragment)
+    """The usable link, or the page (or panel fragment) to answer with instead.
+
+    The token is looked up before the rate limit is consulted: only failures count and only
+    failures are refused, so a working link opens even from a network that is guessing.
+    """
     link = sharing.resolve(token)
     if link is not None:
         return link
@@ -81,6 +74,10 @@ def _link_or_refusal(
     ):
         name = "prospect/ended.html" + ("#panel" if fragment else "")
         return TemplateResponse(request, name, {"link": known, "demo": known.demo})
+    limiter = sharing.FailureLimiter()
+    address = client_address(request)
+    if limiter.blocked(address):
+        return _not_available(request, status=429, fragment=fragment)
     limiter.record_failure(address)
     return _not_available(request, fragment=fragment)
 

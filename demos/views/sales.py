@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from http import HTTPStatus
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_htmx.http import HTMX_STOP_POLLING
 
@@ -29,8 +31,12 @@ from demos.views.share import share_context
 
 # Ended demos are history: the list shows the latest, not all of them.
 ENDED_SHOWN = 25
+# An event id, as the page sends it back: ASCII digits only (str.isdigit() also takes "²").
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 
+# The demo page and its fragments show the demo's credentials: never kept by a browser or proxy.
+@never_cache
 @login_required
 @require_GET
 def demo_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
@@ -43,6 +49,7 @@ def demo_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
     return render(request, "demos/detail.html", context)
 
 
+@never_cache
 @login_required
 @require_GET
 def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
@@ -58,13 +65,15 @@ def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
     state = panel_state(public_id)
     if state and state.unchanged_since(request.GET.get("v", "")) and can_see(request.user, state):
         return HttpResponse(status=HTTPStatus.NO_CONTENT)
-    demo = get_demo_for_user(request.user, public_id)
     since = request.GET.get("since", "")
+    if since and not _EVENT_ID.fullmatch(since):
+        return HttpResponseBadRequest("since must be an event id (digits).")
+    demo = get_demo_for_user(request.user, public_id)
     return render_status_update(
         request,
         demo,
         status=HTMX_STOP_POLLING if demo.is_settled else 200,
-        since=int(since) if since.isdigit() else None,
+        since=int(since) if since else None,
         version=state.version if state else "",
     )
 

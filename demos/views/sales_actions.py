@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from demos.access import get_demo_to_act_on
@@ -43,6 +44,8 @@ def _in_place(
     return render_status_update(request, demo, notice=notice, error=error, status=status)
 
 
+# Answers in place with the status panel, which shows the demo's credentials.
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def demo_action(request: HttpRequest, public_id: UUID, action: str) -> HttpResponse:

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from demos import sharing
@@ -38,12 +39,15 @@ def _panel(request: HttpRequest, demo: Demo, **extra: Any) -> HttpResponse:
     return TemplateResponse(request, "demos/share_panel.html#share_panel", context)
 
 
+# The panel lists the prospect links, and shows a new one in full: never cached.
+@never_cache
 @login_required
 @require_GET
 def share_panel(request: HttpRequest, public_id: UUID) -> HttpResponse:
     return _panel(request, get_demo_for_user(request.user, public_id))
 
 
+@never_cache
 @login_required
 @require_POST
 def create_link(request: HttpRequest, public_id: UUID) -> HttpResponse:
@@ -77,6 +81,7 @@ def create_link(request: HttpRequest, public_id: UUID) -> HttpResponse:
     return _panel(request, demo, share_form=form, share_error=error)
 
 
+@never_cache
 @login_required
 @require_POST
 def revoke_link(request: HttpRequest, public_id: UUID, link_id: int) -> HttpResponse:

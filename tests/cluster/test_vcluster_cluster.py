@@ -1,193 +1,126 @@
-"""The vCluster backend end to end on a real host cluster (kind, k3d, or any), opt in:
+"""The vCluster backend end to end on a real host cluster, through the portal's real worker.
 
-    DEMO_TEST_KUBECONFIG=~/.kube/config .venv/bin/pytest -m cluster tests/cluster
+Opt in: `make cluster-test` creates a kind or k3d cluster with ingress-nginx (SSL passthrough), an
+in-cluster chart repository serving k8s/charts, MinIO and the worker's RBAC, then runs this
+module with the settings a deployment whose worker sits outside the cluster would use
+(docs/vcluster.md, "Testing against a real cluster"). Without DEMO_TEST_KUBECONFIG it is skipped.
 
-Needs a cluster with an ingress controller serving ports 80/443 on this machine, a default
-storage class, `helm` (scripts/get-tools, or VCLUSTER_HELM_BIN) and `kubectl` (the test reaches
-each vCluster's API through `kubectl port-forward`, as a worker outside the cluster would). See
-docs/vcluster.md for the environment variables and a kind recipe.
-
-One demo from the web shop sample is created, reaches its live URL, is paused, resumed and
-deleted; at the end nothing of it is left on the host.
+Every demo is started, paused, archived, restored and deleted through `demos.lifecycle` and a real
+`manage.py runworker` process, which holds only the worker's ServiceAccount token
+(VCLUSTER_KUBECONFIG). The admin kubeconfig (DEMO_TEST_KUBECONFIG) is used for nothing but
+looking: what a delete left behind, whether NetworkPolicies exist.
 """
 
 from __future__ import annotations
 
+import base64
 import os
-import re
 import secrets
-import shutil
-import subprocess
+import ssl
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
-from demos.backends.base import Observation, Phase
+from demos import lifecycle
+from demos.backends.vcluster import naming
 from demos.backends.vcluster.backend import VClusterBackend
 from demos.backends.vcluster.config import VClusterSettings
-from demos.backends.vcluster.kube import host_api_client
-from demos.backends.vcluster.values import example_spec
+from demos.backends.vcluster.kube import host_api_client, vcluster_api_client
+from demos.lifecycle import Actor
+from demos.models import Demo, DemoTemplate, Snapshot, SnapshotKind, Status
+from demos.seed import seed_templates
+from tests.cluster import harness
+from tests.conftest import WorkerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
-KUBECONFIG = os.environ.get("DEMO_TEST_KUBECONFIG", "")
-CONTEXT = os.environ.get("DEMO_TEST_CONTEXT", "")
-BASE_DOMAIN = os.environ.get("DEMO_TEST_BASE_DOMAIN", "127.0.0.1.nip.io")
-# oci:// repository where k8s/charts are published; without it the charts' rendered manifests are
-# deployed by vCluster directly (experimental.deploy.vcluster.manifests), so no registry is needed.
+ADMIN_KUBECONFIG = os.environ.get("DEMO_TEST_KUBECONFIG", "")
+ADMIN_CONTEXT = os.environ.get("DEMO_TEST_CONTEXT", "")
 CHART_REPO = os.environ.get("DEMO_TEST_CHART_REPO", "")
+HTTPS_PORT = int(os.environ.get("DEMO_TEST_HTTPS_PORT", "443"))
+# Each wait: the first run pulls the vCluster, Kubernetes, PostgreSQL and nginx images.
 TIMEOUT = float(os.environ.get("DEMO_TEST_TIMEOUT", "900"))
-SCHEMA = ROOT.parent / "shared" / "reference" / "vcluster" / "values.schema.json"
-
-
-def _helm() -> str:
-    bundled = ROOT / ".tools" / "bin" / "helm"
-    return os.environ.get("VCLUSTER_HELM_BIN") or (
-        str(bundled) if bundled.is_file() else shutil.which("helm") or ""
-    )
-
+WORKER_USER = f"system:serviceaccount:{harness.WORKER_NAMESPACE}:{harness.WORKER_SERVICE_ACCOUNT}"
 
 pytestmark = [
     pytest.mark.cluster,
-    pytest.mark.skipif(not KUBECONFIG, reason="set DEMO_TEST_KUBECONFIG to run on a real cluster"),
     pytest.mark.skipif(
-        not _helm(), reason="no helm: run scripts/get-tools or set VCLUSTER_HELM_BIN"
+        not ADMIN_KUBECONFIG,
+        reason="needs a real cluster: run `make cluster-test` (it creates one and sets "
+        "DEMO_TEST_KUBECONFIG and the VCLUSTER_* settings)",
     ),
-    pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl is needed for port-forwards"),
+    pytest.mark.django_db(transaction=True),
 ]
 
 
-class PortForward:
-    """`kubectl port-forward` to a vCluster's Service, restarted when its pod went away."""
-
-    def __init__(self, namespace: str, name: str) -> None:
-        self.namespace, self.name = namespace, name
-        self.process: subprocess.Popen[str] | None = None
-        self.port = 0
-
-    def ensure(self) -> int:
-        if self.process is not None and self.process.poll() is None:
-            return self.port
-        argv = ["kubectl", "--kubeconfig", KUBECONFIG]
-        if CONTEXT:
-            argv += ["--context", CONTEXT]
-        argv += ["-n", self.namespace, "port-forward", f"svc/{self.name}", ":443"]
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = re.search(r"127\.0\.0\.1:(\d+)", line)
-        if not match:
-            self.stop()
-            return 0
-        self.port = int(match[1])
-        return self.port
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
+# --- Fixtures ---------------------------------------------------------------------------------
 
 
-def rendered_manifests(chart: str, release: str, namespace: str, values: dict[str, Any]) -> str:
-    result = subprocess.run(
-        [
-            _helm(),
-            "template",
-            release,
-            str(ROOT / "k8s" / "charts" / chart),
-            "--namespace",
-            namespace,
-            "--values",
-            "-",
-        ],
-        input=yaml.safe_dump(values),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+@pytest.fixture
+def settings_under_test() -> VClusterSettings:
+    """The portal's vCluster settings, read from the environment exactly as a deployment does."""
+    cfg = VClusterSettings.from_django()
+    assert cfg.kubeconfig, "VCLUSTER_KUBECONFIG is the worker's kubeconfig"
+    assert cfg.kubeconfig != ADMIN_KUBECONFIG, (
+        "VCLUSTER_KUBECONFIG must be the worker's ServiceAccount kubeconfig, not the admin's"
     )
-    # vCluster applies these as they are: put each object in its namespace explicitly.
-    documents = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    for document in documents:
-        if document["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
-            document.setdefault("metadata", {})["namespace"] = namespace
-    namespace_object = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    return yaml.safe_dump_all([namespace_object, *documents])
-
-
-def webshop_spec(name: str) -> dict[str, Any]:
-    """The web shop sample template's spec: database and storefront in namespace `shop`."""
-    host = f"{name}.{BASE_DOMAIN}"
-    db_values = {"storage": "1Gi", "seedProducts": True}
-    shop_values = {
-        "host": host,
-        "database": {"host": "shop-db.shop.svc"},
-        "banner": "Cluster test",
-        "ingress": {"className": os.environ.get("DEMO_TEST_INGRESS_CLASS", "")},
-    }
-    spec = example_spec(name, host=host, entry_url=f"http://{host}/")
-    spec["demo_id"] = f"cluster-test-{name}"
-    if CHART_REPO:
-        spec["charts"] = [
-            {
-                "name": "shop-db",
-                "chart": "webshop-db",
-                "repository": CHART_REPO,
-                "version": "0.1.0",
-                "namespace": "shop",
-                "values": yaml.safe_dump(db_values),
-            },
-            {
-                "name": "shop",
-                "chart": "webshop",
-                "repository": CHART_REPO,
-                "version": "0.1.0",
-                "namespace": "shop",
-                "values": yaml.safe_dump(shop_values),
-            },
-        ]
-    else:
-        spec["charts"] = []
-        manifests = rendered_manifests("webshop-db", "shop-db", "shop", db_values)
-        manifests += "---\n" + rendered_manifests("webshop", "shop", "shop", shop_values)
-        spec["vcluster_overrides"] = {
-            "experimental": {"deploy": {"vcluster": {"manifests": manifests}}}
-        }
-    return spec
+    return cfg
 
 
 @pytest.fixture
-def cluster_name() -> str:
-    return f"ptest-{secrets.token_hex(3)}"
+def admin() -> Iterator[client.ApiClient]:
+    """Admin access, for inspection only (leftovers, NetworkPolicies): never for the portal."""
+    api = config.new_client_from_config(config_file=ADMIN_KUBECONFIG, context=ADMIN_CONTEXT or None)
+    yield api
+    api.close()
 
 
 @pytest.fixture
-def settings_for_test() -> VClusterSettings:
-    return VClusterSettings(
-        kubeconfig=KUBECONFIG,
-        context=CONTEXT,
-        helm_bin=_helm(),
-        base_domain=BASE_DOMAIN,
-        storage_class=os.environ.get("DEMO_TEST_STORAGE_CLASS", ""),
-        ingress_class=os.environ.get("DEMO_TEST_INGRESS_CLASS", ""),
-        values_schema=str(SCHEMA) if SCHEMA.is_file() else "",
-        portal_instance="cluster-test",
-        snapshot_url=os.environ.get("DEMO_TEST_SNAPSHOT_URL", ""),
-    )
+def start_worker(worker_env: dict[str, str]) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts the real worker process, optionally with settings changed for one test."""
+    started: list[WorkerProcess] = []
+
+    def start(**changes: str) -> WorkerProcess:
+        process = WorkerProcess({**worker_env, **changes})
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture
-def forward(cluster_name: str) -> Iterator[PortForward]:
-    port_forward = PortForward(f"vcluster-{cluster_name}", cluster_name)
-    yield port_forward
-    port_forward.stop()
+def webshop(db: None) -> DemoTemplate:
+    """The seeded web shop template, its charts pulled from the in-cluster chart repository."""
+    assert CHART_REPO, "DEMO_TEST_CHART_REPO is set by scripts/cluster-test"
+    seed_templates()
+    template = DemoTemplate.objects.get(slug="webshop")
+    template.charts.update(repository=CHART_REPO)
+    template.entry_url = harness.entry_url("${DEMO_HOST}", HTTPS_PORT)
+    template.provisioning_timeout = timedelta(seconds=TIMEOUT)
+    template.save()
+    return template
+
+
+@pytest.fixture
+def clean_up(settings_under_test: VClusterSettings) -> Iterator[None]:
+    """Whatever a failed test left running is deleted (as the worker) before the next starts."""
+    yield
+    backend = VClusterBackend(settings_under_test)
+    deadline = time.monotonic() + 600
+    for cluster in backend.list_clusters():
+        while not backend.delete(cluster.name) and time.monotonic() < deadline:
+            time.sleep(3)
+
+
+# --- Helpers ----------------------------------------------------------------------------------
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
@@ -196,58 +129,185 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> A
         result = check()
         if result:
             return result
-        time.sleep(2)
+        time.sleep(3)
     pytest.fail(f"{what} did not happen within {timeout:.0f} seconds")
 
 
-def test_a_demo_lives_its_whole_life_on_a_real_cluster(
-    cluster_name: str, settings_for_test: VClusterSettings, forward: PortForward
-) -> None:
-    spec = webshop_spec(cluster_name)
-    backend = VClusterBackend(settings_for_test)
-    namespace = f"vcluster-{cluster_name}"
-    seen: list[str] = []
+def reach(demo: Demo, *wanted: Status) -> Demo:
+    """Wait until the worker moves `demo` to one of `wanted`; a failure ends the wait at once."""
 
-    def observe() -> Observation:
-        # A worker outside the cluster: reach the vCluster API through a port-forward.
-        port = forward.ensure() if backend.host.read_statefulset(namespace, cluster_name) else 0
-        current = VClusterBackend(
-            replace(settings_for_test, api_server=f"https://localhost:{port or 1}"),
-            host_api=backend.host.api,
-        )
-        observation = current.observe(spec)
-        if not seen or seen[-1] != observation.message:
-            seen.append(observation.message)
-        assert observation.phase != Phase.FAILED, f"{observation.message}\n{observation.detail}"
-        return observation
+    def settled() -> bool:
+        demo.refresh_from_db()
+        return demo.status in (*wanted, Status.FAILED)
 
+    wait_for(settled, f"Demo {demo.cluster_name} reaching {'/'.join(wanted)}")
+    assert demo.status in wanted, f"{demo.status}: {demo.error_message}\n{demo.error_detail}"
+    return demo
+
+
+def fetch(url: str) -> tuple[int, str]:
+    """GET through the ingress controller; its certificate is self-signed, so not verified."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     try:
-        backend.apply(spec)
-        ready = wait_for(lambda: (o := observe()).phase == Phase.READY and o, "Ready")
-        assert ready.urls[0] == spec["entry_url"], seen
-        with urllib.request.urlopen(spec["entry_url"], timeout=10) as page:  # noqa: S310
-            assert b"Cluster test" in page.read()
-        assert cluster_name in {c.name for c in backend.list_clusters()}
+        with urllib.request.urlopen(url, timeout=15, context=context) as response:  # noqa: S310
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
 
-        if settings_for_test.snapshot_url:
-            location = backend.snapshot_location(cluster_name)
-            wait_for(
-                lambda: backend.snapshot(cluster_name, location).phase.value == "completed",
-                "Snapshot",
-            )
 
-        wait_for(lambda: backend.pause(cluster_name), "Pause")
-        forward.stop()
-        assert observe().phase == Phase.PAUSED
+def inside(cfg: VClusterSettings, name: str) -> client.CoreV1Api:
+    """The vCluster's own API, reached as the worker reaches it: VCLUSTER_API_SERVER through the
+    SSL-passthrough Ingress, verifying vCluster's certificate against that host name."""
+    backend = VClusterBackend(cfg)
+    namespace = naming.namespace_for(name, cfg.namespace_prefix)
+    secret = backend.host.read_secret(namespace, naming.kubeconfig_secret(name))
+    assert secret is not None, f"no Secret {naming.kubeconfig_secret(name)}"
+    assert secret.data, f"Secret {naming.kubeconfig_secret(name)} is empty"
+    kubeconfig = yaml.safe_load(base64.b64decode(secret.data["config"]))
+    server = cfg.fill(cfg.api_server, name=name, namespace=namespace)
+    return client.CoreV1Api(vcluster_api_client(kubeconfig, server))
 
-        wait_for(lambda: backend.resume(cluster_name), "Resume")
-        wait_for(lambda: observe().phase == Phase.READY, "Ready after resume")
-    finally:
-        forward.stop()
-        wait_for(lambda: backend.delete(cluster_name), "Delete", timeout=600)
 
-    assert backend.host.read_namespace(namespace) is None
-    assert cluster_name not in {c.name for c in backend.list_clusters()}
-    rbac = client.RbacAuthorizationV1Api(host_api_client(settings_for_test))
-    leftovers = rbac.list_cluster_role(label_selector=f"release={cluster_name}").items
-    assert leftovers == [], "helm uninstall should remove the chart's ClusterRoles"
+def nothing_left(admin: client.ApiClient, cfg: VClusterSettings, name: str) -> list[str]:
+    namespace = naming.namespace_for(name, cfg.namespace_prefix)
+    core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
+
+    def plain(items: list[Any]) -> list[dict[str, Any]]:
+        return [admin.sanitize_for_serialization(item) for item in items]
+
+    return harness.leftovers(
+        name=name,
+        namespace=namespace,
+        namespaces=plain(core.list_namespace().items),
+        cluster_roles=plain(rbac.list_cluster_role().items),
+        cluster_role_bindings=plain(rbac.list_cluster_role_binding().items),
+        persistent_volumes=plain(core.list_persistent_volume().items),
+    )
+
+
+def assert_nothing_left(admin: client.ApiClient, cfg: VClusterSettings, name: str) -> None:
+    # Volumes of the default provisioners go a few seconds after their claim: allow for that.
+    deadline = time.monotonic() + 180
+    while (found := nothing_left(admin, cfg, name)) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert found == [], f"left behind by {name}: {found}"
+
+
+def assert_live(demo: Demo) -> None:
+    host = f"{demo.cluster_name}.{os.environ['DEMO_BASE_DOMAIN']}"
+    expected = harness.entry_url(host, HTTPS_PORT)
+    assert demo.live_url == expected
+    status, page = fetch(demo.live_url)
+    assert status == 200, f"{demo.live_url} answered {status}"
+    assert "Welcome to the demo shop" in page, "the web shop chart's page, with its banner"
+
+
+# --- Tests ------------------------------------------------------------------------------------
+
+
+def test_the_suite_runs_as_the_workers_service_account(
+    settings_under_test: VClusterSettings,
+) -> None:
+    api = host_api_client(settings_under_test)
+    review = client.AuthenticationV1Api(api).create_self_subject_review(
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    )
+    assert review.status.user_info.username == WORKER_USER
+    everything = client.AuthorizationV1Api(api).create_self_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": "*", "group": "*", "resource": "*"}},
+        }
+    )
+    assert not everything.status.allowed, "the worker must not be a cluster admin"
+
+
+def test_a_demo_lives_its_whole_life(
+    start_worker: Callable[..., WorkerProcess],
+    webshop: DemoTemplate,
+    alice: Any,
+    settings_under_test: VClusterSettings,
+    admin: client.ApiClient,
+    clean_up: None,
+) -> None:
+    start_worker()
+    owner = Actor.of(alice)
+
+    # Start: real charts from the chart repository, installed by vCluster, to demo-ready.
+    demo = lifecycle.start_demo(template=webshop, owner=alice, prospect_company="Cluster test")
+    demo = reach(demo, Status.READY)
+    assert_live(demo)
+    name = demo.cluster_name
+
+    # Something only the vCluster's datastore holds, to find again after resume and restore.
+    marker = secrets.token_hex(8)
+    inside(settings_under_test, name).create_namespaced_config_map(
+        "default",
+        {"metadata": {"name": "cluster-test-data"}, "data": {"marker": marker}},
+    )
+
+    # Pause: the control plane and the demo's pods stop, the data stays.
+    demo = reach(lifecycle.pause_demo(demo=demo, actor=owner), Status.PAUSED)
+    apps = client.AppsV1Api(admin)
+    namespace = naming.namespace_for(name, settings_under_test.namespace_prefix)
+    assert apps.read_namespaced_stateful_set(name, namespace).spec.replicas == 0
+    workload = client.CoreV1Api(admin).list_namespaced_pod(
+        namespace, label_selector=naming.workload_selector(name)
+    )
+    assert workload.items == [], "paused demos run no pods"
+
+    # Resume: ready again, the live link answers, the data is there.
+    demo = reach(lifecycle.resume_demo(demo=demo, actor=owner), Status.READY)
+    assert_live(demo)
+    kept = inside(settings_under_test, name).read_namespaced_config_map(
+        "cluster-test-data", "default"
+    )
+    assert kept.data == {"marker": marker}
+
+    # Archive to the MinIO bucket: the snapshot is taken, then the cluster goes entirely.
+    demo = reach(lifecycle.archive_demo(demo=demo, actor=owner), Status.ARCHIVED)
+    snapshot = Snapshot.objects.get(demo=demo, kind=SnapshotKind.ARCHIVED)
+    assert snapshot.restorable
+    assert snapshot.location.startswith(f"s3://{os.environ['DEMO_TEST_BUCKET']}/{name}-")
+    assert_nothing_left(admin, settings_under_test, name)
+
+    # Restore with the vcluster CLI: a new demo, from the archive, with the data.
+    restored = lifecycle.restore_snapshot(snapshot=snapshot, owner=alice)
+    restored = reach(restored, Status.READY)
+    assert restored.restored_from == snapshot
+    assert_live(restored)
+    again = inside(settings_under_test, restored.cluster_name).read_namespaced_config_map(
+        "cluster-test-data", "default"
+    )
+    assert again.data == {"marker": marker}
+
+    # Delete: nothing of it left on the host.
+    restored = reach(lifecycle.delete_demo(demo=restored, actor=owner), Status.DELETED)
+    assert_nothing_left(admin, settings_under_test, restored.cluster_name)
+
+
+def test_network_policy_on_keeps_live_link_and_api_reachable(
+    start_worker: Callable[..., WorkerProcess],
+    webshop: DemoTemplate,
+    alice: Any,
+    settings_under_test: VClusterSettings,
+    admin: client.ApiClient,
+    clean_up: None,
+) -> None:
+    start_worker(VCLUSTER_NETWORK_POLICY="true")
+    demo = lifecycle.start_demo(template=webshop, owner=alice, prospect_company="Policy test")
+    demo = reach(demo, Status.READY)
+    name = demo.cluster_name
+    namespace = naming.namespace_for(name, settings_under_test.namespace_prefix)
+
+    policies = client.NetworkingV1Api(admin).list_namespaced_network_policy(namespace).items
+    assert policies, "VCLUSTER_NETWORK_POLICY=true puts NetworkPolicies in the demo's namespace"
+    # The ingress controller still reaches the demo's pods and (passthrough) the vCluster API.
+    assert_live(demo)
+    inside(settings_under_test, name).list_namespace()
+
+    demo = reach(lifecycle.delete_demo(demo=demo, actor=Actor.of(alice)), Status.DELETED)
+    assert_nothing_left(admin, settings_under_test, name)

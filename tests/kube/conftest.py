@@ -2,38 +2,48 @@
 emulators on real ports), the players standing in for controllers and Helm, and a backend wired
 to them through the real `kubernetes` client.
 
-Every request the backend sends to the host emulator is recorded; after each test the recorded
-calls must all be declared in `demos.backends.vcluster.permissions.BACKEND_CALLS`.
+The backend and its Helm runner authenticate as the worker, and the host authorizes every request
+they send against the worker's rights in the portal's production manifests (host_rbac.py); Helm
+installs the real upstream chart (chart_helm.py); the vCluster's deploy controller behaves as
+upstream's (deploy_controller.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from host_player import FakeHelm, HostPlayer, VClusterPlayer
+import yaml
+from chart_helm import ChartHelm
+from deploy_controller import DeployController
+from host_player import HostPlayer, VClusterPlayer
+from host_rbac import WORKER_TOKEN, HostAuthorizer
 from kmock_shim import EmulatorThread, KubeEmulator
-from kube_support import (
-    CLUSTER,
-    SCHEMA,
-    BackendFactory,
-    ReadyzSwitch,
-    RecordingApiClient,
-    Site,
-    undeclared,
-)
+from kube_support import CLUSTER, BackendFactory, ReadyzSwitch, RecordingApiClient, Site
+from upstream.chart import SCHEMA
 
 from demos.backends.vcluster.backend import VClusterBackend
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.values import example_spec
 
 
+@pytest.fixture(scope="session")
+def production_rbac_manifests() -> list[dict[str, Any]]:
+    return HostAuthorizer().manifests
+
+
 @pytest.fixture
-def host() -> Iterator[EmulatorThread]:
-    """The host cluster's API server."""
+def authorizer(production_rbac_manifests: list[dict[str, Any]]) -> HostAuthorizer:
+    return HostAuthorizer(production_rbac_manifests)
+
+
+@pytest.fixture
+def host(authorizer: HostAuthorizer) -> Iterator[EmulatorThread]:
+    """The host cluster's API server, authorizing the worker as the portal's RBAC does."""
     with EmulatorThread() as emulator:
+        emulator.set_authorizer(authorizer)
         yield emulator
 
 
@@ -64,8 +74,19 @@ def vplayer(vcluster_api: EmulatorThread) -> VClusterPlayer:
 
 
 @pytest.fixture
-def helm(player: HostPlayer) -> FakeHelm:
-    return FakeHelm(player)
+def helm(host: EmulatorThread) -> ChartHelm:
+    """`helm`, installing the upstream chart on the host as the worker."""
+    return ChartHelm(host.api_client(token=WORKER_TOKEN))
+
+
+@pytest.fixture
+def deploy(vcluster_api: EmulatorThread, helm: ChartHelm) -> Callable[[], DeployController]:
+    """vCluster's deploy controller for the values of the last install."""
+
+    def start() -> DeployController:
+        return DeployController(vcluster_api.api_client(), yaml.safe_load(helm.values[-1]))
+
+    return start
 
 
 @pytest.fixture
@@ -77,10 +98,10 @@ def site() -> Iterator[Site]:
 
 @pytest.fixture
 def cfg(vcluster_api: EmulatorThread) -> VClusterSettings:
-    """Settings as an operator would set them; the schema check is on when the schema is here.
+    """Settings as an operator would set them, checking values against the upstream schema.
     The worker reaches every vCluster at the vCluster emulator, as through a port-forward."""
     return VClusterSettings(
-        values_schema=str(SCHEMA) if SCHEMA.is_file() else "",
+        values_schema=str(SCHEMA),
         api_server=vcluster_api.url,
         base_domain="demos.example.com",
         storage_class="standard",
@@ -94,21 +115,15 @@ def spec(site: Site) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_backend(
-    host: EmulatorThread, helm: FakeHelm, cfg: VClusterSettings
-) -> Iterator[BackendFactory]:
-    """Build backends on the emulated host; afterwards, check every call they made is declared."""
-    clients: list[RecordingApiClient] = []
+def make_backend(host: EmulatorThread, helm: ChartHelm, cfg: VClusterSettings) -> BackendFactory:
+    """Build backends on the emulated host, authenticated as the worker."""
 
     def build(**changes: Any) -> VClusterBackend:
-        api = host.api_client(RecordingApiClient)
-        clients.append(api)
+        api = host.api_client(RecordingApiClient, token=WORKER_TOKEN)
         options = {k: changes.pop(k) for k in ("cli_runner", "probe", "clock") if k in changes}
         return VClusterBackend(replace(cfg, **changes), host_api=api, helm_runner=helm, **options)
 
-    yield build
-    calls = [call for api in clients for call in api.calls]
-    assert not undeclared(calls), f"API calls missing from permissions.py: {undeclared(calls)}"
+    return build
 
 
 @pytest.fixture

@@ -1,10 +1,9 @@
-"""The tests' stand-ins for what a real host cluster and Helm would do.
+"""The tests' stand-ins for what a real host cluster's controllers would do.
 
-kmock has no controllers and Helm cannot talk to it, so the tests play those parts through the
-same HTTP API the backend uses: `FakeHelm` creates what `helm upgrade --install` of the vCluster
-chart would (and records the exact command and values file); `HostPlayer` acts as the StatefulSet
-controller, the kubelet and vCluster's syncer; `VClusterPlayer` writes what a vCluster reports
-about itself (its chart status, its events).
+kmock has no controllers, so the tests play those parts through the same HTTP API the backend
+uses: `HostPlayer` acts as the StatefulSet controller, the kubelet and vCluster's syncer;
+`VClusterPlayer` writes the events a vCluster records inside itself. Helm is chart_helm.py and
+vCluster's deploy controller is deploy_controller.py.
 """
 
 from __future__ import annotations
@@ -12,15 +11,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 
 from demos.backends.vcluster import naming
-from demos.backends.vcluster.helm import ProcessResult
 
 CONTROL_PLANE_IMAGE = "ghcr.io/loft-sh/vcluster-oss:0.36.1"
 
@@ -88,50 +84,6 @@ class HostPlayer:
         self.apps = client.AppsV1Api(api)
         self.networking = client.NetworkingV1Api(api)
         self.storage = client.StorageV1Api(api)
-
-    # What `helm upgrade --install` of the vCluster chart creates.
-    def install_release(self, name: str, namespace: str, values: Mapping[str, Any]) -> None:
-        labels = {naming.APP_LABEL: "vcluster", naming.RELEASE_LABEL: name}
-        statefulset = values["controlPlane"]["statefulSet"]
-        self.apps.create_namespaced_stateful_set(
-            namespace,
-            {
-                "apiVersion": "apps/v1",
-                "kind": "StatefulSet",
-                "metadata": {"name": name, "labels": {**labels, **statefulset["labels"]}},
-                "spec": {
-                    "replicas": 1,
-                    "serviceName": f"{name}-headless",
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {"containers": [{"name": "syncer", "image": CONTROL_PLANE_IMAGE}]},
-                    },
-                },
-                "status": {"replicas": 0},
-            },
-        )
-        self.core.create_namespaced_secret(
-            namespace,
-            {
-                "metadata": {
-                    "name": f"sh.helm.release.v1.{name}.v1",
-                    "labels": {"owner": "helm", "name": name, "status": "deployed"},
-                },
-                "type": "helm.sh/release.v1",
-            },
-        )
-
-    def uninstall_release(self, name: str, namespace: str) -> None:
-        for delete in (
-            lambda: self.apps.delete_namespaced_stateful_set(name, namespace),
-            lambda: self.core.delete_namespaced_secret(f"sh.helm.release.v1.{name}.v1", namespace),
-        ):
-            try:
-                delete()
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
 
     # The StatefulSet controller and the kubelet.
     def run_control_plane(self, name: str, **container: Any) -> None:
@@ -258,8 +210,17 @@ class HostPlayer:
         }
         if tls:
             spec["tls"] = [{"hosts": [host], "secretName": "tls"}]
+        # The syncer marks what it copies to the host with the vCluster's name
+        # (pkg/util/translate/labels.go at v0.36.1, MarkerLabel).
         self.networking.create_namespaced_ingress(
-            self.namespace_of(name), {"metadata": {"name": f"web-x-shop-x-{name}"}, "spec": spec}
+            self.namespace_of(name),
+            {
+                "metadata": {
+                    "name": f"web-x-shop-x-{name}",
+                    "labels": {naming.MANAGED_BY_VCLUSTER: name},
+                },
+                "spec": spec,
+            },
         )
 
     def add_storage_class(self, name: str) -> None:
@@ -300,68 +261,14 @@ class VClusterPlayer:
     def __init__(self, api: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api)
 
-    def deploy_status(self, status: Mapping[str, Any]) -> None:
-        namespace, name = naming.DEPLOY_CONFIGMAP
-        body = {
-            "metadata": {
-                "name": name,
-                "annotations": {naming.DEPLOY_STATUS_ANNOTATION: yaml.safe_dump(dict(status))},
-            }
-        }
-        try:
-            self.core.create_namespaced_config_map(namespace, body)
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
-            self.core.patch_namespaced_config_map(
-                name, namespace, body, _content_type="application/merge-patch+json"
-            )
-
-    def warn(self, namespace: str, pod: str, reason: str, message: str) -> None:
+    def warn(self, namespace: str, pod: str, reason: str, message: str, kind: str = "Pod") -> None:
         self.core.create_namespaced_event(
             namespace,
             {
                 "metadata": {"generateName": f"{pod}."},
-                "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace},
+                "involvedObject": {"kind": kind, "name": pod, "namespace": namespace},
                 "reason": reason,
                 "message": message,
                 "type": "Warning",
             },
         )
-
-
-@dataclass
-class FakeHelm:
-    """Stands in for the `helm` binary: records each command and plays what Helm would do."""
-
-    player: HostPlayer
-    calls: list[list[str]] = field(default_factory=list)
-    values: list[str] = field(default_factory=list)
-    timeouts: list[float] = field(default_factory=list)
-    log: list[str] | None = None
-    fail_with: ProcessResult | None = None
-
-    def __call__(
-        self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None
-    ) -> ProcessResult:
-        argv = list(argv)
-        self.calls.append(argv)
-        self.timeouts.append(timeout)
-        if self.log is not None:
-            self.log.append(f"helm {argv[1]}")
-        if "--values" in argv:
-            self.values.append(Path(argv[argv.index("--values") + 1]).read_text())
-        if self.fail_with is not None:
-            return self.fail_with
-        namespace = argv[argv.index("--namespace") + 1]
-        if argv[1:3] == ["upgrade", "--install"]:
-            try:
-                self.player.install_release(argv[3], namespace, yaml.safe_load(self.values[-1]))
-            except client.ApiException as exc:
-                if exc.status != 409:  # an upgrade of an existing release
-                    raise
-            return ProcessResult(0, "Release has been upgraded.\n")
-        if argv[1] == "uninstall":
-            self.player.uninstall_release(argv[2], namespace)
-            return ProcessResult(0, f'release "{argv[2]}" uninstalled\n')
-        raise AssertionError(f"unexpected helm command {argv}")

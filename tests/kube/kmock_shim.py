@@ -12,6 +12,10 @@ errors) runs for real. Version 0.8 has gaps this module closes (see TESTING.md):
 - objects created through a namespaced URL lack `metadata.namespace`, so watches miss them;
 - deleting a namespace leaves its contents behind.
 
+It also plays one part of a real API server kmock leaves out: with `authorize` set, every request
+is first put to that function (authorization and RBAC escalation checks, see host_rbac.py), and
+a refusal answers 403 Forbidden with a Kubernetes Status, as the API server would.
+
 `EmulatorThread` runs one emulator on its own asyncio loop in a thread, on a real local port.
 """
 
@@ -46,12 +50,26 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/events": {"kind": "Event", "namespaced": True},
     "v1/persistentvolumeclaims": {"kind": "PersistentVolumeClaim", "namespaced": True},
     "v1/resourcequotas": {"kind": "ResourceQuota", "namespaced": True},
+    "v1/limitranges": {"kind": "LimitRange", "namespaced": True},
+    "v1/serviceaccounts": {"kind": "ServiceAccount", "namespaced": True},
     "apps/v1/statefulsets": {"kind": "StatefulSet", "namespaced": True},
+    "apps/v1/deployments": {"kind": "Deployment", "namespaced": True},
     "networking.k8s.io/v1/ingresses": {"kind": "Ingress", "namespaced": True},
+    "networking.k8s.io/v1/networkpolicies": {"kind": "NetworkPolicy", "namespaced": True},
+    "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget", "namespaced": True},
+    "rbac.authorization.k8s.io/v1/roles": {"kind": "Role", "namespaced": True},
+    "rbac.authorization.k8s.io/v1/rolebindings": {"kind": "RoleBinding", "namespaced": True},
+    "rbac.authorization.k8s.io/v1/clusterroles": {"kind": "ClusterRole", "namespaced": False},
+    "rbac.authorization.k8s.io/v1/clusterrolebindings": {
+        "kind": "ClusterRoleBinding",
+        "namespaced": False,
+    },
     "storage.k8s.io/v1/storageclasses": {"kind": "StorageClass", "namespaced": False},
 }
 
 TEST_TOKEN = "test-token"
+# Decides whether the API server lets a request through: None, or the reason it is forbidden.
+Authorize = Callable[["KubeEmulator", rendering.Request], "str | None"]
 _original_parse_path = parsing.parse_path
 
 
@@ -140,6 +158,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     """`kmock.KubernetesEmulator` with the gaps above closed."""
 
     _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    authorize: Authorize | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -164,6 +183,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         metadata["resourceVersion"] = str(next(self._versions))
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self.authorize is not None and request.resource is not None:
+            refusal = self.authorize(self, request)
+            if refusal is not None:
+                return _forbidden(refusal)
         if request.resource is not None and request.method == enums.method.PUT and request.name:
             return await self._replace(request)
         if request.action == enums.action.CREATE:
@@ -229,6 +252,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return payload
 
 
+def _forbidden(message: str) -> aiohttp.web.Response:
+    status = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": "Forbidden",
+        "code": 403,
+    }
+    return aiohttp.web.json_response(status, status=403)
+
+
 class EmulatorThread:
     """One `KubeEmulator` serving HTTP on 127.0.0.1 from its own event loop thread."""
 
@@ -290,10 +326,19 @@ class EmulatorThread:
         key = (kmock.resource(resource), namespace, name)
         return any(k == key and not obj.deleted for k, obj in self.objects.items())
 
-    def api_client(self, api_client_class: type[client.ApiClient] = client.ApiClient) -> Any:
+    def api_client(
+        self, api_client_class: type[client.ApiClient] = client.ApiClient, token: str = ""
+    ) -> Any:
+        """A client for this emulator; with `token`, it authenticates as that bearer token."""
         configuration = client.Configuration(host=self.url)
         configuration.retries = 0
+        if token:
+            configuration.api_key = {"authorization": f"Bearer {token}"}
         return api_client_class(configuration)
+
+    def set_authorizer(self, authorize: Authorize | None) -> None:
+        assert self.emulator is not None
+        self.emulator.authorize = authorize
 
     def kubeconfig(self, token: str = TEST_TOKEN, server: str = "") -> dict[str, Any]:
         """A kubeconfig for this emulator, as vCluster exports them (one cluster, one user)."""

@@ -3,53 +3,19 @@ server and the /readyz switch. Fixtures built on them are in conftest.py."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import kmock
 from kubernetes import client
 
-from demos.backends.vcluster import permissions
 from demos.backends.vcluster.backend import VClusterBackend
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "reference" / "vcluster" / "values.schema.json"
 CLUSTER = "demo-1a2b3c4d"
 NAMESPACE = f"vcluster-{CLUSTER}"
-
-_RESOURCE_PATH = re.compile(
-    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
-    r"(?:/namespaces/(?P<namespace>[^/]+))?/(?P<rest>.+)$"
-)
-
-
-def api_call(method: str, url: str) -> tuple[str, str, str]:
-    """(group, resource, verb) of one Kubernetes API request, as RBAC sees it."""
-    parts = urlsplit(url)
-    match = _RESOURCE_PATH.match(parts.path)
-    assert match, f"not a resource request: {method} {url}"
-    rest = match["rest"].split("/")
-    if match["namespace"] is not None and rest == [""]:
-        rest = []
-    if match["namespace"] is not None and not rest:
-        # /api/v1/namespaces/NAME is the namespace object itself.
-        resource, name, sub = "namespaces", match["namespace"], None
-    else:
-        resource = rest[0]
-        name = rest[1] if len(rest) > 1 else None
-        sub = rest[2] if len(rest) > 2 else None
-    if method == "GET":
-        verb = "get" if name else ("watch" if "watch=true" in parts.query else "list")
-    else:
-        verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, "")
-        if method == "DELETE":
-            verb = "delete" if name else "deletecollection"
-    return (match["group"] or "", f"{resource}/{sub}" if sub else resource, verb)
 
 
 class RecordingApiClient(client.ApiClient):
@@ -65,16 +31,6 @@ class RecordingApiClient(client.ApiClient):
         if self.log is not None:
             self.log.append(f"{method} {urlsplit(url).path}")
         return super().call_api(method, url, *args, **kwargs)
-
-
-def undeclared(calls: list[tuple[str, str]]) -> list[str]:
-    declared = {
-        (p.api_group, p.resource, verb) for p in permissions.BACKEND_CALLS for verb in p.verbs
-    }
-    found = {api_call(method, url) for method, url in calls}
-    return sorted(
-        f"{verb} {group or 'core'}/{resource}" for group, resource, verb in found - {*declared}
-    )
 
 
 class ReadyzSwitch:

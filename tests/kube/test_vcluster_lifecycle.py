@@ -9,7 +9,9 @@ the backend reads from the host.
 from __future__ import annotations
 
 import base64
+import copy
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,13 @@ from typing import Any
 import kmock
 import pytest
 import yaml
-from host_player import CONTROL_PLANE_IMAGE, FakeHelm, HostPlayer, VClusterPlayer
+from chart_helm import ChartHelm
+from deploy_controller import DeployController
+from host_player import CONTROL_PLANE_IMAGE, HostPlayer, VClusterPlayer
+from host_rbac import HostAuthorizer
 from kmock_shim import EmulatorThread
 from kube_support import CLUSTER, NAMESPACE, BackendFactory, ReadyzSwitch, Site
+from kubernetes import client
 
 from demos.backends.base import BackendError, ChartPhase, Phase, SnapshotPhase
 from demos.backends.vcluster import naming
@@ -28,10 +34,7 @@ from demos.backends.vcluster.helm import ProcessResult
 
 pytestmark = pytest.mark.kube
 
-SUCCESS = {
-    "phase": "Success",
-    "charts": [{"name": "shop", "namespace": "shop", "phase": "Success"}],
-}
+Deploy = Callable[[], DeployController]
 
 
 def start(backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]) -> None:
@@ -53,7 +56,7 @@ def up(
 
 class TestApply:
     def test_it_creates_a_labelled_namespace_then_installs_the_chart(
-        self, backend: VClusterBackend, helm: FakeHelm, host: EmulatorThread, spec: dict[str, Any]
+        self, backend: VClusterBackend, helm: ChartHelm, host: EmulatorThread, spec: dict[str, Any]
     ) -> None:
         backend.apply(spec)
 
@@ -64,7 +67,27 @@ class TestApply:
             "demo-portal/cluster": CLUSTER,
             "demo-portal/demo-id": spec["demo_id"],
             "demo-portal/template": "example",
+            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/warn": "baseline",
         }
+        binding = host.objects[
+            "rbac.authorization.k8s.io/v1/rolebindings", NAMESPACE, "demo-portal-worker"
+        ]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "demo-portal-demo-namespace",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "portal-backend", "namespace": "demo-portal"}
+        ]
+        # What helm created is the upstream chart itself, as the worker.
+        assert host.exists("rbac.authorization.k8s.io/v1/roles", NAMESPACE, f"vc-{CLUSTER}")
+        assert host.exists(
+            "rbac.authorization.k8s.io/v1/clusterroles", None, f"vc-{CLUSTER}-v-{NAMESPACE}"
+        )
+        assert host.exists("apps/v1/statefulsets", NAMESPACE, CLUSTER)
         assert namespace["metadata"]["annotations"] == {
             "vcluster.loft.sh/created": "true",
             "demo-portal/kubeconfig-download": "false",
@@ -80,7 +103,7 @@ class TestApply:
         }
 
     def test_it_is_idempotent(
-        self, backend: VClusterBackend, helm: FakeHelm, spec: dict[str, Any]
+        self, backend: VClusterBackend, helm: ChartHelm, spec: dict[str, Any]
     ) -> None:
         backend.apply(spec)
         backend.apply(spec)
@@ -89,7 +112,7 @@ class TestApply:
         assert helm.values[0] == helm.values[1]
 
     def test_a_schema_error_names_the_key_and_installs_nothing(
-        self, backend: VClusterBackend, helm: FakeHelm, host: EmulatorThread, spec: dict[str, Any]
+        self, backend: VClusterBackend, helm: ChartHelm, host: EmulatorThread, spec: dict[str, Any]
     ) -> None:
         if not backend.cfg.values_schema:
             pytest.skip("the vCluster values schema is not in ../shared/reference/vcluster/")
@@ -106,7 +129,7 @@ class TestApply:
         assert not host.exists("v1/namespaces", None, NAMESPACE)
 
     def test_it_refuses_overrides_that_break_the_portal(
-        self, backend: VClusterBackend, helm: FakeHelm, spec: dict[str, Any]
+        self, backend: VClusterBackend, helm: ChartHelm, spec: dict[str, Any]
     ) -> None:
         spec["vcluster_overrides"] = {"exportKubeConfig": {"server": "https://elsewhere"}}
 
@@ -115,7 +138,7 @@ class TestApply:
         assert helm.calls == []
 
     def test_it_leaves_a_namespace_it_did_not_create_alone(
-        self, backend: VClusterBackend, player: HostPlayer, helm: FakeHelm, spec: dict[str, Any]
+        self, backend: VClusterBackend, player: HostPlayer, helm: ChartHelm, spec: dict[str, Any]
     ) -> None:
         player.add_namespace(NAMESPACE, {"team": "payments"})
 
@@ -143,7 +166,7 @@ class TestApply:
         assert raised.value.transient
 
     def test_helm_errors_become_readable(
-        self, backend: VClusterBackend, helm: FakeHelm, spec: dict[str, Any]
+        self, backend: VClusterBackend, helm: ChartHelm, spec: dict[str, Any]
     ) -> None:
         helm.fail_with = ProcessResult(
             1, "", "Error: Kubernetes cluster unreachable: dial tcp 10.0.0.1:6443: i/o timeout\n"
@@ -160,7 +183,7 @@ class TestApply:
         closed = EmulatorThread()
         with closed:
             api = closed.api_client()
-        backend = VClusterBackend(cfg, host_api=api, helm_runner=FakeHelm(HostPlayer(api)))
+        backend = VClusterBackend(cfg, host_api=api, helm_runner=ChartHelm(api))
 
         with pytest.raises(BackendError) as raised:
             backend.apply(spec)
@@ -172,9 +195,9 @@ class TestApply:
 class TestObserve:
     def test_it_walks_every_phase_to_ready_with_the_live_links(
         self,
+        deploy: Deploy,
         backend: VClusterBackend,
         player: HostPlayer,
-        vplayer: VClusterPlayer,
         vcluster_api: EmulatorThread,
         site: Site,
         spec: dict[str, Any],
@@ -201,17 +224,13 @@ class TestObserve:
         assert "no status in kube-system/vcluster-deploy yet" in seen.message
         assert [(c.name, c.phase) for c in seen.charts] == [("shop", ChartPhase.PENDING)]
 
-        vplayer.deploy_status(
-            {
-                "phase": "Pending",
-                "charts": [{"name": "shop", "namespace": "shop", "phase": "Pending"}],
-            }
-        )
+        controller = deploy()
+        controller.start()  # the ConfigMap exists, no chart processed yet: phase Pending
         seen = backend.observe(spec)
         assert seen.phase == Phase.INSTALLING
-        assert seen.message == "Installing charts: 0 of 1 done; waiting for shop (installing)."
+        assert seen.message == "Installing charts: 0 of 1 done; waiting for shop (pending)."
 
-        vplayer.deploy_status(SUCCESS)
+        controller.attempt()
         player.sync_pod(CLUSTER, "shop", "web-7d9f-abcde")
         player.sync_ingress(CLUSTER, f"{CLUSTER}.demos.example.com", tls=True)
         site.status = 503
@@ -232,9 +251,9 @@ class TestObserve:
 
     def test_it_reaches_the_vcluster_at_the_configured_server_without_the_extra_secret(
         self,
+        deploy: Deploy,
         backend: VClusterBackend,
         player: HostPlayer,
-        vplayer: VClusterPlayer,
         vcluster_api: EmulatorThread,
         spec: dict[str, Any],
     ) -> None:
@@ -244,7 +263,7 @@ class TestObserve:
         player.export_kubeconfig(
             CLUSTER, vcluster_api.kubeconfig(server="https://localhost:8443"), portal=False
         )
-        vplayer.deploy_status(SUCCESS)
+        deploy().attempt()
 
         assert backend.observe(spec).phase == Phase.READY
 
@@ -435,14 +454,14 @@ class TestFailures:
 
     def test_a_chart_pod_that_cannot_pull_its_image(
         self,
+        deploy: Deploy,
         backend: VClusterBackend,
         player: HostPlayer,
-        vplayer: VClusterPlayer,
         vcluster_api: EmulatorThread,
         spec: dict[str, Any],
     ) -> None:
         up(backend, player, vcluster_api, spec)
-        vplayer.deploy_status(SUCCESS)
+        deploy().attempt()
         player.sync_pod(
             CLUSTER,
             "shop",
@@ -458,15 +477,15 @@ class TestFailures:
 
     def test_a_link_that_does_not_answer_yet_says_why_when_a_pod_shows_it(
         self,
+        deploy: Deploy,
         backend: VClusterBackend,
         player: HostPlayer,
-        vplayer: VClusterPlayer,
         vcluster_api: EmulatorThread,
         site: Site,
         spec: dict[str, Any],
     ) -> None:
         up(backend, player, vcluster_api, spec)
-        vplayer.deploy_status(SUCCESS)
+        deploy().attempt()
         player.sync_pod(
             CLUSTER, "shop", "web-1", image="ghcr.io/acme/shop:1.2", waiting="ErrImagePull"
         )
@@ -480,41 +499,62 @@ class TestFailures:
             "Chart `shop`: pulling ghcr.io/acme/shop:1.2 failed; retrying."
         )
 
-    def test_a_chart_vcluster_reports_failed(
+    def test_a_failed_chart_is_retried_and_a_later_success_counts(
         self,
+        deploy: Deploy,
         backend: VClusterBackend,
         player: HostPlayer,
-        vplayer: VClusterPlayer,
         vcluster_api: EmulatorThread,
         spec: dict[str, Any],
     ) -> None:
+        # Upstream retries DeployHelmCharts every 10 s and overwrites the chart's entry on a
+        # later success (pkg/controllers/deploy/start.go and deploy.go at v0.36.1): a Failed
+        # phase is "retrying", and only the portal's own deadline fails the demo.
         up(backend, player, vcluster_api, spec)
-        vplayer.deploy_status(
-            {
-                "phase": "Failed",
-                "charts": [
-                    {
-                        "name": "shop",
-                        "namespace": "shop",
-                        "phase": "Failed",
-                        "reason": "InstallFailed",
-                        "message": "chart webshop-0.1.0 not found in registry.example.com",
-                    }
-                ],
-            }
-        )
+        controller = deploy()
+        controller.attempt({"shop": "chart webshop-0.1.0 not found in registry.example.com"})
+        assert controller.annotation()["phase"] == "Failed"
 
         seen = backend.observe(spec)
 
-        assert seen.phase == Phase.FAILED
+        assert seen.phase == Phase.INSTALLING
         assert seen.message == (
-            "Chart `shop` failed: InstallFailed chart webshop-0.1.0 not found in "
-            "registry.example.com."
+            "Chart `shop` failed to install and vCluster is retrying it: InstallFailed chart "
+            "webshop-0.1.0 not found in registry.example.com."
         )
-        assert seen.charts[0].phase == ChartPhase.FAILED
+        assert seen.charts[0].phase == ChartPhase.RETRYING
+
+        controller.attempt()
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.READY
+        assert seen.charts[0].phase == ChartPhase.SUCCESS
+
+    def test_a_chart_after_a_failing_one_is_not_processed_yet(
+        self,
+        deploy: Deploy,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        # ProcessHelmChart returns at the first failure, so later charts have no entry yet.
+        second = {**spec["charts"][0], "name": "shop-db", "chart": "webshop-db"}
+        spec["charts"] = [spec["charts"][0], second]
+        up(backend, player, vcluster_api, spec)
+        deploy().attempt({"shop": "context deadline exceeded"})
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.INSTALLING
+        assert [(c.name, c.phase) for c in seen.charts] == [
+            ("shop", ChartPhase.RETRYING),
+            ("shop-db", ChartPhase.PENDING),
+        ]
 
     def test_the_quota_refusing_a_chart_inside_the_vcluster(
         self,
+        deploy: Deploy,
         backend: VClusterBackend,
         player: HostPlayer,
         vplayer: VClusterPlayer,
@@ -522,7 +562,7 @@ class TestFailures:
         spec: dict[str, Any],
     ) -> None:
         up(backend, player, vcluster_api, spec)
-        vplayer.deploy_status(SUCCESS)
+        deploy().attempt()
         vplayer.warn(
             "shop",
             "web-7d9f-abcde",
@@ -564,6 +604,65 @@ class TestFailures:
         assert raised.value.message.startswith(
             f"The portal is not allowed to read namespace {NAMESPACE} on the host cluster"
         )
+
+    def test_the_api_ingress_is_no_live_link(
+        self,
+        deploy: Deploy,
+        make_backend: BackendFactory,
+        host: EmulatorThread,
+        player: HostPlayer,
+        vcluster_api: EmulatorThread,
+        site: Site,
+        spec: dict[str, Any],
+    ) -> None:
+        backend = make_backend(api_ingress_host="{name}-api.{base_domain}")
+        up(backend, player, vcluster_api, spec)
+        deploy().attempt()
+        player.sync_ingress(CLUSTER, f"{CLUSTER}.demos.example.com", tls=True)
+        # The chart rendered its own Ingress for the API (controlPlane.ingress) on the host.
+        api_ingresses = [
+            obj
+            for key, obj in host.objects.items()
+            if key[0] == kmock.resource("networking.k8s.io/v1/ingresses") and not obj.deleted
+        ]
+        assert len(api_ingresses) == 2
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.READY
+        assert seen.urls == (site.url, f"https://{CLUSTER}.demos.example.com/")
+        assert not any("-api." in url for url in seen.urls)
+
+    def test_pods_the_pod_security_level_refuses_fail_the_demo_with_the_reason(
+        self,
+        deploy: Deploy,
+        backend: VClusterBackend,
+        player: HostPlayer,
+        vplayer: VClusterPlayer,
+        vcluster_api: EmulatorThread,
+        spec: dict[str, Any],
+    ) -> None:
+        # Inside the vCluster, Pod Security admission refuses the pods; the ReplicaSet records
+        # FailedCreate with the API server's message (k8s.io/pod-security-admission).
+        up(backend, player, vcluster_api, spec)
+        deploy().attempt()
+        vplayer.warn(
+            "shop",
+            "web-7d9f",
+            "FailedCreate",
+            'Error creating: pods "web-7d9f-x2z4q" is forbidden: violates PodSecurity '
+            '"baseline:latest": privileged (container "web" must not set '
+            "securityContext.privileged=true)",
+            kind="ReplicaSet",
+        )
+
+        seen = backend.observe(spec)
+
+        assert seen.phase == Phase.FAILED
+        assert seen.message.startswith(
+            "Chart `shop` failed: its pods break the demo's pod security level `baseline`"
+        )
+        assert "securityContext.privileged=true" in seen.message
 
 
 class TestPauseResume:
@@ -807,7 +906,7 @@ class TestDelete:
     def test_it_deletes_in_the_safe_order_and_leaves_nothing(
         self,
         make_backend: BackendFactory,
-        helm: FakeHelm,
+        helm: ChartHelm,
         host: EmulatorThread,
         player: HostPlayer,
         vcluster_api: EmulatorThread,
@@ -864,7 +963,7 @@ class TestDelete:
         assert backend.delete(CLUSTER) is False
         assert not host.objects["v1/namespaces", None, NAMESPACE].deleted
 
-    def test_deleting_what_is_gone_is_done(self, backend: VClusterBackend, helm: FakeHelm) -> None:
+    def test_deleting_what_is_gone_is_done(self, backend: VClusterBackend, helm: ChartHelm) -> None:
         assert backend.delete(CLUSTER) is True
         assert helm.calls == []
 
@@ -928,3 +1027,79 @@ class TestListAndKubeconfig:
         up(backend, player, vcluster_api, spec)
 
         assert backend.kubeconfig(CLUSTER) is None
+
+
+class TestHostRights:
+    """The worker installs the upstream chart with exactly the rights the manifests give it."""
+
+    def test_pod_security_is_enforced_on_the_namespace_at_most_baseline(
+        self, make_backend: BackendFactory, host: EmulatorThread, spec: dict[str, Any]
+    ) -> None:
+        make_backend(pod_security_standard="restricted").apply(spec)
+
+        labels = host.objects["v1/namespaces", None, NAMESPACE]["metadata"]["labels"]
+        # The chart's control plane runs as root (values.yaml runAsUser: 0): restricted would
+        # refuse it on the host, so the host enforces baseline and warns at restricted.
+        assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+        assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+    def test_a_lost_worker_binding_is_recreated_on_the_next_apply(
+        self,
+        backend: VClusterBackend,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        backend.apply(spec)
+        client.RbacAuthorizationV1Api(player.api).delete_namespaced_role_binding(
+            "demo-portal-worker", NAMESPACE
+        )
+
+        backend.apply(spec)
+
+        assert host.exists(
+            "rbac.authorization.k8s.io/v1/rolebindings", NAMESPACE, "demo-portal-worker"
+        )
+
+    @pytest.mark.parametrize("kube_version", ["1.33.0", "1.35.0"])
+    def test_the_chart_installs_at_both_host_versions(
+        self,
+        helm: ChartHelm,
+        backend: VClusterBackend,
+        authorizer: HostAuthorizer,
+        spec: dict[str, Any],
+        kube_version: str,
+    ) -> None:
+        helm.kube_version = kube_version
+
+        backend.apply(spec)
+
+        assert authorizer.refusals == []
+
+    def test_without_a_right_the_chart_role_grants_the_install_is_refused(
+        self,
+        host: EmulatorThread,
+        helm: ChartHelm,
+        backend: VClusterBackend,
+        production_rbac_manifests: list[dict[str, Any]],
+        spec: dict[str, Any],
+    ) -> None:
+        # The escalation rule at work: the chart's Role grants `create` on events
+        # (templates/role.yaml), so a worker without it cannot create that Role.
+        host.set_authorizer(HostAuthorizer(without_event_create(production_rbac_manifests)))
+
+        with pytest.raises(BackendError) as raised:
+            backend.apply(spec)
+
+        assert "attempting to grant RBAC permissions not currently held" in raised.value.detail
+        assert not host.exists("rbac.authorization.k8s.io/v1/roles", NAMESPACE, f"vc-{CLUSTER}")
+
+
+def without_event_create(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The manifests with `create` taken off every rule that grants it on events."""
+    changed = copy.deepcopy(manifests)
+    for obj in changed:
+        for rule in obj.get("rules") or []:
+            if "events" in rule.get("resources", []) and "create" in rule.get("verbs", []):
+                rule["verbs"] = [verb for verb in rule["verbs"] if verb != "create"]
+    return changed

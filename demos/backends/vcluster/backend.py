@@ -33,7 +33,7 @@ from demos.backends.vcluster.kube import HostCluster, VClusterApi, host_api_clie
 from demos.backends.vcluster.kube import vcluster_api_client as default_vcluster_client
 from demos.backends.vcluster.probe import probe_url
 from demos.backends.vcluster.restore import VClusterCli
-from demos.backends.vcluster.values import check_values, refused_overrides, render_values, to_yaml
+from demos.backends.vcluster.values import check_values, override_problems, render_values, to_yaml
 
 VClusterClientFactory = Callable[[Mapping[str, Any], str], client.ApiClient]
 Probe = Callable[[str, float, bool], tuple[bool, str]]
@@ -116,7 +116,7 @@ class VClusterBackend:
 
     def render(self, spec: Spec) -> str:
         """The vcluster.yaml `apply` installs for `spec`, checked against the schema."""
-        refused = refused_overrides(spec.get("vcluster_overrides") or {})
+        refused = override_problems(spec)
         if refused:
             raise BackendError(refused[0], detail="\n".join(refused), transient=False)
         values = render_values(spec, self.cfg)
@@ -156,6 +156,7 @@ class VClusterBackend:
                     "deleted; it will be retried.",
                     transient=True,
                 )
+            self._grant_worker(namespace)  # a repeated apply after the binding was lost
             return namespace
         labels = naming.portal_labels(
             self.cfg.portal_instance,
@@ -169,6 +170,7 @@ class VClusterBackend:
                 bool(spec.get("allow_kubeconfig_download"))
             ).lower(),
         }
+        labels.update(naming.pod_security_labels(self.cfg.pod_security_standard))
         self.host.create_namespace(
             {
                 "apiVersion": "v1",
@@ -176,7 +178,36 @@ class VClusterBackend:
                 "metadata": {"name": namespace, "labels": labels, "annotations": annotations},
             }
         )
+        self._grant_worker(namespace)
         return namespace
+
+    def _grant_worker(self, namespace: str) -> None:
+        """Bind the worker's namespaced rights (VCLUSTER_NAMESPACE_ROLE) in this demo namespace
+        only, so it holds no Secret or pod rights anywhere else on the host. Helm needs them to
+        install the chart; the host's admission policy allows this binding only in namespaces
+        labelled as this portal's demos."""
+        if not self.cfg.namespace_role:
+            return
+        account_namespace, account = self.cfg.worker_service_account.split("/")
+        self.host.create_role_binding(
+            namespace,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {
+                    "name": naming.WORKER_ROLE_BINDING,
+                    "labels": {naming.MANAGED_BY_LABEL: naming.MANAGED_BY_VALUE},
+                },
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": self.cfg.namespace_role,
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": account, "namespace": account_namespace}
+                ],
+            },
+        )
 
     def _check_ours(self, namespace: client.V1Namespace) -> None:
         labels = namespace.metadata.labels or {}
@@ -327,12 +358,14 @@ class VClusterBackend:
                 return Observation(Phase.FAILED, finding.message, progress, detail=finding.detail)
         if refusal is not None:
             return Observation(Phase.FAILED, refusal.message, progress, detail=refusal.detail)
-        failed = [chart for chart in progress if chart.phase == ChartPhase.FAILED]
-        if failed:
-            chart = failed[0]
+        retrying = [chart for chart in progress if chart.phase == ChartPhase.RETRYING]
+        if retrying:
+            # Not final: vCluster tries again every 10 s; the lifecycle decides at its deadline.
+            chart = retrying[0]
             return Observation(
-                Phase.FAILED,
-                f"Chart `{chart.name}` failed: {chart.message or 'see the event log'}.",
+                Phase.INSTALLING,
+                f"Chart `{chart.name}` failed to install and vCluster is retrying it: "
+                f"{chart.message or 'see the event log'}.",
                 progress,
                 detail=str(status),
             )
@@ -346,8 +379,9 @@ class VClusterBackend:
             )
         if status is not None and status.phase.lower() == "failed":
             return Observation(
-                Phase.FAILED,
-                f"Installing the charts failed: {status.message or 'see the event log'}.",
+                Phase.INSTALLING,
+                "Installing the charts failed and vCluster is retrying: "
+                f"{status.message or 'see the event log'}.",
                 progress,
                 detail=str(status),
             )
@@ -383,8 +417,11 @@ class VClusterBackend:
         workload: Sequence[client.V1Pod],
         detail: str,
     ) -> Observation:
+        # Only the Ingresses synced from inside the vCluster (they carry its marker label): the
+        # chart's own API Ingress (VCLUSTER_API_INGRESS_HOST) is no live link.
         ingress_urls = observe.ingress_urls(
-            self.host.list_ingresses(namespace), self.cfg.ingress_class
+            self.host.list_ingresses(namespace, naming.workload_selector(spec["cluster_name"])),
+            self.cfg.ingress_class,
         )
         entry = spec.get("entry_url") or (ingress_urls[0] if ingress_urls else "")
         urls = tuple(dict.fromkeys([u for u in [entry, *ingress_urls] if u]))

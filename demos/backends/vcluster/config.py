@@ -43,6 +43,12 @@ class VClusterSettings:
     namespace_prefix: str = "vcluster-"
     pod_security_standard: str = "baseline"
     network_policy: bool = False
+    # Namespaces whose pods may reach demo apps through the NetworkPolicy: the ingress controller.
+    ingress_namespace_selector: str = "kubernetes.io/metadata.name=ingress-nginx"
+    # Least privilege: the worker holds namespaced rights only where it binds this ClusterRole,
+    # in each demo namespace it creates (empty: the operator grants them some other way).
+    namespace_role: str = "demo-portal-demo-namespace"
+    worker_service_account: str = "demo-portal/portal-backend"
     chart_install_timeout_seconds: int = 300
     values_schema: str = ""
     # Labels tell this portal's clusters apart from anything else on the host (and from another
@@ -90,6 +96,13 @@ class VClusterSettings:
                 "VCLUSTER_POD_SECURITY_STANDARD", defaults.pod_security_standard
             ),
             network_policy=get("VCLUSTER_NETWORK_POLICY", defaults.network_policy),
+            ingress_namespace_selector=get(
+                "VCLUSTER_INGRESS_NAMESPACE_SELECTOR", defaults.ingress_namespace_selector
+            ),
+            namespace_role=get("VCLUSTER_NAMESPACE_ROLE", defaults.namespace_role),
+            worker_service_account=get(
+                "VCLUSTER_WORKER_SERVICE_ACCOUNT", defaults.worker_service_account
+            ),
             chart_install_timeout_seconds=get(
                 "VCLUSTER_CHART_INSTALL_TIMEOUT", defaults.chart_install_timeout_seconds
             ),
@@ -156,9 +169,30 @@ class VClusterSettings:
                 "at values.schema.json of vCluster chart version "
                 f"{self.chart_version}, or leave it empty to skip validation."
             )
+        if self.network_policy and not self.ingress_labels():
+            found.append(
+                f"VCLUSTER_INGRESS_NAMESPACE_SELECTOR={self.ingress_namespace_selector!r} must be "
+                "labels as key=value[,key=value] naming the ingress controller's namespace: with "
+                "VCLUSTER_NETWORK_POLICY on, nothing else may reach a demo's apps."
+            )
+        if self.namespace_role and len(self.worker_service_account.split("/")) != 2:
+            found.append(
+                f"VCLUSTER_WORKER_SERVICE_ACCOUNT={self.worker_service_account!r} must be "
+                "NAMESPACE/NAME of the worker's ServiceAccount."
+            )
         if self.in_cluster and self.kubeconfig:
             found.append("Set either VCLUSTER_IN_CLUSTER=true or VCLUSTER_KUBECONFIG, not both.")
         return found
+
+    def ingress_labels(self) -> dict[str, str]:
+        """VCLUSTER_INGRESS_NAMESPACE_SELECTOR as labels (empty when malformed)."""
+        labels: dict[str, str] = {}
+        for term in self.ingress_namespace_selector.split(","):
+            key, sep, value = term.strip().partition("=")
+            if not sep or not key.strip():
+                return {}
+            labels[key.strip()] = value.strip()
+        return labels
 
     def fill(self, template: str, *, name: str, namespace: str, date: str = "") -> str:
         """Fill one of the URL templates for cluster `name`."""

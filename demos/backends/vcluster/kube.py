@@ -128,6 +128,7 @@ class HostCluster:
         self.apps = client.AppsV1Api(api)
         self.networking = client.NetworkingV1Api(api)
         self.storage = client.StorageV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
 
     def _call(
         self, action: str, method: Any, *args: Any, missing_ok: bool = False, **kw: Any
@@ -161,6 +162,18 @@ class HostCluster:
     def list_namespaces(self, selector: str) -> list[client.V1Namespace]:
         result = self._call("list namespaces", self.core.list_namespace, label_selector=selector)
         return list(result.items or [])
+
+    # The worker's own rights inside a demo namespace (least privilege: see k8s/base/rbac.yaml).
+    def create_role_binding(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a RoleBinding; nothing if it already exists (a repeated apply)."""
+        try:
+            self.rbac.create_namespaced_role_binding(namespace, body, _request_timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status != 409:
+                name = body["metadata"]["name"]
+                raise api_error(exc, f"create RoleBinding {namespace}/{name}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise api_error(exc, "create a RoleBinding") from exc
 
     # The control plane.
     def read_statefulset(self, namespace: str, name: str) -> client.V1StatefulSet | None:
@@ -290,9 +303,12 @@ class HostCluster:
         )
 
     # Live links: the Ingresses vCluster copied to the host.
-    def list_ingresses(self, namespace: str) -> list[client.V1Ingress]:
+    def list_ingresses(self, namespace: str, selector: str) -> list[client.V1Ingress]:
         result = self._call(
-            f"list Ingresses in {namespace}", self.networking.list_namespaced_ingress, namespace
+            f"list Ingresses in {namespace}",
+            self.networking.list_namespaced_ingress,
+            namespace,
+            label_selector=selector,
         )
         return list(result.items or [])
 

@@ -34,6 +34,14 @@ CLUSTER_LABEL = "demo-portal/cluster"
 DEMO_ID_LABEL = "demo-portal/demo-id"
 TEMPLATE_LABEL = "demo-portal/template"
 KUBECONFIG_DOWNLOAD_ANNOTATION = "demo-portal/kubeconfig-download"
+# The RoleBinding that gives the worker its rights inside one demo namespace.
+WORKER_ROLE_BINDING = "demo-portal-worker"
+
+# Kubernetes Pod Security admission (enforced by the host on the demo's synced pods).
+POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
+POD_SECURITY_ENFORCE_VERSION = "pod-security.kubernetes.io/enforce-version"
+POD_SECURITY_WARN = "pod-security.kubernetes.io/warn"
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -85,6 +93,22 @@ def label_value(value: str) -> str:
     """`value` if Kubernetes accepts it as a label value, else empty (labels are best effort)."""
     value = value[:63]
     return value if _LABEL_VALUE.match(value) else ""
+
+
+def pod_security_labels(level: str) -> dict[str, str]:
+    """Pod Security labels of a demo namespace on the host, for VCLUSTER_POD_SECURITY_STANDARD.
+
+    The host enforces at most `baseline`: the chart's control plane runs as root by default
+    (`controlPlane.statefulSet.security.containerSecurityContext.runAsUser: 0` in its
+    values.yaml), which `restricted` refuses; the vCluster itself enforces `restricted` on the
+    demo's pods, and the host warns.
+    """
+    enforce = "privileged" if level == "privileged" else "baseline"
+    return {
+        POD_SECURITY_ENFORCE: enforce,
+        POD_SECURITY_ENFORCE_VERSION: "latest",
+        POD_SECURITY_WARN: level if level in POD_SECURITY_LEVELS else enforce,
+    }
 
 
 def portal_labels(

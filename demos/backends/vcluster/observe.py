@@ -7,6 +7,7 @@ objects to fetch and what phase a finding means.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,10 @@ CANNOT_START = frozenset(
 )
 # How the quota and limit-range admission plugins word a refusal.
 REFUSAL_PHRASES = ("exceeded quota", "usage per container", "usage per pod")
+# How Pod Security admission words one (k8s.io/pod-security-admission, admission.go:
+# `violates PodSecurity "baseline:latest": privileged (container "x" must not set ...)`), seen
+# as FailedCreate warnings on the ReplicaSet, StatefulSet, DaemonSet or Job whose pods it refused.
+POD_SECURITY_PHRASE = "violates podsecurity"
 # Crash loops get a few restarts' grace: apps often crash until their database is up.
 CRASH_RESTARTS_BEFORE_FAILING = 3
 
@@ -121,10 +126,20 @@ def pod_is_ready(pod: client.V1Pod | None) -> bool:
 
 
 def refusal_finding(events: Iterable[Any], who: str) -> Finding | None:
-    """A quota or limit-range refusal among Warning events (host or inside the vCluster)."""
+    """A quota, limit-range or pod-security refusal among Warning events (host or inside the
+    vCluster)."""
     for event in events:
         text = (event.message or "").strip()
         lowered = text.lower()
+        if POD_SECURITY_PHRASE in lowered:
+            level = _pod_security_level(text)
+            return Finding(
+                f"{who} failed: its pods break the demo's pod security level{level} "
+                f"({_shorten(text)}). Change the chart's values (security context, host access) "
+                "or ask an operator about VCLUSTER_POD_SECURITY_STANDARD.",
+                True,
+                text,
+            )
         if any(phrase in lowered for phrase in REFUSAL_PHRASES):
             return Finding(
                 f"{who} failed: refused by the demo's resource limits ({_shorten(text)}). "
@@ -133,6 +148,11 @@ def refusal_finding(events: Iterable[Any], who: str) -> Finding | None:
                 text,
             )
     return None
+
+
+def _pod_security_level(text: str) -> str:
+    match = re.search(r'violates PodSecurity "([a-z]+)', text)
+    return f" `{match[1]}`" if match else ""
 
 
 def _shorten(text: str, limit: int = 200) -> str:
@@ -170,7 +190,11 @@ def deploy_status(configmap: client.V1ConfigMap | None) -> DeployStatus | None:
     return DeployStatus(str(data.get("phase") or ""), message, charts)
 
 
-_CHART_PHASES = {"success": ChartPhase.SUCCESS, "failed": ChartPhase.FAILED}
+# A chart's entry appears once vCluster has processed it, as Success or Failed, never Pending
+# (pkg/controllers/deploy/deploy.go, setChartStatus / setChartStatusLastApplied at v0.36.1).
+# Failed is not final: start.go retries DeployHelmCharts every 10 s and a later success
+# overwrites the entry, so the portal reads it as "retrying" and decides at its own deadline.
+_CHART_PHASES = {"success": ChartPhase.SUCCESS, "failed": ChartPhase.RETRYING}
 
 
 def chart_progress(

@@ -23,6 +23,8 @@ from jsonschema.exceptions import ValidationError
 from demos.backends.base import BackendError, Spec
 from demos.backends.vcluster import naming
 from demos.backends.vcluster.config import VClusterSettings
+from demos.backends.vcluster.overrides import refusals
+from demos.bounded_yaml import BoundedYAMLError, load_bounded
 
 # Overrides that would break what the portal relies on, or that need the paid vCluster Platform.
 REFUSED_OVERRIDES: dict[tuple[str, ...], str] = {
@@ -81,7 +83,6 @@ def render_values(spec: Spec, cfg: VClusterSettings) -> dict[str, Any]:
             ingress["spec"] = {"ingressClassName": cfg.ingress_class}
         control_plane["ingress"] = ingress
 
-    quota = spec.get("quota", {})
     values: dict[str, Any] = {
         "controlPlane": control_plane,
         "sync": {
@@ -90,16 +91,9 @@ def render_values(spec: Spec, cfg: VClusterSettings) -> dict[str, Any]:
         },
         "policies": {
             "podSecurityStandard": cfg.pod_security_standard,
-            "resourceQuota": {
-                "enabled": True,
-                "quota": {
-                    "requests.cpu": quota.get("cpu", "4"),
-                    "requests.memory": quota.get("memory", "8Gi"),
-                    "count/pods": int(quota.get("pods", 50)),
-                },
-            },
-            "limitRange": {"enabled": True},
-            "networkPolicy": {"enabled": cfg.network_policy},
+            "resourceQuota": {"enabled": True, "quota": resource_quota(spec.get("quota", {}))},
+            "limitRange": {"enabled": True, **LIMIT_RANGE},
+            "networkPolicy": network_policy(cfg),
         },
         "exportKubeConfig": {
             "additionalSecrets": [
@@ -112,7 +106,54 @@ def render_values(spec: Spec, cfg: VClusterSettings) -> dict[str, Any]:
     charts = [_chart_entry(chart, cfg) for chart in spec.get("charts", [])]
     if charts:
         values["experimental"] = {"deploy": {"vcluster": {"helm": charts}}}
-    return merge(values, spec.get("vcluster_overrides") or {})
+    values = merge(values, spec.get("vcluster_overrides") or {})
+    return merge(values, spec.get("unsafe_vcluster_overrides") or {})
+
+
+# The chart merges its own default quota keys into ours (e.g. count/services: 20,
+# services.nodeports: 0, limits.memory: 40Gi), so every key is rendered here: a value, or None
+# to drop the chart's default. Template admins may change these within bounds (overrides.py).
+QUOTA_DEFAULTS: dict[str, str | int | None] = {
+    "requests.storage": "50Gi",
+    "requests.ephemeral-storage": "20Gi",
+    "limits.ephemeral-storage": "40Gi",
+    # Containers get limits from the limit range; a quota on limits only makes demos fail.
+    "limits.cpu": None,
+    "limits.memory": None,
+    "count/services": 50,
+    "count/configmaps": 200,
+    "count/secrets": 200,
+    "count/persistentvolumeclaims": 20,
+    "count/endpoints": 200,
+    # Node ports and load balancers would expose a demo outside the portal's ingress.
+    "services.nodeports": 0,
+    "services.loadbalancers": 0,
+}
+# Per container, when a chart sets nothing. The chart's default requests 3Gi of ephemeral storage
+# per container, which fills a small node with a handful of pods.
+LIMIT_RANGE: dict[str, dict[str, str]] = {
+    "default": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "2Gi"},
+    "defaultRequest": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "256Mi"},
+}
+
+
+def resource_quota(quota: Mapping[str, Any]) -> dict[str, Any]:
+    """The demo's whole ResourceQuota: the template's CPU, memory and pods, our defaults else."""
+    return {
+        "requests.cpu": str(quota.get("cpu", "4")),
+        "requests.memory": str(quota.get("memory", "8Gi")),
+        "count/pods": int(quota.get("pods", 50)),
+        **QUOTA_DEFAULTS,
+    }
+
+
+def network_policy(cfg: VClusterSettings) -> dict[str, Any]:
+    """The chart's NetworkPolicies, which admit only the control plane and the demo's own pods
+    to its workloads; the ingress controller's namespace is let in so live links answer."""
+    if not cfg.network_policy:
+        return {"enabled": False}
+    ingress_controller = {"namespaceSelector": {"matchLabels": cfg.ingress_labels()}}
+    return {"enabled": True, "workload": {"ingress": [{"from": [ingress_controller]}]}}
 
 
 def _chart_entry(chart: Mapping[str, Any], cfg: VClusterSettings) -> dict[str, Any]:
@@ -186,7 +227,7 @@ VOLUME_CLAIM = ("controlPlane", "statefulSet", "persistence", "volumeClaim", "en
 
 
 def refused_overrides(overrides: Mapping[str, Any]) -> list[str]:
-    """Messages for overrides the portal does not accept (see REFUSED_OVERRIDES)."""
+    """Messages for overrides the portal never accepts, from anyone (see REFUSED_OVERRIDES)."""
     messages = []
     for path, reason in REFUSED_OVERRIDES.items():
         node = _lookup(overrides, path)
@@ -198,6 +239,17 @@ def refused_overrides(overrides: Mapping[str, Any]) -> list[str]:
             "on that volume, and pausing needs the StatefulSet that comes with it."
         )
     return messages
+
+
+def override_problems(spec: Spec) -> list[str]:
+    """Why the spec's overrides cannot be rendered: the allow-list for the template admins'
+    overrides, and the portal's own limits for both layers."""
+    safe = spec.get("vcluster_overrides") or {}
+    unsafe = spec.get("unsafe_vcluster_overrides") or {}
+    # A path the portal refuses to anyone is reported once, with that reason.
+    never = tuple(".".join(path) for path in REFUSED_OVERRIDES if _lookup(safe, path) is not None)
+    off_list = [r.message() for r in refusals(safe) if not r.path.startswith(never)]
+    return refused_overrides(safe) + off_list + refused_overrides(unsafe)
 
 
 @lru_cache(maxsize=4)
@@ -274,6 +326,7 @@ def example_spec(name: str = "demo-example", **changes: Any) -> Spec:
         "storage_size": "5Gi",
         "quota": {"cpu": "4", "memory": "8Gi", "pods": 50},
         "vcluster_overrides": {},
+        "unsafe_vcluster_overrides": {},
         "charts": [
             {
                 "name": "shop",
@@ -297,30 +350,34 @@ def example_spec(name: str = "demo-example", **changes: Any) -> Spec:
 
 
 def validate_overrides(
-    overrides: str | Mapping[str, Any] | None, cfg: VClusterSettings | None = None
+    overrides: str | Mapping[str, Any] | None,
+    cfg: VClusterSettings | None = None,
+    *,
+    unsafe: bool = False,
 ) -> list[str]:
     """Problems with a template's vCluster overrides, as messages for the admin form.
 
-    Pure apart from reading the schema file: renders an example demo with the overrides and checks
-    the result against the configured schema (when there is none, only the portal's own rules).
+    `unsafe` is the superusers' layer: it skips the template admins' allow-list, never the
+    portal's own limits. Pure apart from reading the schema file: renders an example demo with
+    the overrides and checks the result against the configured schema (when there is none, only
+    the portal's own rules).
     """
     if cfg is None:
         cfg = VClusterSettings.from_django()
     if isinstance(overrides, str):
         try:
-            overrides = yaml.safe_load(overrides) if overrides.strip() else {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            return [f"vCluster overrides: invalid YAML{where}."]
+            overrides = load_bounded(overrides, field="vCluster overrides") or {}
+        except BoundedYAMLError as exc:
+            return [str(exc)]
     overrides = overrides or {}
     if not isinstance(overrides, Mapping):
         return ["vCluster overrides: expected a YAML mapping (key: value)."]
-    problems = refused_overrides(overrides)
-    if cfg.values_schema:
-        values = render_values(example_spec(vcluster_overrides=overrides), cfg)
+    layer = "unsafe_vcluster_overrides" if unsafe else "vcluster_overrides"
+    spec = example_spec(**{layer: overrides})
+    problems = override_problems(spec)
+    if cfg.values_schema and not problems:
         try:
-            problems += schema_errors(values, load_validator(cfg.values_schema))
+            problems += schema_errors(render_values(spec, cfg), load_validator(cfg.values_schema))
         except BackendError as exc:
             problems.append(exc.message)
     return problems
