@@ -11,6 +11,8 @@
 # An exact Python patch release on the current Debian stable, so a rebuild gets the same
 # interpreter. Bump it deliberately, together with a test run.
 ARG PYTHON_IMAGE=python:3.13.16-slim-trixie
+# The Go toolchain that builds the vcluster CLI: the release its go.mod asks for (v0.36.1: 1.26.3).
+ARG GO_IMAGE=golang:1.26.3-trixie
 
 # --- Python dependencies: a virtualenv copied whole into the runtime stage --------------------
 FROM ${PYTHON_IMAGE} AS python-deps
@@ -42,6 +44,29 @@ RUN set -eu; \
     install -m 0755 linux-amd64/helm /usr/local/bin/helm; \
     /usr/local/bin/helm version --short | grep -qx "${HELM_VERSION}+g[0-9a-f]*"
 
+# --- vcluster CLI, for restoring archived demos (VCLUSTER_CLI) --------------------------------
+# Built from the tagged source rather than downloaded: no digest of the release binary is pinned
+# anywhere we could verify, while the module's content at a tag is pinned by Go's public checksum
+# database, which `go install` consults before building (the first check below refuses a build
+# environment that switched it off or exempted the module), and every dependency by the module's
+# own go.sum. GOTOOLCHAIN=local forbids fetching another compiler. The flags are those of
+# upstream's release build (.goreleaser.yaml, id vcluster-cli) without its embedded chart, so the
+# CLI pulls the chart from the repository, as the portal's own installs do.
+FROM ${GO_IMAGE} AS vcluster
+ARG VCLUSTER_VERSION=v0.36.1
+ENV CGO_ENABLED=0 \
+    GOOS=linux \
+    GOARCH=amd64 \
+    GOTOOLCHAIN=local
+RUN set -eu; \
+    test "$(go env GOSUMDB)" != off; \
+    test -z "$(go env GONOSUMDB GOPRIVATE GOINSECURE GOFLAGS | tr -d '[:space:]')"; \
+    go install -trimpath -ldflags "-s -w -X main.version=${VCLUSTER_VERSION#v}" \
+        "github.com/loft-sh/vcluster/cmd/vclusterctl@${VCLUSTER_VERSION}"; \
+    go version -m /go/bin/vclusterctl \
+        | grep -Eq "^[[:space:]]+mod[[:space:]]+github.com/loft-sh/vcluster[[:space:]]+${VCLUSTER_VERSION}[[:space:]]+h1:"; \
+    install -m 0755 /go/bin/vclusterctl /usr/local/bin/vcluster
+
 # --- runtime -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -63,6 +88,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 COPY --from=python-deps /opt/venv /opt/venv
 COPY --from=helm /usr/local/bin/helm /usr/local/bin/helm
+COPY --from=vcluster /usr/local/bin/vcluster /usr/local/bin/vcluster
 COPY --chmod=0755 docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 
 WORKDIR /app

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import ROOT, find, pod_spec, render
+from .support import ROOT, config_data, find, pod_spec, render
 
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "docker-entrypoint.sh"
@@ -71,15 +71,18 @@ def global_args() -> dict[str, str]:
 class TestDockerfile:
     def test_it_is_multi_stage_with_a_separate_helm_stage(self) -> None:
         stages = [i.stage for i in INSTRUCTIONS if i.keyword == "FROM"]
-        assert len(stages) >= 3
-        assert "helm" in stages
+        assert len(stages) >= 4
+        assert {"helm", "vcluster"} <= set(stages)
         assert FINAL_STAGE == "runtime"
 
-    def test_every_base_image_is_an_exact_python_slim_release(self) -> None:
-        base = global_args()["PYTHON_IMAGE"]
-        assert re.fullmatch(r"python:3\.13\.\d+-slim-(bookworm|trixie)", base), base
-        for image in args_of("FROM"):
-            assert image.split()[0] == "${PYTHON_IMAGE}", image
+    def test_every_base_image_is_an_exact_release(self) -> None:
+        values = global_args()
+        assert re.fullmatch(r"python:3\.13\.\d+-slim-(bookworm|trixie)", values["PYTHON_IMAGE"])
+        assert re.fullmatch(r"golang:1\.\d+\.\d+-(bookworm|trixie)", values["GO_IMAGE"])
+        bases = {i.stage: i.args.split()[0] for i in INSTRUCTIONS if i.keyword == "FROM"}
+        # Go only builds the CLI; everything that runs is on the Python image.
+        assert bases.pop("vcluster") == "${GO_IMAGE}"
+        assert set(bases.values()) == {"${PYTHON_IMAGE}"}, bases
 
     def test_helm_is_pinned_and_checksum_verified(self) -> None:
         values = global_args()
@@ -92,6 +95,29 @@ class TestDockerfile:
         assert 'sha256sum --check --strict "$archive.sha256sum"' in fetch
         assert 'echo "$HELM_SHA256  $archive" | sha256sum --check' in fetch
         assert any("--from=helm" in copy for copy in args_of("COPY", FINAL_STAGE))
+
+    def test_the_vcluster_cli_is_built_from_the_pinned_tag_and_verified(self) -> None:
+        version = global_args()["VCLUSTER_VERSION"]
+        assert version == "v0.36.1"  # the chart version the backend installs
+        runs = " ".join(args_of("RUN", "vcluster"))
+        envs = " ".join(args_of("ENV", "vcluster"))
+        assert '"github.com/loft-sh/vcluster/cmd/vclusterctl@${VCLUSTER_VERSION}"' in runs
+        # The version the CLI reports (and picks the chart by), as upstream's release sets it.
+        assert "-X main.version=${VCLUSTER_VERSION#v}" in runs
+        # The checksum database stays on, no module is exempted, no other compiler is fetched.
+        assert 'test "$(go env GOSUMDB)" != off' in runs
+        assert "go env GONOSUMDB GOPRIVATE GOINSECURE GOFLAGS" in runs
+        assert "GOTOOLCHAIN=local" in envs
+        # The binary records the module it was built from, with its verified hash.
+        assert "go version -m /go/bin/vclusterctl" in runs
+        assert "github.com/loft-sh/vcluster[[:space:]]+${VCLUSTER_VERSION}[[:space:]]+h1:" in runs
+        copies = args_of("COPY", FINAL_STAGE)
+        assert "--from=vcluster /usr/local/bin/vcluster /usr/local/bin/vcluster" in copies
+
+    def test_production_points_vcluster_cli_at_the_shipped_binary(self) -> None:
+        copies = [c.split()[-1] for c in args_of("COPY", FINAL_STAGE) if "--from=vcluster" in c]
+        data = config_data(render("overlays/production"))
+        assert [data["VCLUSTER_CLI"]] == copies
 
     def test_the_runtime_runs_as_a_fixed_non_root_user(self) -> None:
         users = args_of("USER", FINAL_STAGE)

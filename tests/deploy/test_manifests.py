@@ -38,6 +38,15 @@ from .support import (
 # `imagePullPolicy` spelt wrong fails here rather than being dropped silently by the API server.
 KUBERNETES_VERSIONS = ("1.35", "1.37")
 
+# Kinds without a namespace that k8s/ renders.
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
+
 # Where the image expects scratch space (the mount path, not a file this test writes).
 SCRATCH = "/tmp"  # noqa: S108
 
@@ -85,14 +94,23 @@ class TestRendering:
         assert len(seen) == len(set(seen))
 
     def test_every_namespaced_object_is_in_the_portal_namespace(self, tree: str) -> None:
-        cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
         stray = [
             name_of(obj)
             for obj in render(tree)
-            if obj["kind"] not in cluster_scoped
+            if obj["kind"] not in CLUSTER_SCOPED
             and obj["metadata"].get("namespace") != "demo-portal"
         ]
         assert not stray
+
+    def test_cluster_scoped_objects_carry_no_namespace(self, tree: str) -> None:
+        # kustomize does not know admission policies are cluster-scoped and would give them the
+        # `namespace:` of the kustomization (k8s/cluster-scoped undoes that in every tree).
+        placed = [
+            name_of(obj)
+            for obj in render(tree)
+            if obj["kind"] in CLUSTER_SCOPED and "namespace" in obj["metadata"]
+        ]
+        assert not placed
 
     def test_no_secret_values_are_committed(self, tree: str) -> None:
         # Secrets are created by the operator (docs/deploying.md); the manifests only refer to them.
@@ -317,14 +335,44 @@ class TestDevOverlay:
         find(objects, "StatefulSet", "postgres")
         find(objects, "Deployment", "redis")
         services = {s["metadata"]["name"] for s in of_kind(objects, "Service")}
-        data = config_data(objects)
-        assert urlsplit(data["REDIS_URL"]).hostname in services
+        # Both URLs carry a password, so neither may sit in the ConfigMap.
+        assert not {"DATABASE_URL", "REDIS_URL"} & set(config_data(objects))
         for c in portal_containers(objects):
-            url = env_sources(c)["DATABASE_URL"]["value"]
-            assert urlsplit(url).hostname in services, c.label
-            # $(VAR) expands only from variables defined before it.
+            env = env_sources(c)
             names = [e["name"] for e in c.spec["env"]]
-            assert names.index("POSTGRES_PASSWORD") < names.index("DATABASE_URL"), c.label
+            for url_name, password in (
+                ("DATABASE_URL", "POSTGRES_PASSWORD"),
+                ("REDIS_URL", "REDIS_PASSWORD"),
+            ):
+                url = urlsplit(env[url_name]["value"])
+                assert url.hostname in services, c.label
+                assert url.password == f"$({password})", f"{c.label}: {url_name}"
+                assert env[password]["valueFrom"]["secretKeyRef"] == {
+                    "name": "portal-secrets",
+                    "key": password,
+                }, c.label
+                # $(VAR) expands only from variables defined before it.
+                assert names.index(password) < names.index(url_name), c.label
+
+    def test_redis_requires_the_password_from_the_secret(self) -> None:
+        pod = pod_spec(find(render("overlays/dev"), "Deployment", "redis"))
+        redis = pod["containers"][0]
+        env = {e["name"]: e for e in redis["env"]}
+        for name in ("REDIS_PASSWORD", "REDISCLI_AUTH"):
+            ref = env[name]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "portal-secrets", "key": "REDIS_PASSWORD"}, name
+        script = " ".join(redis["args"])
+        # The password reaches redis-server through a config file, never its command line.
+        assert "requirepass %s" in script
+        assert '"$REDIS_PASSWORD"' in script
+        assert "exec redis-server /run/redis/redis.conf" in script
+        assert "--requirepass" not in script
+        mounts = {m["mountPath"]: m["name"] for m in redis["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes[mounts["/run/redis"]]["emptyDir"]["medium"] == "Memory"
+        # The probes authenticate through REDISCLI_AUTH; a bare `redis-cli ping` would get NOAUTH.
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert "redis-cli ping" in " ".join(redis[probe]["exec"]["command"])
 
     def test_it_uses_the_simulated_backend(self) -> None:
         assert config_data(render("overlays/dev"))["DEMO_BACKEND"] == "simulated"

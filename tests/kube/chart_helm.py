@@ -175,16 +175,17 @@ class ChartHelm:
         query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        return self.api.call_api(
-            path,
-            method,
+        request = self.api.param_serialize(
+            method=method,
+            resource_path=path,
             query_params=list((query or {}).items()),
             header_params={"Accept": "application/json", "Content-Type": content_type},
             body=body,
-            response_type="object",
             auth_settings=["BearerToken"],
-            _return_http_data_only=True,
         )
+        response = self.api.call_api(*request)
+        response.read()
+        return self.api.response_deserialize(response, {"2XX": "object"}).data
 
 
 def _ref(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The vCluster backend against an emulated host cluster: apply, every phase of observe, the
-failure messages, pause and resume, snapshots, delete order and orphan listing.
+failure messages, pause and resume, delete order and orphan listing (snapshots and
+restores: test_vcluster_snapshots.py, test_vcluster_restore.py).
 
 The tests play the host cluster (StatefulSet controller, kubelet, vCluster's syncer) with
 `HostPlayer`, and the vCluster itself with a second API emulator reached through the kubeconfig
@@ -8,12 +9,9 @@ the backend reads from the host.
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import kmock
@@ -27,7 +25,7 @@ from kmock_shim import EmulatorThread
 from kube_support import CLUSTER, NAMESPACE, BackendFactory, ReadyzSwitch, Site
 from kubernetes import client
 
-from demos.backends.base import BackendError, ChartPhase, Phase, SnapshotPhase
+from demos.backends.base import BackendError, ChartPhase, Phase
 from demos.backends.vcluster import naming
 from demos.backends.vcluster.backend import VClusterBackend
 from demos.backends.vcluster.helm import ProcessResult
@@ -114,9 +112,7 @@ class TestApply:
     def test_a_schema_error_names_the_key_and_installs_nothing(
         self, backend: VClusterBackend, helm: ChartHelm, host: EmulatorThread, spec: dict[str, Any]
     ) -> None:
-        if not backend.cfg.values_schema:
-            pytest.skip("the vCluster values schema is not in ../shared/reference/vcluster/")
-        spec["vcluster_overrides"] = {"controlPlane": {"statefulSet": {"replica": 2}}}
+        spec["unsafe_vcluster_overrides"] = {"controlPlane": {"statefulSet": {"replica": 2}}}
 
         with pytest.raises(BackendError) as raised:
             backend.apply(spec)
@@ -739,167 +735,6 @@ class TestPauseResume:
         with pytest.raises(BackendError, match="does not exist any more") as raised:
             backend.pause(CLUSTER)
         assert not raised.value.transient
-
-
-class TestSnapshot:
-    LOCATION = f"container:///data/snapshots/{CLUSTER}.tar.gz"
-
-    def test_it_creates_the_request_pair_once_and_follows_its_phase(
-        self,
-        make_backend: BackendFactory,
-        host: EmulatorThread,
-        player: HostPlayer,
-        spec: dict[str, Any],
-    ) -> None:
-        backend = make_backend(clock=lambda: datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
-        start(backend, player, spec)
-
-        progress = backend.snapshot(CLUSTER, self.LOCATION)
-        assert (progress.phase, progress.location) == (SnapshotPhase.RUNNING, self.LOCATION)
-
-        [request] = player.snapshot_requests(CLUSTER)
-        name = request.metadata.name
-        assert name.startswith(f"{CLUSTER}-snapshot-request-")
-        labels = {
-            "vcluster.loft.sh/snapshot-request": "",
-            "vcluster.loft.sh/vcluster-name": CLUSTER,
-            "vcluster.loft.sh/vcluster-namespace": NAMESPACE,
-        }
-        assert request.metadata.labels == labels
-        assert json.loads(request.data["snapshotRequest"]) == {
-            "metadata": {"name": name, "creationTimestamp": "2026-03-01T12:00:00Z"},
-            "spec": {"url": self.LOCATION},
-            "status": {},
-        }
-        secret = host.objects["v1/secrets", NAMESPACE, name]
-        assert secret["metadata"]["labels"] == labels
-        assert json.loads(base64.b64decode(secret["data"]["snapshotOptions"])) == {
-            "type": "container",
-            "container": {"path": f"/data/snapshots/{CLUSTER}.tar.gz"},
-        }
-
-        assert backend.snapshot(CLUSTER, self.LOCATION).phase == SnapshotPhase.RUNNING
-        assert len(player.snapshot_requests(CLUSTER)) == 1
-
-        player.set_snapshot_phase(CLUSTER, name, "CreatingEtcdBackup")
-        progress = backend.snapshot(CLUSTER, self.LOCATION)
-        assert (progress.phase, progress.message) == (
-            SnapshotPhase.RUNNING,
-            "Saving the cluster's state.",
-        )
-
-        player.set_snapshot_phase(CLUSTER, name, "Completed")
-        assert backend.snapshot(CLUSTER, self.LOCATION).phase == SnapshotPhase.COMPLETED
-
-    def test_a_failed_snapshot_is_reported_and_cleared_for_a_retry(
-        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
-    ) -> None:
-        start(backend, player, spec)
-        backend.snapshot(CLUSTER, self.LOCATION)
-        [request] = player.snapshot_requests(CLUSTER)
-        player.set_snapshot_phase(CLUSTER, request.metadata.name, "Failed", "no space left")
-
-        progress = backend.snapshot(CLUSTER, self.LOCATION)
-
-        assert (progress.phase, progress.message) == (SnapshotPhase.FAILED, "no space left")
-        assert player.snapshot_requests(CLUSTER) == []
-        assert backend.snapshot(CLUSTER, self.LOCATION).phase == SnapshotPhase.RUNNING
-        assert len(player.snapshot_requests(CLUSTER)) == 1
-
-    def test_an_s3_destination_carries_its_options(
-        self,
-        backend: VClusterBackend,
-        host: EmulatorThread,
-        player: HostPlayer,
-        spec: dict[str, Any],
-    ) -> None:
-        start(backend, player, spec)
-
-        backend.snapshot(CLUSTER, f"s3://demo-archives/{CLUSTER}.tar.gz?region=eu-west-1")
-
-        [request] = player.snapshot_requests(CLUSTER)
-        secret = host.objects["v1/secrets", NAMESPACE, request.metadata.name]
-        assert json.loads(base64.b64decode(secret["data"]["snapshotOptions"])) == {
-            "type": "s3",
-            "s3": {"bucket": "demo-archives", "key": f"{CLUSTER}.tar.gz", "region": "eu-west-1"},
-        }
-        assert json.loads(request.data["snapshotRequest"])["spec"]["url"] == (
-            f"s3://demo-archives/{CLUSTER}.tar.gz"
-        )
-
-    def test_a_paused_cluster_cannot_take_a_snapshot(
-        self, backend: VClusterBackend, player: HostPlayer, spec: dict[str, Any]
-    ) -> None:
-        start(backend, player, spec)
-        backend.pause(CLUSTER)
-
-        with pytest.raises(BackendError, match="Resume the demo first"):
-            backend.snapshot(CLUSTER, self.LOCATION)
-
-
-class TestRestore:
-    def test_without_the_cli_archives_cannot_be_restored(
-        self, make_backend: BackendFactory, spec: dict[str, Any]
-    ) -> None:
-        backend = make_backend(snapshot_url="s3://demo-archives/{name}-{date}.tar.gz")
-
-        assert backend.can_restore is False
-        assert "needs the vcluster CLI (VCLUSTER_CLI)" in backend.restore_unavailable_message
-        with pytest.raises(BackendError, match="VCLUSTER_CLI") as raised:
-            backend.restore(spec, "s3://demo-archives/x.tar.gz")
-        assert not raised.value.transient
-
-    def test_with_the_cli_it_creates_the_vcluster_from_the_archive(
-        self, make_backend: BackendFactory, host: EmulatorThread, spec: dict[str, Any]
-    ) -> None:
-        ran: list[tuple[list[str], str, dict[str, str] | None]] = []
-
-        def cli(argv: Any, timeout: float, env: Any = None) -> ProcessResult:
-            values = Path(argv[argv.index("--values") + 1]).read_text()
-            ran.append((list(argv), values, env))
-            return ProcessResult(0)
-
-        backend = make_backend(
-            vcluster_cli="/usr/local/bin/vcluster",
-            snapshot_url="oci://robot:s3cret@registry.example.com/archives/{name}:{date}",
-            kubeconfig="/etc/portal/host.kubeconfig",
-            context="kind-demos",
-            cli_runner=cli,
-        )
-        location = f"oci://registry.example.com/archives/{CLUSTER}:20260301-120000"
-
-        backend.restore(spec, location)
-
-        [(argv, values, env)] = ran
-        assert argv[:5] == ["/usr/local/bin/vcluster", "create", CLUSTER, "--namespace", NAMESPACE]
-        assert argv[argv.index("--restore") + 1] == (
-            f"oci://robot:s3cret@registry.example.com/archives/{CLUSTER}:20260301-120000"
-        )
-        assert argv[argv.index("--chart-version") + 1] == "0.36.1"
-        assert "--connect=false" in argv
-        assert argv[-2:] == ["--context", "kind-demos"]
-        assert env == {"KUBECONFIG": "/etc/portal/host.kubeconfig"}
-        assert (
-            yaml.safe_load(values)["controlPlane"]["statefulSet"]["labels"]["demo-portal/cluster"]
-            == CLUSTER
-        )
-        assert host.exists("v1/namespaces", None, NAMESPACE)
-
-    def test_snapshot_locations_come_from_the_template_without_credentials(
-        self, make_backend: BackendFactory
-    ) -> None:
-        backend = make_backend(
-            snapshot_url="oci://robot:s3cret@registry.example.com/archives/{name}:{date}",
-            clock=lambda: datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
-        )
-
-        assert backend.snapshot_location(CLUSTER) == (
-            f"oci://registry.example.com/archives/{CLUSTER}:20260301-120000"
-        )
-
-    def test_without_a_destination_there_is_no_location(self, backend: VClusterBackend) -> None:
-        with pytest.raises(BackendError, match="VCLUSTER_SNAPSHOT_URL"):
-            backend.snapshot_location(CLUSTER)
 
 
 class TestDelete:

@@ -39,6 +39,9 @@ HOST_REACHING = {
         "rbac:\n  clusterRole:\n    extraRules:\n    - apiGroups: ['']\n"
         "      resources: [secrets]\n      verbs: [get, list]\n"
     ),
+    "host priority classes synced in (the chart then writes them)": (
+        "sync:\n  fromHost:\n    priorityClasses:\n      enabled: true\n"
+    ),
     "host nodes synced in": "sync:\n  fromHost:\n    nodes:\n      selector:\n        all: true\n",
     "host secrets synced in": (
         "sync:\n  fromHost:\n    secrets:\n      enabled: true\n      mappings:\n"

@@ -1,5 +1,5 @@
 """The backend's small pure parts: reading pod states and vCluster's status into messages,
-snapshot URLs and options, API error mapping, names."""
+API error mapping, names (snapshot URLs: test_vcluster_snapshots.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from host_player import container_status, pod_body
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from demos.backends.base import BackendError, ChartPhase, SnapshotPhase
-from demos.backends.vcluster import naming, observe, snapshots
+from demos.backends.base import BackendError, ChartPhase
+from demos.backends.vcluster import naming, observe
 from demos.backends.vcluster.kube import api_error
 
 
@@ -63,11 +63,13 @@ class TestDeployStatus:
         return client.V1ConfigMap(metadata=client.V1ObjectMeta(annotations=annotations))
 
     def test_charts_are_matched_by_release_or_chart_name(self) -> None:
+        # As deploy.go's encodeStatus writes it: JSON, Failed entries are retried (start.go).
         status = observe.deploy_status(
             self.configmap(
-                "phase: Pending\ncharts:\n"
-                "- {name: shop, namespace: shop, phase: Success}\n"
-                "- {name: webshop-db, namespace: shop, phase: Failed, message: timed out}\n"
+                '{"phase":"Failed","reason":"InstallFailed","message":"timed out","charts":['
+                '{"name":"shop","namespace":"shop","phase":"Success"},'
+                '{"name":"webshop-db","namespace":"shop","phase":"Failed",'
+                '"reason":"InstallFailed","message":"timed out"}],"manifests":{"phase":"Success"}}'
             )
         )
         charts = [
@@ -80,7 +82,7 @@ class TestDeployStatus:
 
         assert [(p.name, p.namespace, p.phase, p.message) for p in progress] == [
             ("shop", "shop", ChartPhase.SUCCESS, ""),
-            ("shop-db", "shop", ChartPhase.FAILED, "timed out"),
+            ("shop-db", "shop", ChartPhase.RETRYING, "InstallFailed timed out"),
             ("extra", "default", ChartPhase.PENDING, ""),
         ]
 
@@ -159,61 +161,6 @@ class TestWhoFailed:
         assert observe.chart_of_pod(self.synced("tools"), self.charts) == (
             "Pod tools/x in the demo"
         )
-
-
-class TestSnapshotUrls:
-    def test_oci_credentials_stay_out_of_locations_and_requests(self) -> None:
-        url = "oci://robot:s3cret@registry.example.com:5000/archives/demo-1:20260301"
-
-        assert snapshots.storage_options(url) == {
-            "type": "oci",
-            "oci": {
-                "repository": "registry.example.com:5000/archives/demo-1:20260301",
-                "username": "robot",
-                "password": "s3cret",
-            },
-        }
-        assert snapshots.public_url(url) == (
-            "oci://registry.example.com:5000/archives/demo-1:20260301"
-        )
-        assert snapshots.canonical_url(url) == (
-            "oci://registry.example.com:5000/archives/demo-1:20260301"
-        )
-
-    def test_credentials_come_back_from_the_configured_template(self) -> None:
-        configured = "oci://robot:s3cret@registry.example.com/archives/{name}:{date}"
-
-        assert (
-            snapshots.with_credentials("oci://registry.example.com/archives/demo-1:1", configured)
-            == "oci://robot:s3cret@registry.example.com/archives/demo-1:1"
-        )
-        assert snapshots.with_credentials("oci://elsewhere.io/x:1", configured) == (
-            "oci://elsewhere.io/x:1"
-        )
-
-    @pytest.mark.parametrize(
-        "url", ["container://relative/path", "s3://bucket-only", "oci://", "ftp://x/y"]
-    )
-    def test_unusable_destinations_are_explained(self, url: str) -> None:
-        with pytest.raises(BackendError, match="VCLUSTER_SNAPSHOT_URL") as raised:
-            snapshots.storage_options(url)
-        assert not raised.value.transient
-
-    @pytest.mark.parametrize(
-        ("phase", "expected"),
-        [
-            ("", SnapshotPhase.RUNNING),
-            ("CreatingEtcdBackup", SnapshotPhase.RUNNING),
-            ("Completed", SnapshotPhase.COMPLETED),
-            ("PartiallyFailed", SnapshotPhase.COMPLETED),
-            ("Failed", SnapshotPhase.FAILED),
-            ("Canceled", SnapshotPhase.FAILED),
-        ],
-    )
-    def test_phases(self, phase: str, expected: SnapshotPhase) -> None:
-        request = snapshots.SnapshotRequest("r", "container:///x", phase, "", None)
-
-        assert snapshots.progress_phase(request)[0] == expected
 
 
 class TestApiErrors:

@@ -212,7 +212,8 @@ class TestValidateOverrides:
 
     def test_invalid_yaml(self) -> None:
         assert validate_overrides("a: [1, 2", settings()) == [
-            "vCluster overrides: invalid YAML at line 1, column 9."
+            "vCluster overrides: invalid YAML at line 1, column 9: expected ',' or ']', but got "
+            "'<stream end>'."
         ]
 
     def test_not_a_mapping(self) -> None:

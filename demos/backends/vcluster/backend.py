@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from demos.backends.base import (
     BackendError,
@@ -29,10 +30,21 @@ from demos.backends.base import (
 from demos.backends.vcluster import naming, observe, snapshots
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.helm import Helm, Runner, run_process
-from demos.backends.vcluster.kube import HostCluster, VClusterApi, host_api_client
+from demos.backends.vcluster.kube import (
+    MERGE_PATCH,
+    HostCluster,
+    VClusterApi,
+    host_api_client,
+    translated,
+)
 from demos.backends.vcluster.kube import vcluster_api_client as default_vcluster_client
 from demos.backends.vcluster.probe import probe_url
-from demos.backends.vcluster.restore import VClusterCli
+from demos.backends.vcluster.restore import (
+    VClusterCli,
+    interrupted_restore,
+    release_exists,
+    remove_markers,
+)
 from demos.backends.vcluster.values import check_values, override_problems, render_values, to_yaml
 
 VClusterClientFactory = Callable[[Mapping[str, Any], str], client.ApiClient]
@@ -82,8 +94,14 @@ class VClusterBackend:
 
     @property
     def can_restore(self) -> bool:
-        """Restoring needs both an archive destination and the `vcluster` CLI."""
-        return bool(self.cfg.vcluster_cli and self.cfg.snapshot_url)
+        """Restoring needs an archive destination that outlives the demo, and the `vcluster`
+        CLI. A container:// archive is written to the demo's own volume, which archiving deletes
+        with the demo, so it could never come back."""
+        return bool(
+            self.cfg.vcluster_cli
+            and self.cfg.snapshot_url
+            and not snapshots.is_container(self.cfg.snapshot_url)
+        )
 
     @property
     def restore_unavailable_message(self) -> str:
@@ -94,6 +112,12 @@ class VClusterBackend:
             return (
                 "Archives are not available on this portal (no VCLUSTER_SNAPSHOT_URL); pausing "
                 "still keeps demos for later."
+            )
+        if snapshots.is_container(self.cfg.snapshot_url):
+            return (
+                "Archives cannot be restored on this portal: VCLUSTER_SNAPSHOT_URL is a "
+                "container:// path, on the demo's own volume, which archiving deletes with the "
+                "demo. Use an s3:// or oci:// destination; pausing still keeps demos for later."
             )
         return (
             "Archives cannot be restored on this portal: restoring needs the vcluster CLI "
@@ -135,12 +159,26 @@ class VClusterBackend:
         """Create the cluster of `spec` from the archive at `location` with the vcluster CLI."""
         if not self.can_restore:
             raise BackendError(self.restore_unavailable_message, transient=False)
+        if snapshots.is_container(location):
+            raise BackendError(
+                f"The archive {snapshots.shown_url(location)} was saved on the demo's own volume, "
+                "which was deleted with the demo, so it cannot be restored.",
+                transient=False,
+            )
         name = spec["cluster_name"]
         naming.check_cluster_name(name, self.cfg.namespace_prefix)
         values_yaml = self.render(spec)
         namespace = self._ensure_namespace(spec)
-        if self.host.read_statefulset(namespace, name) is not None:
+        statefulset = self.host.read_statefulset(namespace, name)
+        left = interrupted_restore(self.host, namespace, statefulset)
+        if statefulset is not None and not left:
             return  # restored by an earlier attempt of this job
+        if left:
+            # An earlier attempt was killed mid-way: undo it as the CLI does after a failed
+            # restore (helm uninstall, quota and pod gone), then restore from the start.
+            remove_markers(self.host, namespace, left)
+            if release_exists(self.host, namespace, name):
+                self.helm.uninstall(name, namespace)
         source = snapshots.with_credentials(location, self.cfg.snapshot_url)
         self.cli.restore(name, namespace, values_yaml, source)
 
@@ -503,7 +541,10 @@ class VClusterBackend:
         return True
 
     def _existing_statefulset(self, namespace: str, name: str, verb: str) -> client.V1StatefulSet:
-        statefulset = self.host.read_statefulset(namespace, name)
+        # The namespace first: without it the worker holds no rights there at all (they come
+        # with its RoleBinding inside), so reading the StatefulSet would be refused, not missing.
+        found = self.host.read_namespace(namespace)
+        statefulset = None if found is None else self.host.read_statefulset(namespace, name)
         if statefulset is None:
             raise BackendError(
                 f"The demo's vCluster ({name}) does not exist any more, so it cannot be {verb}.",
@@ -550,6 +591,29 @@ class VClusterBackend:
             self.host.delete_secret(namespace, newest.name)
         return SnapshotProgress(phase, location, message)
 
+    def _release_snapshot_requests(self, namespace: str, name: str) -> None:
+        """Take the snapshot controller's finalizer off this demo's snapshot request ConfigMaps
+        (only that finalizer, only this vCluster's requests), as the controller would have once
+        they were done or deleted: once it is uninstalled, they would keep the namespace
+        Terminating for ever."""
+        for configmap in self.host.list_configmaps(namespace, snapshots.request_selector(name)):
+            patch = snapshots.finalizer_release(configmap)
+            if patch is None:
+                continue
+            request = configmap.metadata.name
+            with translated(f"update ConfigMap {namespace}/{request}"):
+                try:
+                    self.host.core.patch_namespaced_config_map(
+                        request,
+                        namespace,
+                        patch,
+                        _content_type=MERGE_PATCH,
+                        _request_timeout=self.host.timeout,
+                    )
+                except ApiException as exc:
+                    if exc.status != 404:  # gone meanwhile: nothing holds the namespace
+                        raise
+
     # Deleting.
 
     def delete(self, name: str) -> bool:
@@ -570,7 +634,12 @@ class VClusterBackend:
             if not pvc.metadata.deletion_timestamp:
                 self.host.delete_pvc(namespace, naming.data_pvc(name))
             return False
-        # 3. The namespace, if it was made for this vCluster.
+        # 3. Snapshot requests the vCluster left unfinished keep its controller's finalizer, and
+        # would keep the namespace Terminating for ever. Released only now: the control plane that
+        # would add it back is gone (its volume claim cannot go while a pod uses it), and not
+        # later: the worker's rights here are a RoleBinding that goes with the namespace.
+        self._release_snapshot_requests(namespace, name)
+        # 4. The namespace, if it was made for this vCluster.
         if (found.metadata.annotations or {}).get(naming.CREATED_ANNOTATION) != "true":
             return True
         self.host.delete_namespace(namespace)

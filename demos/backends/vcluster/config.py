@@ -14,9 +14,12 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from demos.backends.vcluster.snapshots import SNAPSHOT_SCHEMES, shown_url, url_problem
+
 # Placeholders an operator may use in the URL templates below.
 TEMPLATE_FIELDS = frozenset({"name", "namespace", "base_domain", "date"})
-SNAPSHOT_SCHEMES = ("s3", "oci", "container")
+# What the URL templates are filled with to check them before any demo exists.
+_SAMPLE = {"name": "demo-0123456789abcdef", "date": "20260101-000000"}
 _PLACEHOLDER = re.compile(r"{([^{}]*)}")
 
 
@@ -158,6 +161,8 @@ class VClusterSettings:
                 f"VCLUSTER_SNAPSHOT_URL={self.snapshot_url!r} must start with one of "
                 f"{', '.join(s + '://' for s in SNAPSHOT_SCHEMES)}."
             )
+        elif self.snapshot_url:
+            found.extend(self._snapshot_url_problems())
         if self.pod_security_standard not in ("", "privileged", "baseline", "restricted"):
             found.append(
                 f"VCLUSTER_POD_SECURITY_STANDARD={self.pod_security_standard!r} must be "
@@ -183,6 +188,26 @@ class VClusterSettings:
         if self.in_cluster and self.kubeconfig:
             found.append("Set either VCLUSTER_IN_CLUSTER=true or VCLUSTER_KUBECONFIG, not both.")
         return found
+
+    def _snapshot_url_problems(self) -> list[str]:
+        """VCLUSTER_SNAPSHOT_URL parsed as vCluster parses it, so a bad option stops start-up
+        rather than failing the first archive. Credentials and options stay out of the message."""
+        shown = shown_url(self.snapshot_url)
+        try:
+            filled = self.fill(
+                self.snapshot_url,
+                name=_SAMPLE["name"],
+                namespace=self.namespace_prefix + _SAMPLE["name"],
+                date=_SAMPLE["date"],
+            )
+        except (KeyError, IndexError):
+            return []  # an unknown placeholder, reported above
+        except ValueError:
+            return [f"VCLUSTER_SNAPSHOT_URL={shown!r} has an unmatched {{ or }}."]
+        problem = url_problem(filled)
+        if not problem:
+            return []
+        return [f"VCLUSTER_SNAPSHOT_URL={shown!r} is not usable: {problem}."]
 
     def ingress_labels(self) -> dict[str, str]:
         """VCLUSTER_INGRESS_NAMESPACE_SELECTOR as labels (empty when malformed)."""

@@ -33,13 +33,14 @@ SYNC_TO_HOST = (
     "services",
 )
 # Host kinds a vCluster may read (never change): classes and drivers, and its own events.
+# Not priorityClasses: syncing them makes the chart's ClusterRole write host PriorityClasses, so a
+# demo could outrank every pod on the host (and the worker rightly cannot grant that).
 SYNC_FROM_HOST = (
     "csiDrivers",
     "csiNodes",
     "csiStorageCapacities",
     "events",
     "ingressClasses",
-    "priorityClasses",
     "runtimeClasses",
     "storageClasses",
 )

@@ -47,7 +47,12 @@ BACKEND_CALLS: tuple[Permission, ...] = (
     Permission(
         "", "secrets", ("get", "list", "create", "delete"), "kubeconfigs, Helm records, snapshots"
     ),
-    Permission("", "configmaps", ("list", "create", "delete"), "snapshot requests"),
+    Permission(
+        "", "configmaps", ("list", "create", "patch", "delete"), "snapshot requests; finalizers"
+    ),
+    Permission(
+        "", "resourcequotas", ("get", "delete"), "the quota an interrupted restore leaves behind"
+    ),
     Permission("", "persistentvolumeclaims", ("get", "delete"), "pending storage; delete data"),
     Permission("storage.k8s.io", "storageclasses", ("get",), "explain a pending volume claim"),
     Permission("networking.k8s.io", "ingresses", ("list",), "live links of the demo"),

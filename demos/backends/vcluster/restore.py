@@ -1,13 +1,38 @@
 """Restoring an archive into a new vCluster, which only the `vcluster` CLI can do (it runs a helper
-pod with the snapshot's storage options). Without a configured CLI the portal cannot restore."""
+pod with the snapshot's storage options). Without a configured CLI the portal cannot restore.
+
+A `vcluster create --restore` that is killed (the portal kills it at VCLUSTER_CLI_TIMEOUT) leaves
+the vCluster half made, and its StatefulSet alone does not tell. `Leftovers` reads the markers
+vCluster 0.36.1 leaves behind, so the portal can clean up and restore again.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.helm import Runner, describe_failure, run_process
+from demos.backends.vcluster.kube import HostCluster, translated
+
+# `vcluster create --restore` first creates this quota (pods: 0) so the control plane cannot
+# start before the data is back (pkg/cli/create_helm.go:589-605, name in
+# pkg/cli/restore_helm.go:29); it deletes it when it ends or is interrupted (SIGINT/SIGTERM,
+# create_helm.go:607-630), never when killed.
+RESTORE_QUOTA = "vcluster-restore"
+# Then it scales the control plane to 0 as a pause with isRestore=true, which annotates the
+# StatefulSet `loft.sh/restoring: "true"` instead of `loft.sh/paused`
+# (pkg/lifecycle/lifecycle.go:216-256, pkg/constants/annotation.go:37-42), and resumes it when done
+# (pkg/cli/restore_helm.go:59-66).
+RESTORING = "loft.sh/restoring"
+# Meanwhile the restore runs in a pod labelled app=vcluster-snapshot
+# (pkg/snapshot/pod/pod.go:284-291), deleted when the CLI ends or is interrupted
+# (pod.go:128-156), never when killed.
+RESTORE_POD_SELECTOR = "app=vcluster-snapshot"
 
 
 class VClusterCli:
@@ -61,3 +86,70 @@ class VClusterCli:
             os.unlink(path)
         if result.returncode != 0:
             raise describe_failure("create --restore", result, program="vcluster")
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What an interrupted `vcluster create --restore` left in a demo's namespace."""
+
+    restoring: bool
+    quota: bool
+    pods: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return self.restoring or self.quota or bool(self.pods)
+
+    def describe(self) -> str:
+        found = []
+        if self.restoring:
+            found.append(f"the control plane still marked {RESTORING}")
+        if self.quota:
+            found.append(f"ResourceQuota {RESTORE_QUOTA}")
+        if self.pods:
+            found.append(f"restore pod(s) {', '.join(self.pods)}")
+        return ", ".join(found)
+
+
+def interrupted_restore(
+    host: HostCluster, namespace: str, statefulset: client.V1StatefulSet | None
+) -> Leftovers:
+    """The markers of an interrupted restore in `namespace` (empty when there are none)."""
+    annotations = (statefulset.metadata.annotations or {}) if statefulset is not None else {}
+    with translated(f"read ResourceQuota {namespace}/{RESTORE_QUOTA}"):
+        try:
+            host.core.read_namespaced_resource_quota(
+                RESTORE_QUOTA, namespace, _request_timeout=host.timeout
+            )
+            quota = True
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            quota = False
+    pods = host.list_pods(namespace, RESTORE_POD_SELECTOR)
+    return Leftovers(
+        restoring=annotations.get(RESTORING) == "true",
+        quota=quota,
+        pods=tuple(pod.metadata.name for pod in pods),
+    )
+
+
+def remove_markers(host: HostCluster, namespace: str, found: Leftovers) -> None:
+    """Delete the restore pods and the quota, as the CLI itself does when it ends; the
+    `loft.sh/restoring` annotation goes with the StatefulSet (the caller uninstalls it, as the
+    CLI does after a failed restore, create_helm.go:650-662)."""
+    for pod in found.pods:
+        host.delete_pod(namespace, pod)
+    if found.quota:
+        with translated(f"delete ResourceQuota {namespace}/{RESTORE_QUOTA}"):
+            try:
+                host.core.delete_namespaced_resource_quota(
+                    RESTORE_QUOTA, namespace, _request_timeout=host.timeout
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+def release_exists(host: HostCluster, namespace: str, name: str) -> bool:
+    """Whether Helm has a release record of `name` (of any status, e.g. pending-install)."""
+    return bool(host.list_secrets(namespace, f"owner=helm,name={name}"))
