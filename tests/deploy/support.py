@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -11,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from upstream.tools import ToolError, kustomize
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -28,30 +26,13 @@ WORKLOADS = LONG_RUNNING | {"Job"}
 Manifest = dict[str, Any]
 
 
-def kubectl() -> str | None:
-    """The pinned kubectl from scripts/get-tools when present, else the one on PATH."""
-    pinned = ROOT / ".tools" / "bin" / "kubectl"
-    if pinned.is_file():
-        return str(pinned)
-    return shutil.which("kubectl")
-
-
 @cache
 def render(tree: str) -> tuple[Manifest, ...]:
-    """`kubectl kustomize` of k8s/<tree>, as parsed objects. Skips the test without kubectl."""
-    binary = kubectl()
-    if binary is None:
-        pytest.skip("kubectl is not installed: run scripts/get-tools (or put kubectl on PATH)")
-    result = subprocess.run(
-        [binary, "kustomize", str(K8S / tree)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"kubectl kustomize k8s/{tree} failed:\n{result.stderr}")
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    """`kubectl kustomize` of k8s/<tree>, as parsed objects. Fails the test without kubectl."""
+    try:
+        return tuple(dict(doc) for doc in kustomize(tree))
+    except ToolError as exc:
+        pytest.fail(str(exc))
 
 
 def name_of(obj: Manifest) -> str:

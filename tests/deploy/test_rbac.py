@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from demos.backends.vcluster import naming, permissions
+from demos.backends.vcluster import naming
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.values import example_spec, render_values, to_yaml
 from tests.upstream.chart import HOST_VERSIONS, render_chart
@@ -200,25 +200,6 @@ class TestTheChartInstalls:
             obj = install.one(kind)
             assert install.rbac.escalation_refusal(WORKER, obj) is None, name_of(obj)
             install.rbac.add(obj)
-
-    def test_every_call_the_backend_declares_is_allowed_where_it_makes_it(
-        self, install: Install
-    ) -> None:
-        install.rbac.add(install.worker_binding)
-        cluster_scoped = {"namespaces", "storageclasses"}
-        refused = [
-            f"{verb} {p.api_group or 'core'}/{p.resource}"
-            for p in permissions.BACKEND_CALLS
-            for verb in p.verbs
-            if not install.rbac.allows(
-                WORKER,
-                verb=verb,
-                group=p.api_group,
-                resource=p.resource,
-                namespace=None if p.resource in cluster_scoped else install.namespace,
-            )
-        ]
-        assert not refused
 
 
 class TestTheOldSingleRoleWasRefused:

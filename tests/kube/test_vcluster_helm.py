@@ -4,7 +4,6 @@ demo charts the project ships, checked with the real pinned `helm` binary."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes_validate import validate as validate_manifest
+from upstream.tools import binary
 
 from demos.backends.base import BackendError
 from demos.backends.vcluster.config import VClusterSettings
@@ -223,27 +223,16 @@ class TestRunProcess:
         assert "did not finish within 0 seconds" in raised.value.message
 
 
-def helm_binary() -> str | None:
-    bundled = ROOT / ".tools" / "bin" / "helm"
-    return str(bundled) if bundled.is_file() else shutil.which("helm")
-
-
-needs_helm = pytest.mark.skipif(
-    helm_binary() is None, reason="no helm binary: run scripts/get-tools"
-)
-
-
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
-    binary = helm_binary()
-    assert binary is not None
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [binary("helm"), *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_the_project_ships_sample_charts() -> None:
     assert {chart.name for chart in CHARTS} >= {"webshop", "webshop-db", "observability"}
 
 
-@needs_helm
 @pytest.mark.parametrize("chart", CHARTS, ids=lambda path: path.name)
 class TestSampleCharts:
     """The demo charts under k8s/charts/ with the real pinned helm."""

@@ -208,6 +208,17 @@ class TestLocationsAndPhases:
             "oci://elsewhere.io/x:1"
         )
 
+    def test_credential_options_stay_out_of_locations_and_come_back(self) -> None:
+        keys = f"access-key-id={b64('minio')}&secret-access-key={b64('s3cr3t')}"
+        configured = f"s3://demos/{{name}}.tar.gz?region=us-east-1&{keys}&force-path-style=true"
+        filled = configured.format(name="demo-1")
+
+        location = snapshots.public_url(filled)
+
+        assert location == "s3://demos/demo-1.tar.gz?region=us-east-1&force-path-style=true"
+        back = snapshots.with_credentials(location, configured)
+        assert snapshots.storage_options(back) == snapshots.storage_options(filled)
+
     @pytest.mark.parametrize(
         ("phase", "expected"),
         [
@@ -366,6 +377,28 @@ class TestSnapshot:
         controller.run()
 
         assert backend.snapshot(CLUSTER, location).phase == SnapshotPhase.COMPLETED
+
+    def test_credentials_reach_the_request_but_not_the_stored_location(
+        self,
+        make_backend: BackendFactory,
+        host: EmulatorThread,
+        player: HostPlayer,
+        spec: dict[str, Any],
+    ) -> None:
+        backend = make_backend(
+            snapshot_url=f"s3://demos/{{name}}.tar.gz?access-key-id={b64('minio')}"
+            f"&secret-access-key={b64('s3cr3t')}&force-path-style=true"
+        )
+        start(backend, player, spec)
+
+        location = backend.snapshot_location(CLUSTER)
+        backend.snapshot(CLUSTER, location)
+
+        assert location == f"s3://demos/{CLUSTER}.tar.gz?force-path-style=true"
+        [request] = player.snapshot_requests(CLUSTER)
+        secret = host.objects["v1/secrets", NAMESPACE, request.metadata.name]
+        s3 = json.loads(base64.b64decode(secret["data"]["snapshotOptions"]))["s3"]
+        assert (s3["access-key-id"], s3["secret-access-key"]) == ("minio", "s3cr3t")
 
     def test_a_failed_snapshot_is_reported_and_cleared_for_a_retry(
         self,

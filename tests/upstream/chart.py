@@ -9,17 +9,16 @@ binary fails the test instead of skipping it.
 from __future__ import annotations
 
 import copy
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from upstream.tools import ROOT, binary
+
 CHART = ROOT / "tests" / "fixtures" / "vcluster-chart"
 SCHEMA = CHART / "values.schema.json"
 CHART_VERSION = "0.36.1"
@@ -29,23 +28,8 @@ HOST_VERSIONS = ("1.33.0", "1.35.0")
 Manifest = dict[str, Any]
 
 
-class HelmMissing(RuntimeError):
-    """No helm binary to render the chart with."""
-
-
 class ChartRenderError(Exception):
     """helm refused to render the chart with these values."""
-
-
-def helm_binary() -> str:
-    """The pinned helm from scripts/get-tools, else one on PATH."""
-    pinned = ROOT / ".tools" / "bin" / "helm"
-    if pinned.is_file():
-        return str(pinned)
-    found = shutil.which("helm")
-    if found is None:
-        raise HelmMissing("helm is not installed: run scripts/get-tools (make setup)")
-    return found
 
 
 def render_chart(
@@ -69,7 +53,7 @@ def _render(
         values_file.flush()
         result = subprocess.run(
             [
-                helm_binary(),
+                binary("helm"),
                 "template",
                 name,
                 str(CHART),

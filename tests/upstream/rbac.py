@@ -31,17 +31,12 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
+from upstream.tools import kustomize
 
-ROOT = Path(__file__).resolve().parents[2]
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 # API server loopback and cluster-admin certificates: never subject to escalation checks.
@@ -343,36 +338,9 @@ def _applies(subject: Identity, binding_subject: Mapping[str, str], namespace: s
     return False
 
 
-class KubectlMissing(RuntimeError):
-    """No kubectl to render the kustomize tree with."""
-
-
-def kubectl_binary() -> str:
-    """The pinned kubectl from scripts/get-tools, else one on PATH."""
-    pinned = ROOT / ".tools" / "bin" / "kubectl"
-    if pinned.is_file():
-        return str(pinned)
-    found = shutil.which("kubectl")
-    if found is None:
-        raise KubectlMissing("kubectl is not installed: run scripts/get-tools (make setup)")
-    return found
-
-
-@cache
-def _rendered(tree: str) -> tuple[Mapping[str, Any], ...]:
-    result = subprocess.run(
-        [kubectl_binary(), "kustomize", str(ROOT / "k8s" / tree)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
-
-
 def rendered(tree: str = "overlays/production") -> list[dict[str, Any]]:
     """Every object `kubectl kustomize k8s/<tree>` renders (copies: callers may change them)."""
-    return copy.deepcopy([dict(doc) for doc in _rendered(tree)])
+    return copy.deepcopy([dict(doc) for doc in kustomize(tree)])
 
 
 def production_rbac() -> list[dict[str, Any]]:

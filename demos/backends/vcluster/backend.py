@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from demos.backends.base import (
     BackendError,
@@ -31,11 +30,9 @@ from demos.backends.vcluster import naming, observe, snapshots
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.helm import Helm, Runner, run_process
 from demos.backends.vcluster.kube import (
-    MERGE_PATCH,
     HostCluster,
     VClusterApi,
     host_api_client,
-    translated,
 )
 from demos.backends.vcluster.kube import vcluster_api_client as default_vcluster_client
 from demos.backends.vcluster.probe import probe_url
@@ -600,19 +597,7 @@ class VClusterBackend:
             patch = snapshots.finalizer_release(configmap)
             if patch is None:
                 continue
-            request = configmap.metadata.name
-            with translated(f"update ConfigMap {namespace}/{request}"):
-                try:
-                    self.host.core.patch_namespaced_config_map(
-                        request,
-                        namespace,
-                        patch,
-                        _content_type=MERGE_PATCH,
-                        _request_timeout=self.host.timeout,
-                    )
-                except ApiException as exc:
-                    if exc.status != 404:  # gone meanwhile: nothing holds the namespace
-                        raise
+            self.host.patch_configmap(namespace, configmap.metadata.name, patch)
 
     # Deleting.
 

@@ -1,9 +1,9 @@
 """Kubernetes API access: the host cluster (in-cluster service account or kubeconfig + context)
 and each vCluster's own API (through the kubeconfig vCluster exports).
 
-`HostCluster` has one small method per API call the backend makes; `permissions.BACKEND_CALLS`
-lists the same calls declaratively for the portal's RBAC. Errors become `BackendError`s: transient
-for things worth retrying (unreachable, 5xx, 429, conflicts), definite otherwise.
+`HostCluster` has one small method per API call the backend makes on the host (k8s/base/rbac.yaml
+grants them; the kube tests authorize each one against it). Errors become `BackendError`s:
+transient for things worth retrying (unreachable, 5xx, 429, conflicts), definite otherwise.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def api_error(exc: Exception, action: str, where: str = "host cluster") -> Backe
     if status == 403:
         return BackendError(
             f"The portal is not allowed to {action} on the {where}: grant its service account "
-            "the permissions listed in docs/vcluster.md.",
+            "the rights in k8s/base/rbac.yaml (see docs/vcluster.md, Permissions).",
             detail=detail,
         )
     if status in (409, 429) or status >= 500:
@@ -267,6 +267,37 @@ class HostCluster:
             self.core.create_namespaced_config_map,
             namespace,
             body,
+        )
+
+    def patch_configmap(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        """Merge-patch a ConfigMap; nothing if it is gone."""
+        self._call(
+            f"update ConfigMap {namespace}/{name}",
+            self.core.patch_namespaced_config_map,
+            name,
+            namespace,
+            body,
+            _content_type=MERGE_PATCH,
+            missing_ok=True,
+        )
+
+    # Quotas (the one a restore leaves).
+    def read_resource_quota(self, namespace: str, name: str) -> client.V1ResourceQuota | None:
+        return self._call(
+            f"read ResourceQuota {namespace}/{name}",
+            self.core.read_namespaced_resource_quota,
+            name,
+            namespace,
+            missing_ok=True,
+        )
+
+    def delete_resource_quota(self, namespace: str, name: str) -> None:
+        self._call(
+            f"delete ResourceQuota {namespace}/{name}",
+            self.core.delete_namespaced_resource_quota,
+            name,
+            namespace,
+            missing_ok=True,
         )
 
     def delete_configmap(self, namespace: str, name: str) -> None:

@@ -13,11 +13,10 @@ import tempfile
 from dataclasses import dataclass
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.helm import Runner, describe_failure, run_process
-from demos.backends.vcluster.kube import HostCluster, translated
+from demos.backends.vcluster.kube import HostCluster
 
 # `vcluster create --restore` first creates this quota (pods: 0) so the control plane cannot
 # start before the data is back (pkg/cli/create_helm.go:589-605, name in
@@ -115,16 +114,7 @@ def interrupted_restore(
 ) -> Leftovers:
     """The markers of an interrupted restore in `namespace` (empty when there are none)."""
     annotations = (statefulset.metadata.annotations or {}) if statefulset is not None else {}
-    with translated(f"read ResourceQuota {namespace}/{RESTORE_QUOTA}"):
-        try:
-            host.core.read_namespaced_resource_quota(
-                RESTORE_QUOTA, namespace, _request_timeout=host.timeout
-            )
-            quota = True
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            quota = False
+    quota = host.read_resource_quota(namespace, RESTORE_QUOTA) is not None
     pods = host.list_pods(namespace, RESTORE_POD_SELECTOR)
     return Leftovers(
         restoring=annotations.get(RESTORING) == "true",
@@ -140,14 +130,7 @@ def remove_markers(host: HostCluster, namespace: str, found: Leftovers) -> None:
     for pod in found.pods:
         host.delete_pod(namespace, pod)
     if found.quota:
-        with translated(f"delete ResourceQuota {namespace}/{RESTORE_QUOTA}"):
-            try:
-                host.core.delete_namespaced_resource_quota(
-                    RESTORE_QUOTA, namespace, _request_timeout=host.timeout
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+        host.delete_resource_quota(namespace, RESTORE_QUOTA)
 
 
 def release_exists(host: HostCluster, namespace: str, name: str) -> bool:

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from kubernetes import client
 
@@ -37,6 +37,8 @@ REQUEST_KEY = "snapshotRequest"
 OPTIONS_KEY = "snapshotOptions"
 # The destinations the portal supports (vCluster also reads Azure https:// URLs).
 SNAPSHOT_SCHEMES = ("s3", "oci", "container")
+# Options that are credentials: kept out of stored locations, put back from the setting.
+CREDENTIAL_OPTIONS = frozenset({"access-key-id", "secret-access-key", "session-token", "password"})
 # The snapshot controller's finalizer on request ConfigMaps (pkg/snapshot/controller.go:28).
 CONTROLLER_FINALIZER = "vcluster.loft.sh/snapshot-controller"
 
@@ -311,12 +313,24 @@ def shown_url(url: str) -> str:
     return public_url(url).partition("?")[0].partition("#")[0]
 
 
+def _credential_pairs(raw_query: str) -> tuple[list[str], list[str]]:
+    """(other options, credential options) of a raw query, each pair as written."""
+    kept: list[str] = []
+    secret: list[str] = []
+    for pair in raw_query.split("&"):
+        if pair:
+            key = unquote_plus(pair.partition("=")[0])
+            (secret if key in CREDENTIAL_OPTIONS else kept).append(pair)
+    return kept, secret
+
+
 def public_url(url: str) -> str:
-    """`url` without credentials, for messages and comparison."""
+    """`url` without credentials (user, password, credential options), for storing and showing."""
     parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
+    kept, secret = _credential_pairs(parts.query)
+    if parts.password is None and parts.username is None and not secret:
         return url
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2], query="&".join(kept)).geturl()
 
 
 def canonical_url(url: str) -> str:
@@ -332,19 +346,23 @@ def canonical_url(url: str) -> str:
 
 
 def with_credentials(location: str, configured: str) -> str:
-    """`location` with the user and password of the configured destination put back in.
+    """`location` with the credentials of the configured destination put back in.
 
     Locations are stored in the database and shown to admins, so they never carry credentials;
-    the configured VCLUSTER_SNAPSHOT_URL template may (for oci://user:password@registry/...).
+    the configured VCLUSTER_SNAPSHOT_URL template may (`oci://user:password@registry/...`, or
+    base64 `access-key-id`/`secret-access-key` options of an S3-compatible store).
     """
     source = urlsplit(configured)
     target = urlsplit(location)
-    if source.username is None or target.username is not None or source.scheme != target.scheme:
+    if source.scheme != target.scheme or source.hostname != target.hostname:
         return location
-    if source.hostname != target.hostname:
-        return location
-    userinfo = source.username + (f":{source.password}" if source.password is not None else "")
-    return target._replace(netloc=f"{userinfo}@{target.netloc}").geturl()
+    netloc = target.netloc
+    if source.username is not None and target.username is None:
+        userinfo = source.username + (f":{source.password}" if source.password is not None else "")
+        netloc = f"{userinfo}@{netloc}"
+    kept, given = _credential_pairs(target.query)
+    query = "&".join(kept + (given or _credential_pairs(source.query)[1]))
+    return target._replace(netloc=netloc, query=query).geturl()
 
 
 def request_labels(name: str, namespace: str) -> dict[str, str]:
