@@ -60,6 +60,8 @@ class DemoTemplateForm(forms.ModelForm):
         model = DemoTemplate
         fields = TEMPLATE_FIELDS
         field_classes = dict.fromkeys(MULTILINE_FIELDS, MultilineTextField)
+        # As written, not capitalised into "VCluster".
+        labels = {"vcluster_overrides": "vCluster overrides"}
 
     def clean_colour(self) -> str:
         colour = self.cleaned_data["colour"]

@@ -43,12 +43,14 @@ class DemoTemplate(models.Model):
     quota_memory = models.CharField(max_length=16, default="8Gi")
     quota_pods = models.PositiveIntegerField(default=50)
     vcluster_overrides = models.TextField(
+        "vCluster overrides",
         blank=True,
         help_text="Extra vcluster.yaml as YAML, merged over the rendered values. Only the "
         "settings listed in docs/vcluster.md (sync of kinds, quota and limits within bounds, "
         "control-plane resources) are accepted.",
     )
     unsafe_vcluster_overrides = models.TextField(
+        "unsafe vCluster overrides",
         blank=True,
         help_text="Superusers only: vcluster.yaml that may weaken a demo's isolation from the "
         "host (privileges, host objects, RBAC). Merged last; every change is recorded in the "
