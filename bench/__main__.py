@@ -335,7 +335,7 @@ def concurrent_starts(run: Run, sessions: list[str], slug: str) -> None:
 
 
 def claims_and_cold_starts(run: Run, browser: Browser, slug: str) -> None:
-    from demos import dispatch
+    from demos.engine import dispatch
     from demos.models import Demo, DemoTemplate, Status
 
     template = DemoTemplate.objects.get(slug=slug)

@@ -55,7 +55,7 @@ STEP_SECONDS = 0.5
 ERROR_RATE = 0.3
 # BENCH_DRILLS=kill,db runs only those.
 DRILLS = ("kill", "scheduler", "redis", "db", "errors")
-# States in which a failed demo still owns its cluster (demos.reconcile keeps these).
+# States in which a failed demo still owns its cluster (demos.engine.reconcile keeps these).
 _FAILED_KEEPING = ("pausing", "resuming", "archiving", "paused")
 
 
@@ -252,7 +252,7 @@ class Drills:
 
     def start_batch(self, count: int, tally: Tally) -> list[str]:
         """Start `count` demos; the tokens of those the portal accepted (its row committed)."""
-        from demos import lifecycle
+        from demos.engine import lifecycle
         from demos.models import Demo
 
         tokens = []
@@ -405,7 +405,7 @@ class Drills:
         return tally
 
     def backend_errors(self) -> Tally:
-        from demos import lifecycle
+        from demos.engine import lifecycle
         from demos.models import Demo, DemoEvent, Status
 
         tally = Tally(f"backend errors at {ERROR_RATE:.0%}")

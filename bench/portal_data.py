@@ -15,9 +15,10 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from demos import lifecycle, progress, roles
+from demos import roles
+from demos.engine import lifecycle, progress
+from demos.engine.specs import render_spec
 from demos.models import Demo, DemoTemplate, SimulatedCluster, Status, TemplateChart
-from demos.specs import render_spec
 
 CHARTS = ("shop", "payments")
 

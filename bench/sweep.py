@@ -24,9 +24,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from demos import progress, reconcile
+from demos.engine import progress, reconcile
+from demos.engine.specs import render_spec
 from demos.models import Demo, DemoTemplate, SimulatedCluster, Status
-from demos.specs import render_spec
 
 # Running demos that are not due: the sweep looks at them (warnings, orphans) but has nothing
 # to do. A busy sales team's worth.

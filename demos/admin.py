@@ -1,7 +1,7 @@
 """Django admin: templates are edited here; demos, snapshots and share links are read-only.
 
-Validation lives in demos.admin_forms / demos.template_validation, template changes beyond the
-form in demos.template_services, the preview in demos.template_preview. This module wires them
+Validation lives in demos.catalog.forms / demos.catalog.validation, template changes beyond the
+form in demos.catalog.services, the preview in demos.catalog.preview. This module wires them
 into the admin. Demo state is never changed here: that is the lifecycle's job (the fleet page
 offers bulk actions that go through it).
 """
@@ -21,8 +21,11 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from demos import fleet, template_services
-from demos.admin_forms import DemoTemplateForm, TemplateChartForm, TemplateChartFormSet
+from demos.catalog import services
+from demos.catalog.forms import DemoTemplateForm, TemplateChartForm, TemplateChartFormSet
+from demos.catalog.preview import preview_template
+from demos.engine.specs import PERSONAL_VARIABLES, VARIABLES
+from demos.fleet import selectors
 from demos.models import (
     Demo,
     DemoEvent,
@@ -32,8 +35,6 @@ from demos.models import (
     Snapshot,
     TemplateChart,
 )
-from demos.specs import PERSONAL_VARIABLES, VARIABLES
-from demos.template_preview import preview_template
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 # Saved with the form; `version` is left out so a concurrent bump is never overwritten.
@@ -151,7 +152,7 @@ class DemoTemplateAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DemoTemplate]:
-        return fleet.with_active_counts(super().get_queryset(request))
+        return selectors.with_active_counts(super().get_queryset(request))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Template admins are trusted with demos, not with the host: they see the superusers'
@@ -173,7 +174,7 @@ class DemoTemplateAdmin(admin.ModelAdmin):
     def running_versions(self, template: DemoTemplate) -> str:
         if template.pk is None:
             return "—"
-        rows = fleet.active_demos_by_version(template)
+        rows = selectors.active_demos_by_version(template)
         if not rows:
             return "No active demos."
         return "; ".join(
@@ -197,7 +198,7 @@ class DemoTemplateAdmin(admin.ModelAdmin):
         # The same test as the admin's own change message, so the history and the version
         # always agree on whether something changed.
         if change and construct_change_message(form, formsets, add=False):
-            template_services.bump_template_version(template=form.instance)
+            services.bump_template_version(template=form.instance)
         if "unsafe_vcluster_overrides" in form.changed_data:
             # Who set what, in full: the history is the audit trail of host-level trust.
             text = form.instance.unsafe_vcluster_overrides or "(cleared)"
@@ -222,7 +223,7 @@ class DemoTemplateAdmin(admin.ModelAdmin):
     ) -> HttpResponse | None:
         copies = []
         for template in queryset:
-            copy = template_services.duplicate_template(template=template)
+            copy = services.duplicate_template(template=template)
             self.log_addition(
                 request, copy, f"Duplicated from “{template}” (version {template.version})."
             )
@@ -258,7 +259,7 @@ class DemoTemplateAdmin(admin.ModelAdmin):
         changed = [
             template
             for template in queryset
-            if template_services.set_template_enabled(template=template, enabled=enabled)
+            if services.set_template_enabled(template=template, enabled=enabled)
         ]
         for template in changed:
             self.log_change(request, template, [{"changed": {"fields": ["Enabled"]}}])

@@ -1,6 +1,6 @@
 """The portal's state. The database is the source of truth; Redis only triggers work.
 
-Every change of `Demo.status` goes through `demos.lifecycle`; nothing else writes it.
+Every change of `Demo.status` goes through `demos.engine.lifecycle`; nothing else writes it.
 """
 
 import uuid

@@ -1,23 +1,25 @@
+"""The portal's pages under the `demos` namespace, one block per capability."""
+
 from django.urls import include, path
 
-from demos import views
+from demos.backends.simulated_app import simulated_app
+from demos.sales import actions, catalog, pages
 
 app_name = "demos"
-
 urlpatterns = [
-    path("", views.catalog, name="catalog"),
-    path("demos/<uuid:public_id>/", views.demo_detail, name="detail"),
-    path("demos/", views.my_demos, name="my_demos"),
-    path("demos/<uuid:public_id>/status/", views.demo_status, name="status"),
-    path("demos/<uuid:public_id>/actions/<slug:action>/", views.demo_action, name="action"),
+    path("", catalog.catalog, name="catalog"),
+    path("templates/<slug:slug>/start/", catalog.start, name="start"),
+    path("templates/accents.css", catalog.template_accents, name="template_accents"),
+    path("demos/", pages.my_demos, name="my_demos"),
+    path("demos/<uuid:public_id>/", pages.demo_detail, name="detail"),
+    path("demos/<uuid:public_id>/status/", pages.demo_status, name="status"),
+    path("demos/<uuid:public_id>/actions/<slug:action>/", actions.demo_action, name="action"),
     path(
         "demos/<uuid:public_id>/snapshots/<int:snapshot_id>/restore/",
-        views.restore,
+        actions.restore,
         name="restore",
     ),
-    path("templates/<slug:slug>/start/", views.start, name="start"),
-    path("templates/accents.css", views.template_accents, name="template_accents"),
-    path("simulated/<slug:cluster_name>/", views.simulated_app, name="simulated_app"),
-    path("", include("demos.urls_fleet")),
-    path("", include("demos.urls_share")),
+    path("simulated/<slug:cluster_name>/", simulated_app, name="simulated_app"),
+    path("", include("demos.fleet.urls")),
+    path("", include("demos.sharing.urls")),
 ]

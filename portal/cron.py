@@ -7,7 +7,7 @@ themselves stay safe if that happens (they are compare-and-swap sweeps), but onl
 from django.conf import settings
 from rq import cron
 
-from demos.jobs import reconcile_job
+from demos.engine.jobs import reconcile_job
 from portal.health import HEARTBEAT_SECONDS, record_heartbeat
 
 cron.register(record_heartbeat, "maintenance", interval=HEARTBEAT_SECONDS, name="heartbeat")

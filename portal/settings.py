@@ -204,8 +204,8 @@ AXES_RESET_ON_SUCCESS = True
 # The cool-off runs from the lockout; more attempts meanwhile do not extend it, so the page's
 # "try again in N minutes" stays true.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "demos.views.lockout.locked_out"
-AXES_CLIENT_IP_CALLABLE = "demos.views.clients.client_address"
+AXES_LOCKOUT_CALLABLE = "portal.lockout.locked_out"
+AXES_CLIENT_IP_CALLABLE = "portal.clients.client_address"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "demos:catalog"
 LOGOUT_REDIRECT_URL = "login"

@@ -239,7 +239,7 @@ def ready_demo(template: DemoTemplate, owner: User, **fields: Any) -> Demo:
         live_url="https://example.com/",
         **fields,
     )
-    from demos.specs import render_spec
+    from demos.engine.specs import render_spec
 
     demo.spec = render_spec(demo)
     demo.save(update_fields=["spec"])

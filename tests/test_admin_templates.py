@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.duration import duration_string
 
-from demos.admin_forms import CHART_FIELDS, TEMPLATE_FIELDS
+from demos.catalog.forms import CHART_FIELDS, TEMPLATE_FIELDS
 from demos.models import Demo, DemoTemplate, ShareLink, Status, TemplateChart
 from tests.conftest import make_template, ready_demo
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from demos import lifecycle
 from demos.bounded_yaml import MAX_BYTES, BoundedYAMLError, load_bounded
+from demos.engine import lifecycle
+from demos.engine.specs import SpecError, parse_yaml
 from demos.models import Demo, DemoTemplate, TemplateChart
-from demos.specs import SpecError, parse_yaml
 from tests.test_admin_templates import change_url, form_data, snapshot
 
 

@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rq.job import Job
 
-from demos import fleet
-from demos.fleet_exports import safe_cell
+from demos.fleet import selectors
+from demos.fleet.exports import safe_cell
 from demos.models import Demo, DemoEvent, DemoTemplate, ShareLink, ShareLinkVisit, Status
 from tests.conftest import make_template, ready_demo
 from tests.test_admin_templates import change_url, form_data
@@ -60,7 +60,7 @@ class TestNumbers:
         with_time_to_ready(ready_demo(template, alice), 1000, days_ago=40)  # outside the window
         demo_in(Status.QUEUED, template, alice, time_to_ready=None)  # never became ready
 
-        rows = {row.template.slug: row for row in fleet.time_to_ready()}
+        rows = {row.template.slug: row for row in selectors.time_to_ready()}
         assert (rows["webshop"].count, rows["webshop"].median, rows["webshop"].p95) == (
             4,
             timedelta(seconds=25),
@@ -77,11 +77,11 @@ class TestNumbers:
 
     def test_it_interpolates_percentiles_between_ranks(self) -> None:
         values = [timedelta(seconds=s) for s in range(1, 21)]
-        assert fleet.percentile(values, 0.5) == timedelta(seconds=10.5)
-        assert fleet.percentile(values, 0.95) == timedelta(seconds=19.05)
-        assert fleet.percentile(values[:1], 0.95) == timedelta(seconds=1)
+        assert selectors.percentile(values, 0.5) == timedelta(seconds=10.5)
+        assert selectors.percentile(values, 0.95) == timedelta(seconds=19.05)
+        assert selectors.percentile(values[:1], 0.95) == timedelta(seconds=1)
         with pytest.raises(ValueError, match="no values"):
-            fleet.percentile([], 0.5)
+            selectors.percentile([], 0.5)
 
     def test_it_lists_active_and_kept_demos_and_counts_them_by_status(
         self, template: DemoTemplate, alice: Any, bob: Any, manager_client: Client
@@ -102,8 +102,8 @@ class TestNumbers:
             demo_in(Status.FAILED, template, bob, status_changed_at=now - timedelta(days=8)),
             ready_demo(template, None, is_spare=True),
         ]
-        assert set(fleet.fleet_demos()) == set(listed)
-        assert fleet.status_counts(fleet.fleet_demos()) == [
+        assert set(selectors.fleet_demos()) == set(listed)
+        assert selectors.status_counts(selectors.fleet_demos()) == [
             (Status.QUEUED, 1),
             (Status.INSTALLING, 1),
             (Status.READY, 2),
@@ -137,7 +137,7 @@ class TestNumbers:
             DemoEvent.objects.create(
                 demo=demo, kind="failed", message=message, created_at=now - timedelta(hours=age)
             )
-        assert [event.demo for event in fleet.recent_failures()] == [recent, retried]
+        assert [event.demo for event in selectors.recent_failures()] == [recent, retried]
         page = manager_client.get(FLEET).content.decode()
         assert "image pull error for ghcr.io/acme/shop:1.2" in page
         assert "Cluster did not start within 15 min" in page
@@ -155,12 +155,12 @@ class TestNumbers:
         demo_in(Status.PROVISIONING, pooled, None, is_spare=True)
         demo_in(Status.QUEUED, template, alice)
 
-        summary = fleet.capacity_summary()
+        summary = selectors.capacity_summary()
         assert (summary.active, summary.limit, summary.queued) == (5, 10, 1)
         assert [(row.template, row.active, row.limit) for row in summary.templates] == [
             (pooled, 1, 4)
         ]
-        [pool] = fleet.warm_pools()
+        [pool] = selectors.warm_pools()
         assert (pool.template, pool.ready, pool.starting, pool.wanted) == (pooled, 2, 1, 3)
 
         page = manager_client.get(FLEET).content.decode()
@@ -169,7 +169,7 @@ class TestNumbers:
         assert "Crm: 1 of 4" in page
 
         DemoTemplate.objects.filter(pk=pooled.pk).update(warm_pool_schedule="0 0 31 2 *")
-        [pool] = fleet.warm_pools()
+        [pool] = selectors.warm_pools()
         assert (pool.ready, pool.wanted, pool.size) == (2, 0, 3), "outside its schedule"
         assert "keeps 3 while its schedule is on" in manager_client.get(FLEET).content.decode()
 
@@ -419,12 +419,12 @@ class TestActivity:
                 message=f"event {n}",
                 created_at=start + timedelta(seconds=n),
             )
-            for n in range(fleet.ACTIVITY_PAGE + 5)
+            for n in range(selectors.ACTIVITY_PAGE + 5)
         )
-        first = fleet.activity_feed()
-        assert len(first) == fleet.ACTIVITY_PAGE
-        assert first[0].message == f"event {fleet.ACTIVITY_PAGE + 4}"
-        rest = fleet.activity_feed(before=first[-1].at)
+        first = selectors.activity_feed()
+        assert len(first) == selectors.ACTIVITY_PAGE
+        assert first[0].message == f"event {selectors.ACTIVITY_PAGE + 4}"
+        rest = selectors.activity_feed(before=first[-1].at)
         assert [item.message for item in rest] == [f"event {n}" for n in range(4, -1, -1)]
         page = manager_client.get(reverse("demos:fleet_activity")).content.decode()
         assert "Older</a>" in page

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from demos.lifecycle import Actor
+from demos.engine.lifecycle import Actor
 from demos.models import DemoTemplate
-from demos.sharing import create_share_link
+from demos.sharing.links import create_share_link
 from portal.redaction import REDACTED, RedactShareTokens, redact_share_tokens
 from tests.conftest import ROOT, _database_url, _die_with_parent, ready_demo, wait_for
 

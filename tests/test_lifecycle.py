@@ -9,10 +9,10 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from demos import lifecycle
-from demos.capacity import CapacityError, queue_position
+from demos.engine import lifecycle
+from demos.engine.capacity import CapacityError, queue_position
+from demos.engine.lifecycle import Actor
 from demos.errors import InvalidTransition, LifecycleError
-from demos.lifecycle import Actor
 from demos.models import Demo, Status
 from tests.conftest import make_template, ready_demo
 
@@ -229,7 +229,7 @@ class TestExpiryWarnings:
     def test_owners_are_warned_once_per_lead_time(
         self, template: Any, alice: Any, rq_redis: Any, mailoutbox: list[Any]
     ) -> None:
-        from demos import reconcile
+        from demos.engine import reconcile
 
         demo = ready_demo(template, alice, prospect_company="Acme")
         Demo.objects.filter(pk=demo.pk).update(expires_at=timezone.now() + timedelta(minutes=50))
@@ -245,7 +245,7 @@ class TestExpiryWarnings:
     def test_an_extension_rearms_the_warnings(
         self, template: Any, alice: Any, rq_redis: Any, mailoutbox: list[Any]
     ) -> None:
-        from demos import reconcile
+        from demos.engine import reconcile
 
         template.extension_step = timedelta(minutes=30)
         template.save()
@@ -282,7 +282,7 @@ class TestArchiveWithoutRestore:
     def test_archiving_is_refused_with_the_alternative(
         self, no_restore: None, template: Any, alice: Any, rq_redis: Any
     ) -> None:
-        from demos.actions import ARCHIVE, is_allowed
+        from demos.sales.buttons import ARCHIVE, is_allowed
 
         demo = ready_demo(template, alice)
         assert not is_allowed(ARCHIVE, demo)
@@ -300,7 +300,7 @@ class TestArchiveWithoutRestore:
         assert demo.status == Status.PAUSING
 
     def test_admins_cannot_choose_archive_as_the_expiry_action(self, no_restore: None) -> None:
-        from demos.template_validation import lifetime_problems
+        from demos.catalog.validation import lifetime_problems
 
         problems = lifetime_problems({"expiry_action": "archive"})
         assert "Keep it for later instead" in problems["expiry_action"][0]

@@ -12,8 +12,8 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from demos import dispatch, lifecycle, reconcile
-from demos.lifecycle import Actor
+from demos.engine import dispatch, lifecycle, reconcile
+from demos.engine.lifecycle import Actor
 from demos.models import Demo, DemoEvent, SimulatedCluster, Snapshot, SnapshotKind, Status
 from tests.conftest import WorkerProcess, make_template, ready_demo, wait_for, wait_for_status
 

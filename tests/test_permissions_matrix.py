@@ -20,7 +20,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from demos.lifecycle import Actor
+from demos.engine.lifecycle import Actor
 from demos.models import (
     Demo,
     DemoTemplate,
@@ -30,7 +30,7 @@ from demos.models import (
     Snapshot,
     SnapshotKind,
 )
-from demos.sharing import create_share_link
+from demos.sharing.links import create_share_link
 from tests.conftest import ready_demo
 
 # What a response may be: a status code, a set of acceptable codes, or one of these redirects.

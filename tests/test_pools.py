@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
-from demos import lifecycle, pools
+from demos.engine import lifecycle, pools
 from demos.models import Demo, DemoTemplate, Status
 from tests.conftest import make_template, run_jobs
 

@@ -15,10 +15,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from demos import lifecycle, sharing
-from demos.lifecycle import Actor
+from demos.engine import lifecycle
+from demos.engine.lifecycle import Actor
 from demos.models import Demo, ShareLink, SimulatedCluster, Status
-from demos.views.clients import client_address
+from demos.sharing import links
+from portal.clients import client_address
 from tests.conftest import ready_demo
 
 
@@ -34,9 +35,9 @@ def demo(template: Any, alice: Any) -> Demo:
     return ready_demo(template, alice, prospect_company="Acme", prospect_name="Pat")
 
 
-def share(demo: Demo, **kwargs: Any) -> sharing.NewLink:
+def share(demo: Demo, **kwargs: Any) -> links.NewLink:
     kwargs.setdefault("recipient", "pat@acme.example")
-    return sharing.create_share_link(demo=demo, actor=Actor.of(demo.owner), **kwargs)
+    return links.create_share_link(demo=demo, actor=Actor.of(demo.owner), **kwargs)
 
 
 def landing(client: Client, token: str, **headers: str) -> Any:
@@ -54,12 +55,12 @@ class TestTokens:
         new = share(demo)
         assert len(new.token) >= 43  # 32 random bytes, URL-safe base64
         stored = ShareLink.objects.get()
-        assert stored.token_hash == sharing.hash_token(new.token)
+        assert stored.token_hash == links.hash_token(new.token)
         assert new.token not in str(ShareLink.objects.values().get())
 
     def test_thousands_of_random_guesses_find_nothing(self, demo: Demo) -> None:
         share(demo)
-        hits = [t for t in (secrets.token_urlsafe(32) for _ in range(3000)) if sharing.resolve(t)]
+        hits = [t for t in (secrets.token_urlsafe(32) for _ in range(3000)) if links.resolve(t)]
         assert hits == []
 
     @pytest.mark.parametrize("spoil", ["tampered", "truncated", "random", "empty-ish"])
@@ -78,7 +79,7 @@ class TestTokens:
     def test_revocation_takes_effect_at_once(self, client: Client, demo: Demo) -> None:
         new = share(demo)
         assert landing(client, new.token).status_code == 200
-        sharing.revoke_share_link(link=new.link, actor=Actor.of(demo.owner))
+        links.revoke_share_link(link=new.link, actor=Actor.of(demo.owner))
         # Even the browser that used it before gets the neutral page: revoking means "no".
         assert_neutral(landing(client, new.token))
         assert demo.events.filter(kind="share-link-revoked").exists()

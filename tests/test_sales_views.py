@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from demos import lifecycle, progress
+from demos.engine import lifecycle, progress
 from demos.models import Demo, DemoEvent, DemoTemplate, Snapshot, SnapshotKind, Status
 from tests.conftest import make_template, ready_demo
 

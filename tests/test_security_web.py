@@ -22,12 +22,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from demos import capacity, lifecycle
-from demos.lifecycle import Actor
+from demos.catalog.validation import repository_problems
+from demos.engine import capacity, lifecycle
+from demos.engine.lifecycle import Actor
+from demos.engine.specs import SpecError, render_spec
 from demos.models import Demo, DemoTemplate, Status, TemplateChart
-from demos.sharing import create_share_link
-from demos.specs import SpecError, render_spec
-from demos.template_validation import repository_problems
+from demos.sharing.links import create_share_link
 from tests.conftest import PASSWORD, ready_demo
 from tests.test_admin_templates import change_url, form_data, snapshot
 
@@ -321,7 +321,7 @@ class TestJobDashboard:
         self, client: Client, template_admin: User, rq_redis: Any
     ) -> None:
         queue = django_rq.get_queue("maintenance")
-        queue.enqueue("demos.jobs.admit_job")
+        queue.enqueue("demos.engine.jobs.admit_job")
         client.force_login(template_admin)
         assert client.get("/admin/rq/").status_code == 403
         response = client.post("/admin/rq/queues/actions/1/", {"action": "delete"})
@@ -332,7 +332,7 @@ class TestJobDashboard:
 
     def test_a_superuser_can(self, client: Client, superuser: User, rq_redis: Any) -> None:
         queue = django_rq.get_queue("maintenance")
-        queue.enqueue("demos.jobs.admit_job")
+        queue.enqueue("demos.engine.jobs.admit_job")
         client.force_login(superuser)
         for page in ("/admin/rq/", "/admin/rq/queues/1/", "/admin/rq/workers/1/"):
             assert client.get(page).status_code == 200, page

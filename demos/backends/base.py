@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-# The frozen, rendered spec of one demo (see `demos.specs.render_spec`): plain JSON data.
+# The frozen, rendered spec of one demo (see `demos.engine.specs.render_spec`): plain JSON data.
 Spec = dict[str, Any]
 
 

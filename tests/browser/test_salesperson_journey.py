@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from demos import lifecycle, progress
+from demos.engine import lifecycle, progress
 from demos.models import Demo, DemoTemplate, Status
 from tests.browser.conftest import DESKTOP, log_in, screenshot, start_worker, stop_worker
 from tests.conftest import make_template, ready_demo, wait_for_status

@@ -5,8 +5,8 @@ in-cluster chart repository serving k8s/charts, MinIO and the worker's RBAC, the
 module with the settings a deployment whose worker sits outside the cluster would use
 (docs/vcluster.md, "Testing against a real cluster"). Without DEMO_TEST_KUBECONFIG it is skipped.
 
-Every demo is started, paused, archived, restored and deleted through `demos.lifecycle` and a real
-`manage.py runworker` process, which holds only the worker's ServiceAccount token
+Every demo is started, paused, archived, restored and deleted through `demos.engine.lifecycle` and a
+real `manage.py runworker` process, which holds only the worker's ServiceAccount token
 (VCLUSTER_KUBECONFIG). The admin kubeconfig (DEMO_TEST_KUBECONFIG) is used for nothing but
 looking: what a delete left behind, whether NetworkPolicies exist.
 """
@@ -28,12 +28,12 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from demos import lifecycle
 from demos.backends.vcluster import naming
 from demos.backends.vcluster.backend import VClusterBackend
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.kube import host_api_client, vcluster_api_client
-from demos.lifecycle import Actor
+from demos.engine import lifecycle
+from demos.engine.lifecycle import Actor
 from demos.models import Demo, DemoTemplate, Snapshot, SnapshotKind, Status
 from demos.seed import seed_templates
 from tests.cluster import harness

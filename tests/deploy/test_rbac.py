@@ -72,8 +72,8 @@ def specs(db: None) -> dict[str, dict[str, Any]]:
     Rendered once (through the database, as the portal does) and reused."""
     if not _SPECS:
         from demos import seed
+        from demos.engine.specs import render_spec
         from demos.models import Demo, DemoTemplate
-        from demos.specs import render_spec
 
         _SPECS["example"] = example_spec("demo-example")
         _SPECS["allowed-overrides"] = allowed_overrides_spec()

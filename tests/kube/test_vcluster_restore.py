@@ -31,7 +31,7 @@ from demos.backends import get_backend
 from demos.backends.base import BackendError
 from demos.backends.vcluster.backend import VClusterBackend
 from demos.backends.vcluster.helm import ProcessResult
-from demos.lifecycle import archive_refusal
+from demos.engine.lifecycle import archive_refusal
 
 S3_ARCHIVES = "s3://demo-archives/{name}-{date}.tar.gz?region=eu-west-1"
 LOCATION = f"s3://demo-archives/{CLUSTER}-20260301-120000.tar.gz?region=eu-west-1"

@@ -288,8 +288,8 @@ class TestSettings:
 
 def test_a_template_built_here_validates(db: None) -> None:
     """A template as an admin would write it, through the real spec rendering."""
+    from demos.engine.specs import render_spec
     from demos.models import Demo, DemoTemplate, TemplateChart
-    from demos.specs import render_spec
 
     template = DemoTemplate.objects.create(
         slug="webshop-check",
@@ -317,8 +317,8 @@ def test_a_template_built_here_validates(db: None) -> None:
 
 def test_every_seeded_sample_template_validates(db: None) -> None:
     from demos import seed
+    from demos.engine.specs import render_spec
     from demos.models import Demo, DemoTemplate
-    from demos.specs import render_spec
 
     seed.seed_templates()
     templates = list(DemoTemplate.objects.all())

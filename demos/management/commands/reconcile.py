@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from demos.reconcile import sweep
+from demos.engine.reconcile import sweep
 
 
 class Command(BaseCommand):

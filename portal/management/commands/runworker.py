@@ -32,7 +32,7 @@ class Command(BaseCommand):
             worker_ttl=WORKER_TTL,
         )
         # Imported once here rather than in every forked work horse.
-        import demos.jobs  # noqa: F401
+        import demos.engine.jobs  # noqa: F401
 
         reset_db_connections()  # never share a database connection with the forked work horse
         try:

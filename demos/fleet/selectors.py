@@ -1,0 +1,359 @@
+"""What managers and template admins see of the whole fleet: reads only (selectors).
+
+Each function answers one question for the fleet page, the activity feed or the admin, with a
+bounded number of queries. Statistics are computed in Python from the rows of a bounded window:
+portable across SQLite and PostgreSQL, and cheap at the scale of a demo fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from demos.engine import capacity, pools
+from demos.models import (
+    ACTIVE,
+    Demo,
+    DemoEvent,
+    DemoTemplate,
+    Status,
+    TemplateChart,
+)
+
+# Failed demos stay listed this long, so someone can look, retry or delete them.
+FAILED_LISTED_FOR = timedelta(days=7)
+FAILURE_WINDOW = timedelta(hours=24)
+TIME_TO_READY_WINDOW = timedelta(days=30)
+# Worker progress notes are a demo's own timeline, not actions; the feed leaves them out.
+QUIET_EVENT_KINDS = frozenset({"progress"})
+ACTIVITY_PAGE = 100
+
+
+# --- The list of demos -------------------------------------------------------------------------
+
+
+def fleet_demos(now: datetime | None = None) -> QuerySet[Demo]:
+    """Every demo that runs, waits, is kept for later, or failed recently. Spares excluded
+    (they are counted per template in `warm_pools`)."""
+    now = now or timezone.now()
+    listed = Q(status__in=ACTIVE | {Status.QUEUED, Status.PAUSED, Status.DELETING})
+    listed |= Q(status=Status.ARCHIVED, keep_until__isnull=False)
+    listed |= Q(status=Status.FAILED, status_changed_at__gte=now - FAILED_LISTED_FOR)
+    return (
+        Demo.objects.visible()
+        .filter(listed)
+        .select_related("template", "owner")
+        .order_by("-requested_at")
+    )
+
+
+def status_counts(demos: QuerySet[Demo]) -> list[tuple[Status, int]]:
+    """How many of `demos` are in each status, in the order of the state machine."""
+    counts = dict(demos.order_by().values_list("status").annotate(n=Count("pk")))
+    return [(status, counts[status]) for status in Status if counts.get(status)]
+
+
+# --- Failures and speed ------------------------------------------------------------------------
+
+
+def recent_failures(now: datetime | None = None) -> QuerySet[DemoEvent]:
+    """Every failure of the last 24 hours with its cause, newest first.
+
+    Read from the events rather than from demos now failed, so a failure that was since retried
+    successfully still counts.
+    """
+    since = (now or timezone.now()) - FAILURE_WINDOW
+    return (
+        DemoEvent.objects.filter(kind="failed", created_at__gte=since)
+        .select_related("demo__template", "demo__owner", "actor")
+        .order_by("-created_at")
+    )
+
+
+def percentile(values: Sequence[timedelta], fraction: float) -> timedelta:
+    """The `fraction` quantile of `values`, interpolating between the two closest ranks
+    (as PostgreSQL's percentile_cont does), so the median of an even count is the mean of
+    the middle two."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * fraction
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def duration_text(delta: timedelta) -> str:
+    """A short human duration: 42 s, 3 min 5 s, 1 h 12 min."""
+    seconds = round(delta.total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    return f"{seconds} s"
+
+
+@dataclass(frozen=True)
+class TimeToReady:
+    template: DemoTemplate
+    count: int
+    median: timedelta
+    p95: timedelta
+
+    @property
+    def median_text(self) -> str:
+        return duration_text(self.median)
+
+    @property
+    def p95_text(self) -> str:
+        return duration_text(self.p95)
+
+    @property
+    def median_seconds(self) -> float:
+        return round(self.median.total_seconds(), 1)
+
+    @property
+    def p95_seconds(self) -> float:
+        return round(self.p95.total_seconds(), 1)
+
+
+def time_to_ready(now: datetime | None = None) -> list[TimeToReady]:
+    """Median and 95th percentile of start-to-ready time per template, over the last 30 days.
+
+    Includes warm-pool spares: this measures how fast clusters come up, not how long a
+    salesperson waited for a spare they claimed (that is instant).
+    """
+    since = (now or timezone.now()) - TIME_TO_READY_WINDOW
+    samples: dict[int, list[timedelta]] = defaultdict(list)
+    rows = Demo.objects.filter(ready_at__gte=since, time_to_ready__isnull=False).values_list(
+        "template_id", "time_to_ready"
+    )
+    for template_id, duration in rows.iterator():
+        samples[template_id].append(duration)
+    templates = DemoTemplate.objects.in_bulk(list(samples))
+    return sorted(
+        (
+            TimeToReady(
+                template=templates[template_id],
+                count=len(values),
+                median=percentile(values, 0.5),
+                p95=percentile(values, 0.95),
+            )
+            for template_id, values in samples.items()
+        ),
+        key=lambda row: row.template.name,
+    )
+
+
+# --- Capacity and warm pools -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateLimit:
+    template: DemoTemplate
+    active: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class CapacitySummary:
+    active: int
+    limit: int
+    queued: int
+    per_user_limit: int
+    templates: list[TemplateLimit]
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.active / self.limit)) if self.limit else 0
+
+
+def capacity_summary() -> CapacitySummary:
+    usage = capacity.usage()
+    limited = DemoTemplate.objects.filter(max_concurrent__gt=0).annotate(
+        running=Count("demos", filter=Q(demos__status__in=ACTIVE, demos__is_spare=False))
+    )
+    return CapacitySummary(
+        active=usage["active"],
+        limit=usage["limit"],
+        queued=usage["queued"],
+        per_user_limit=settings.DEMO_MAX_ACTIVE_PER_USER,
+        templates=[TemplateLimit(t, t.running, t.max_concurrent) for t in limited],
+    )
+
+
+@dataclass(frozen=True)
+class WarmPool:
+    template: DemoTemplate
+    ready: int
+    starting: int
+    wanted: int  # what the pool keeps now: 0 outside its schedule or when disabled
+
+    @property
+    def size(self) -> int:
+        return self.template.warm_pool_size
+
+    @property
+    def is_short(self) -> bool:
+        return self.ready < self.wanted
+
+
+def warm_pools(now: datetime | None = None) -> list[WarmPool]:
+    """For each template with a warm pool (or spares left over): spares ready to claim, spares
+    on their way, and how many the pool keeps right now. Levels come from `demos.engine.pools`,
+    which fills the pools, so both count spares the same way."""
+    now = now or timezone.now()
+    levels = pools.pool_levels()
+    templates = DemoTemplate.objects.filter(Q(warm_pool_size__gt=0) | Q(pk__in=list(levels)))
+    return [
+        WarmPool(
+            template=template,
+            ready=levels.get(template.pk, {}).get("ready", 0),
+            starting=levels.get(template.pk, {}).get("starting", 0),
+            wanted=pools.wanted_size(template, now),
+        )
+        for template in templates
+    ]
+
+
+# --- Template versions in use ------------------------------------------------------------------
+
+
+def active_demos_by_version(template: DemoTemplate) -> list[tuple[int, int]]:
+    """(template version, active demos started from it), newest version first."""
+    rows = (
+        Demo.objects.filter(template=template, status__in=ACTIVE)
+        .order_by()
+        .values_list("template_version")
+        .annotate(n=Count("pk"))
+    )
+    return sorted(rows, reverse=True)
+
+
+def with_active_counts(templates: QuerySet[DemoTemplate]) -> QuerySet[DemoTemplate]:
+    """Annotate `active_demos` and `outdated_demos` (started from an older version)."""
+    return templates.annotate(
+        active_demos=Count("demos", filter=Q(demos__status__in=ACTIVE), distinct=True),
+        outdated_demos=Count(
+            "demos",
+            filter=Q(demos__status__in=ACTIVE, demos__template_version__lt=F("version")),
+            distinct=True,
+        ),
+    )
+
+
+# --- Activity feed -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One line of the activity feed: who did what to which demo or template, and when."""
+
+    at: datetime
+    actor: str
+    area: str  # "demo" or "template"
+    action: str
+    subject: str
+    message: str
+    demo: Demo | None = None
+    template_id: int | None = None
+
+
+def _template_content_types() -> list[int]:
+    types = ContentType.objects.get_for_models(DemoTemplate, TemplateChart)
+    return [content_type.pk for content_type in types.values()]
+
+
+def _describe_log_entry(entry: LogEntry) -> tuple[str, str]:
+    action = {ADDITION: "created", CHANGE: "changed", DELETION: "deleted"}.get(
+        entry.action_flag, "changed"
+    )
+    # Deletions carry no message of their own.
+    message = entry.get_change_message() or f"{action.capitalize()}."
+    version = _logged_version(entry.change_message)
+    if version:
+        message = f"{message} Now version {version}."
+    return action, message
+
+
+def _logged_version(change_message: str) -> int | None:
+    if not change_message.startswith("["):
+        return None
+    try:
+        items = json.loads(change_message)
+    except ValueError:
+        return None
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("version"), dict):
+            return item["version"].get("to")
+    return None
+
+
+def activity_feed(
+    *, before: datetime | None = None, area: str = "", limit: int = ACTIVITY_PAGE
+) -> list[Activity]:
+    """Template changes (the admin's log) and demo actions (demo events), newest first.
+
+    `before` pages back in time: pass the time of the last item shown.
+    """
+    items: list[Activity] = []
+    if area in ("", "demo"):
+        events = DemoEvent.objects.exclude(kind__in=QUIET_EVENT_KINDS).select_related(
+            "demo__template", "actor"
+        )
+        if before:
+            events = events.filter(created_at__lt=before)
+        for event in events.order_by("-created_at", "-pk")[:limit]:
+            items.append(
+                Activity(
+                    at=event.created_at,
+                    actor=event.actor_name,
+                    area="demo",
+                    action=event.kind,
+                    subject=f"{event.demo.cluster_name} ({event.demo.template.name})",
+                    message=event.message,
+                    demo=event.demo,
+                )
+            )
+    if area in ("", "template"):
+        entries = LogEntry.objects.filter(
+            content_type_id__in=_template_content_types()
+        ).select_related("user")
+        if before:
+            entries = entries.filter(action_time__lt=before)
+        for entry in entries.order_by("-action_time", "-pk")[:limit]:
+            action, message = _describe_log_entry(entry)
+            items.append(
+                Activity(
+                    at=entry.action_time,
+                    actor=entry.user.get_full_name() or entry.user.get_username(),
+                    area="template",
+                    action=action,
+                    subject=entry.object_repr,
+                    message=message,
+                    template_id=int(entry.object_id) if entry.object_id else None,
+                )
+            )
+    items.sort(key=lambda item: item.at, reverse=True)
+    return items[:limit]
+
+
+def time_left(demo: Demo, now: datetime | None = None) -> timedelta | None:
+    """What the fleet shows as time left: until expiry when running, until discarded when kept."""
+    now = now or timezone.now()
+    if demo.status == Status.READY and demo.expires_at:
+        return max(demo.expires_at - now, timedelta(0))
+    if demo.keep_until:
+        return max(demo.keep_until - now, timedelta(0))
+    return None

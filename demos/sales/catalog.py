@@ -1,0 +1,144 @@
+"""The catalog (the landing page after login) and starting a demo from it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import statistics
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Count, F, Max, Window
+from django.db.models.functions import RowNumber
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import condition, require_GET, require_http_methods
+
+from demos.access import demos_visible_to
+from demos.engine.lifecycle import start_demo
+from demos.engine.pools import pool_levels
+from demos.errors import LifecycleError
+from demos.guards import login_required
+from demos.models import ACTIVE, Demo, DemoTemplate, Status
+from demos.sales.forms import StartDemoForm
+
+# How many of a template's latest demos the typical time to ready is the median of.
+RECENT_DEMOS = 20
+_HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class CatalogCard:
+    template: DemoTemplate
+    typical_time_to_ready: timedelta | None
+    form: StartDemoForm
+    # A warm-pool spare is ready: starting hands it over at once.
+    instant: bool = False
+
+
+def typical_times_to_ready(template_ids: list[int]) -> dict[int, timedelta]:
+    """Median time to ready of each template's latest demos; absent for templates never run."""
+    latest = (
+        Demo.objects.filter(
+            template_id__in=template_ids,
+            time_to_ready__isnull=False,
+            is_spare=False,
+            restored_from__isnull=True,
+        )
+        .annotate(
+            recency=Window(
+                RowNumber(), partition_by=F("template_id"), order_by=F("ready_at").desc()
+            )
+        )
+        .filter(recency__lte=RECENT_DEMOS)
+        .values_list("template_id", "time_to_ready")
+    )
+    samples: dict[int, list[float]] = {}
+    for template_id, time_to_ready in latest:
+        samples.setdefault(template_id, []).append(time_to_ready.total_seconds())
+    return {
+        template_id: timedelta(seconds=statistics.median(seconds))
+        for template_id, seconds in samples.items()
+    }
+
+
+@login_required
+@require_GET
+@never_cache  # a page restored from the back/forward cache would reuse spent start tokens
+def catalog(request: HttpRequest) -> HttpResponse:
+    templates = list(DemoTemplate.objects.filter(enabled=True).prefetch_related("charts"))
+    typical = typical_times_to_ready([template.pk for template in templates])
+    levels = pool_levels()
+    cards = [
+        CatalogCard(
+            template,
+            typical.get(template.pk),
+            StartDemoForm(template=template),
+            instant=levels.get(template.pk, {}).get("ready", 0) > 0,
+        )
+        for template in templates
+    ]
+    running = (
+        demos_visible_to(request.user)
+        .filter(owner=request.user, status__in=ACTIVE | {Status.QUEUED, Status.FAILED})
+        .order_by("-requested_at")
+    )
+    return render(request, "demos/catalog.html", {"cards": cards, "running": running})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@never_cache
+def start(request: HttpRequest, slug: str) -> HttpResponse:
+    """Start a demo. GET shows the form alone (deep links, and the form again after an error)."""
+    template = get_object_or_404(
+        DemoTemplate.objects.prefetch_related("charts"), slug=slug, enabled=True
+    )
+    form = StartDemoForm(request.POST if request.method == "POST" else None, template=template)
+    status = 200
+    if form.is_bound:
+        if form.is_valid():
+            try:
+                demo = start_demo(
+                    template=template,
+                    owner=request.user,
+                    prospect_name=form.cleaned_data["prospect_name"],
+                    prospect_company=form.cleaned_data["prospect_company"],
+                    lifetime=form.chosen_lifetime,
+                    start_token=form.cleaned_data["start_token"],
+                )
+            except LifecycleError as exc:
+                form.add_error(None, str(exc))
+                status = 409
+            else:
+                return redirect("demos:detail", public_id=demo.public_id)
+        else:
+            status = 400
+    typical = typical_times_to_ready([template.pk]).get(template.pk)
+    card = CatalogCard(template, typical, form)
+    return render(request, "demos/start.html", {"card": card}, status=status)
+
+
+def _accents_etag(request: HttpRequest) -> str:
+    state = DemoTemplate.objects.aggregate(changed=Max("updated_at"), count=Count("pk"))
+    return hashlib.sha256(repr(sorted(state.items())).encode()).hexdigest()[:32]
+
+
+@login_required
+@require_GET
+@condition(etag_func=_accents_etag)
+def template_accents(request: HttpRequest) -> HttpResponse:
+    """Each template's accent colour as a stylesheet.
+
+    The Content-Security-Policy forbids inline styles, so the colours an admin picks reach the
+    page as a same-origin stylesheet of `.accent-<id>` classes.
+    """
+    rules = [
+        f".accent-{pk} {{ --accent: {colour}; }}"
+        for pk, colour in DemoTemplate.objects.values_list("pk", "colour")
+        if _HEX_COLOUR.match(colour)
+    ]
+    response = HttpResponse("\n".join(rules) + "\n", content_type="text/css; charset=utf-8")
+    response["Cache-Control"] = "private, no-cache"
+    return response

@@ -1,0 +1,230 @@
+"""The live status of one demo, as the demo page and its polling fragment show it.
+
+One context builder serves the full page, the 2-second poll and the in-place action responses,
+so the three can never disagree about what a demo looks like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+
+from demos.access import can_act_on, sees_everyones_demos
+from demos.engine import progress
+from demos.engine.capacity import queue_position
+from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
+from demos.sales.buttons import OfferedAction, available_actions
+from demos.sales.forms import RestoreSnapshotForm
+
+TIMELINE_LENGTH = 50
+
+_STEP_STATE_LABELS = {
+    progress.PENDING: "Waiting",
+    progress.ACTIVE: "In progress",
+    progress.DONE: "Done",
+    progress.FAILED: "Failed",
+}
+
+
+# The panel's heading, which is also what screen readers announce when the status changes.
+_HEADLINES = {
+    Status.QUEUED: "Waiting for capacity",
+    Status.REQUESTED: "Starting your demo",
+    Status.PROVISIONING: "Starting your demo",
+    Status.INSTALLING: "Starting your demo",
+    Status.READY: "Your demo is ready",
+    Status.PAUSING: "Keeping it for later",
+    Status.PAUSED: "Kept for later",
+    Status.RESUMING: "Resuming your demo",
+    Status.ARCHIVING: "Archiving your demo",
+    Status.ARCHIVED: "Archived",
+    Status.DELETING: "Deleting your demo",
+    Status.DELETED: "This demo has ended",
+}
+
+
+def _failed_while_starting(demo: Demo) -> bool:
+    return demo.status == Status.FAILED and (not demo.failed_from or demo.failed_from in STARTING)
+
+
+def headline(demo: Demo) -> str:
+    if demo.status == Status.FAILED:
+        if _failed_while_starting(demo):
+            return "The demo could not start"
+        return "Something went wrong"
+    return _HEADLINES.get(demo.status, demo.get_status_display())
+
+
+def steps_display(demo: Demo) -> str:
+    """How the start-up steps show: "open" while starting (or when starting failed), "summary"
+    (folded away) once ready, or "" when they are no longer of interest."""
+    if demo.status in STARTING or demo.status == Status.QUEUED or _failed_while_starting(demo):
+        return "open"
+    if demo.status == Status.READY:
+        return "summary"
+    return ""
+
+
+@dataclass(frozen=True)
+class StepView:
+    label: str
+    state: str
+    state_label: str
+    seconds: float | None
+    ticking: bool = False  # still running: the browser counts its seconds on
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    """A demo in a list, with the quick actions its owner (or a manager) may take."""
+
+    demo: Demo
+    actions: list[OfferedAction]
+
+    @property
+    def dom_id(self) -> str:
+        return row_dom_id(self.demo)
+
+
+def steps_of(demo: Demo, position: int | None) -> list[StepView]:
+    steps = []
+    for step in demo.progress.get("steps", []):
+        seconds = progress.step_seconds(step)
+        label = step["label"]
+        if step["key"] == "queued":
+            if position is not None:
+                label = f"Waiting for capacity: number {position} in the queue"
+            elif step["state"] == progress.DONE and (seconds or 0) < 1:
+                continue  # it never waited: a zero-second step would only add noise
+        if step["key"] == "ready" and step["state"] == progress.DONE:
+            seconds = None  # the moment it became ready, not a step that took time
+        state = step["state"]
+        ticking = state == progress.ACTIVE and seconds is not None
+        steps.append(StepView(label, state, _STEP_STATE_LABELS.get(state, ""), seconds, ticking))
+    return steps
+
+
+def elapsed(demo: Demo) -> timedelta | None:
+    """How long the demo has been starting, or how long it took to become ready."""
+    if demo.status == Status.READY and demo.time_to_ready is not None:
+        return demo.time_to_ready
+    if demo.status in STARTING or demo.status == Status.QUEUED:
+        return timezone.now() - (demo.started_at or demo.requested_at)
+    return None
+
+
+def snapshots_of(demo: Demo) -> QuerySet[Snapshot]:
+    return demo.snapshots.filter(kind=SnapshotKind.ARCHIVED).order_by("-created_at")
+
+
+def timeline(demo: Demo) -> list[DemoEvent]:
+    latest = demo.events.select_related("actor").order_by("-created_at", "-pk")[:TIMELINE_LENGTH]
+    return list(reversed(latest))
+
+
+def latest_event_id(demo: Demo) -> int:
+    return demo.events.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def panel_context(
+    request: HttpRequest,
+    demo: Demo,
+    *,
+    notice: str = "",
+    error: str = "",
+    with_timeline: bool = True,
+    last_event_id: int | None = None,
+    version: str = "",
+) -> dict[str, Any]:
+    """Everything the status panel shows; the timeline only when asked (it is the costly part).
+
+    `version` is the panel's version (see `demos.sales.poll`), taken before the demo was loaded,
+    so it is never newer than what is shown. Without one the next poll is answered in full.
+    """
+    actions = available_actions(request.user, demo)
+    events = timeline(demo) if with_timeline else None
+    archived = demo.status == Status.ARCHIVED
+    position = queue_position(demo)
+    return {
+        "demo": demo,
+        "headline": headline(demo),
+        "steps": steps_of(demo, position),
+        "steps_display": steps_display(demo),
+        "elapsed": elapsed(demo),
+        "actions": actions,
+        # Whoever may act on the demo may restore its snapshot (the new demo is theirs).
+        "can_restore": archived and can_act_on(request.user, demo),
+        "snapshots": list(snapshots_of(demo)) if archived else [],
+        "restore_form": RestoreSnapshotForm() if archived else None,
+        "credentials": demo.spec.get("credentials", {}),
+        "instructions": demo.spec.get("instructions", ""),
+        "other_urls": [url for url in demo.urls if url != demo.live_url],
+        "poll": not demo.is_settled,
+        "notice": notice,
+        "error": error,
+        "events": events,
+        # The poll asks "anything after this event?", so unchanged timelines are not resent,
+        # and "has anything changed since this version?", so unchanged panels are not either.
+        "last_event_id": _last_event_id(demo, events, last_event_id),
+        "version": version,
+    }
+
+
+def _last_event_id(demo: Demo, events: list[DemoEvent] | None, known: int | None) -> int:
+    if events is not None:
+        return events[-1].pk if events else 0
+    return known if known is not None else latest_event_id(demo)
+
+
+def render_status_update(
+    request: HttpRequest,
+    demo: Demo,
+    *,
+    notice: str = "",
+    error: str = "",
+    status: int = 200,
+    since: int | None = None,
+    version: str = "",
+) -> HttpResponse:
+    """The status panel, with the timeline as an out-of-band swap: what polls and actions get.
+
+    A poll that already has every event up to `since` gets the panel alone: rendering the
+    timeline is most of a render's cost.
+    """
+    latest = latest_event_id(demo) if since is not None else None
+    context = panel_context(
+        request,
+        demo,
+        notice=notice,
+        error=error,
+        with_timeline=since is None or latest != since,
+        last_event_id=latest,
+        version=version,
+    )
+    return render(request, "demos/detail.html#status_update", context, status=status)
+
+
+def row_dom_id(demo: Demo) -> str:
+    return f"demo-row-{demo.public_id}"
+
+
+def render_row(
+    request: HttpRequest, demo: Demo, *, notice: str = "", error: str = "", status: int = 200
+) -> HttpResponse:
+    row = DemoRow(demo, available_actions(request.user, demo, in_list=True))
+    context = {
+        "row": row,
+        "notice": notice,
+        "error": error,
+        "show_owner": sees_everyones_demos(request.user),
+        # Without JavaScript an action returns to the list it was started from.
+        "next_url": request.htmx.current_url_abs_path or reverse("demos:my_demos"),
+    }
+    return render(request, "demos/my_demos.html#demo_row", context, status=status)

@@ -1,0 +1,256 @@
+"""Prospect access: share links with hashed tokens, visits, and requests for more time.
+
+A link's token is 256 random bits, shown once to the salesperson who makes it; only its SHA-256
+is stored, and lookups go by that hash. A link stops working when it is revoked, when its own
+expiry passes, or when the demo ends; callers cannot tell which (see `resolve`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from demos.engine import notifications
+from demos.engine.lifecycle import Actor, record_event
+from demos.errors import LifecycleError
+from demos.models import ENDED, Demo, ShareLink, ShareLinkVisit, Status
+
+# Demos a prospect can still reach (or is told are on their way back).
+_SHAREABLE = {
+    Status.QUEUED,
+    Status.REQUESTED,
+    Status.PROVISIONING,
+    Status.INSTALLING,
+    Status.READY,
+    Status.PAUSING,
+    Status.PAUSED,
+    Status.RESUMING,
+}
+MORE_TIME_COOLDOWN = timedelta(minutes=10)
+log = logging.getLogger(__name__)
+
+
+def is_shareable(demo: Demo) -> bool:
+    return demo.status in _SHAREABLE
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def link_url(token: str) -> str:
+    return settings.SITE_URL + reverse("prospect:landing", args=[token])
+
+
+@dataclass(frozen=True)
+class NewLink:
+    link: ShareLink
+    token: str  # shown once; never stored
+
+    @property
+    def url(self) -> str:
+        return link_url(self.token)
+
+
+def create_share_link(
+    *,
+    demo: Demo,
+    actor: Actor,
+    recipient: str,
+    note: str = "",
+    expires_at: datetime | None = None,
+) -> NewLink:
+    """Make a link for a prospect. `expires_at=None` lets it follow the demo (and extensions)."""
+    if demo.status not in _SHAREABLE:
+        raise LifecycleError("This demo has ended, so it cannot be shared any more.")
+    recipient = recipient.strip()
+    if not recipient:
+        raise LifecycleError("Say who the link is for (a name or an email address).")
+    if expires_at is not None:
+        if expires_at <= timezone.now():
+            raise LifecycleError("The link's end must be in the future.")
+        if demo.expires_at and expires_at > demo.expires_at:
+            raise LifecycleError(
+                "A link cannot outlive its demo: choose a time before the demo ends, or let the "
+                "link follow the demo."
+            )
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        link = ShareLink.objects.create(
+            demo=demo,
+            token_hash=hash_token(token),
+            recipient=recipient,
+            note=note.strip(),
+            expires_at=expires_at,
+            created_by=actor.user,
+        )
+        until = f"until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "for as long as it runs"
+        record_event(
+            demo,
+            "share-link-created",
+            f"Shared with {recipient} {until}.",
+            actor,
+            {"link": link.pk},
+        )
+    return NewLink(link, token)
+
+
+def revoke_share_link(*, link: ShareLink, actor: Actor) -> ShareLink:
+    if link.revoked_at is None:
+        now = timezone.now()
+        if ShareLink.objects.filter(pk=link.pk, revoked_at=None).update(revoked_at=now):
+            link.revoked_at = now
+            record_event(
+                link.demo,
+                "share-link-revoked",
+                f"Revoked the link for {link.recipient}.",
+                actor,
+                {"link": link.pk},
+            )
+    return link
+
+
+def is_usable(link: ShareLink, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    demo = link.demo
+    if link.revoked_at is not None or demo.status not in _SHAREABLE:
+        return False
+    if link.expires_at is not None and link.expires_at <= now:
+        return False
+    return not (demo.status == Status.READY and demo.expires_at and demo.expires_at <= now)
+
+
+def find_link(token: str) -> ShareLink | None:
+    """The link for `token` whatever its state (for a prospect who already used it)."""
+    if not token or len(token) > 100:
+        return None
+    return (
+        ShareLink.objects.select_related("demo__template", "demo__owner")
+        .filter(token_hash=hash_token(token))
+        .first()
+    )
+
+
+def resolve(token: str) -> ShareLink | None:
+    """The usable link for `token`, or None. Wrong, expired, revoked and ended look the same."""
+    link = find_link(token)
+    return link if link is not None and is_usable(link) else None
+
+
+def has_ended(link: ShareLink) -> bool:
+    return link.demo.status in ENDED or not is_usable(link)
+
+
+def link_expires_at(link: ShareLink) -> datetime | None:
+    """When the prospect loses access (the earlier of the link's and the demo's end)."""
+    ends = [t for t in (link.expires_at, link.demo.expires_at) if t is not None]
+    return min(ends) if ends else None
+
+
+def truncate_address(address: str) -> str:
+    """Keep only the network part of an address: /24 for IPv4, /48 for IPv6."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return ""
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def record_visit(link: ShareLink, *, user_agent: str, address: str) -> ShareLinkVisit:
+    """Log an open; tell the owner the first time a prospect opens this link."""
+    now = timezone.now()
+    visit = ShareLinkVisit.objects.create(
+        link=link,
+        visited_at=now,
+        user_agent=user_agent[:300],
+        client_address=truncate_address(address),
+    )
+    ShareLink.objects.filter(pk=link.pk).update(open_count=F("open_count") + 1, last_opened_at=now)
+    first = ShareLink.objects.filter(pk=link.pk, first_opened_at=None).update(first_opened_at=now)
+    if first:
+        _record_prospect_event(
+            link, "share-link-opened", f"{link.recipient} opened the demo link for the first time."
+        )
+        notifications.first_open(link)
+    return visit
+
+
+def _record_prospect_event(link: ShareLink, kind: str, message: str) -> None:
+    """On the demo's timeline, by the prospect, naming the link they came through."""
+    record_event(link.demo, kind, message, Actor(label="prospect"), {"link": link.pk})
+
+
+def request_more_time(link: ShareLink) -> bool:
+    """Tell the owner the prospect wants more time. Changes nothing by itself.
+
+    False when the prospect asked less than ten minutes ago (one note is enough).
+    """
+    key = f"prospect:more-time:{link.pk}"
+    try:
+        if not cache.add(key, 1, timeout=int(MORE_TIME_COOLDOWN.total_seconds())):
+            return False
+    except RedisError:
+        pass  # without Redis there is no cooldown; the owner may hear twice, never not at all
+    _record_prospect_event(
+        link, "more-time-requested", f"{link.recipient} asked for more time with the demo."
+    )
+    notifications.more_time_requested(link)
+    return True
+
+
+def kubeconfig_for(link: ShareLink) -> str | None:
+    """A kubeconfig for the prospect, only when the template allows it and the backend has one."""
+    demo = link.demo
+    if not demo.spec.get("allow_kubeconfig_download") or demo.status != Status.READY:
+        return None
+    from demos.backends import get_backend
+
+    return get_backend().kubeconfig(demo.cluster_name)
+
+
+class FailureLimiter:
+    """Counts failed link lookups per client address in fixed windows (shared through Redis)."""
+
+    def __init__(self, limit: int | None = None, window: int | None = None) -> None:
+        self.limit = limit or settings.PROSPECT_FAILURE_LIMIT
+        self.window = window or settings.PROSPECT_FAILURE_WINDOW_SECONDS
+
+    def _key(self, address: str) -> str:
+        bucket = int(timezone.now().timestamp() // self.window)
+        return f"prospect:failures:{truncate_address(address) or 'unknown'}:{bucket}"
+
+    # Both fail open: while Redis is down, prospects still reach their demos, unthrottled.
+
+    def blocked(self, address: str) -> bool:
+        try:
+            return (cache.get(self._key(address)) or 0) >= self.limit
+        except RedisError:
+            return False
+
+    def record_failure(self, address: str) -> None:
+        key = self._key(address)
+        try:
+            if not cache.add(key, 1, timeout=self.window * 2):
+                cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=self.window * 2)
+        except RedisError:
+            log.warning("Cannot count a failed link lookup: Redis is unavailable")
+
+
+def visits_for(demo: Demo) -> Any:
+    return ShareLinkVisit.objects.filter(link__demo=demo).select_related("link")

@@ -1,0 +1,159 @@
+"""What prospects see: the landing page behind a share link. No account, no login.
+
+Every response here carries `Referrer-Policy: no-referrer` (the token is in the URL and must not
+travel to the demo's site), `Cache-Control: no-store, private` (the page shows credentials) and
+`X-Robots-Tag: noindex`. A link that does not work gets one neutral page whatever the reason, and
+repeated failures from one network are rate-limited; a working link always works, so a
+neighbour's guessing never locks a prospect out. Only a browser that already opened a working
+link is told, later, that the demo ended and whom to contact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from demos.models import SETTLED, ShareLink, Status
+from demos.sharing import links
+from portal.clients import client_address
+
+SESSION_KEY = "prospect_links"
+# The landing page polls while something changes for the prospect; a ready demo still needs a
+# slow poll, to show the end when it comes.
+POLL_SECONDS = {"busy": 3, "ready": 30}
+
+
+def prospect_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Referrer-Policy"] = "no-referrer"
+        add_never_cache_headers(response)
+        response["X-Robots-Tag"] = "noindex, nofollow"
+        return response
+
+    return wrapper
+
+
+def _not_available(request: HttpRequest, status: int = 404, fragment: bool = False) -> HttpResponse:
+    name = "prospect/not_available.html" + ("#panel" if fragment else "")
+    return TemplateResponse(request, name, {"too_many": status == 429}, status=status)
+
+
+def _remember(request: HttpRequest, link: ShareLink) -> None:
+    seen = set(request.session.get(SESSION_KEY, []))
+    if link.pk not in seen:
+        request.session[SESSION_KEY] = sorted(seen | {link.pk})
+
+
+def _link_or_refusal(
+    request: HttpRequest, token: str, *, fragment: bool = False
+) -> ShareLink | HttpResponse:
+    """The usable link, or the page (or panel fragment) to answer with instead.
+
+    The token is looked up before the rate limit is consulted: only failures count and only
+    failures are refused, so a working link opens even from a network that is guessing.
+    """
+    link = links.resolve(token)
+    if link is not None:
+        return link
+    known = links.find_link(token)
+    if (
+        known is not None
+        and known.revoked_at is None
+        and known.pk in request.session.get(SESSION_KEY, [])
+        and links.has_ended(known)
+    ):
+        name = "prospect/ended.html" + ("#panel" if fragment else "")
+        return TemplateResponse(request, name, {"link": known, "demo": known.demo})
+    limiter = links.FailureLimiter()
+    address = client_address(request)
+    if limiter.blocked(address):
+        return _not_available(request, status=429, fragment=fragment)
+    limiter.record_failure(address)
+    return _not_available(request, fragment=fragment)
+
+
+def _context(link: ShareLink) -> dict[str, Any]:
+    demo = link.demo
+    busy = demo.status not in SETTLED
+    return {
+        "link": link,
+        "demo": demo,
+        "spec": demo.spec,
+        "ends_at": links.link_expires_at(link),
+        "poll_seconds": POLL_SECONDS["busy" if busy else "ready"],
+        "can_download_kubeconfig": demo.spec.get("allow_kubeconfig_download")
+        and demo.status == Status.READY,
+        "now": timezone.now(),
+    }
+
+
+def with_link(*, fragment: bool = False) -> Callable[[Callable[..., HttpResponse]], Any]:
+    """Resolve the URL's token to a usable link, or answer with the refusal page instead."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, token: str) -> HttpResponse:
+            found = _link_or_refusal(request, token, fragment=fragment)
+            if isinstance(found, HttpResponse):
+                if fragment and found.status_code in (200, 404):
+                    found.status_code = 286  # htmx: swap this in and stop polling
+                return found
+            return view(request, found)
+
+        return wrapper
+
+    return decorate
+
+
+@prospect_page
+@require_GET
+@with_link()
+def landing(request: HttpRequest, link: ShareLink) -> HttpResponse:
+    _remember(request, link)
+    links.record_visit(
+        link, user_agent=request.headers.get("User-Agent", ""), address=client_address(request)
+    )
+    return TemplateResponse(request, "prospect/landing.html", _context(link))
+
+
+@prospect_page
+@require_GET
+@with_link(fragment=True)
+def status(request: HttpRequest, link: ShareLink) -> HttpResponse:
+    """The live part of the landing page (htmx). 286 stops polling once the demo has ended."""
+    return TemplateResponse(request, "prospect/landing.html#panel", _context(link))
+
+
+@prospect_page
+@require_POST
+@with_link()
+def more_time(request: HttpRequest, link: ShareLink) -> HttpResponse:
+    sent = links.request_more_time(link)
+    if request.htmx:
+        context = {**_context(link), "more_time_sent": True, "more_time_new": sent}
+        return TemplateResponse(request, "prospect/landing.html#more_time", context)
+    return redirect("prospect:landing", **request.resolver_match.kwargs)
+
+
+@prospect_page
+@require_GET
+@with_link()
+def kubeconfig(request: HttpRequest, link: ShareLink) -> HttpResponse:
+    config = links.kubeconfig_for(link)
+    if config is None:
+        return _not_available(request)
+    response = HttpResponse(config, content_type="application/yaml")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{link.demo.cluster_name}-kubeconfig.yaml"'
+    )
+    return response
