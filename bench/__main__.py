@@ -32,8 +32,9 @@ from typing import Any
 from bench import figures as fig
 from bench import stack as st
 from bench.client import HTMX, Browser, LoadResult, closed_loop, next_poll
-from bench.figures import Figure, ms, percentile
+from bench.figures import Figure, ms
 from bench.scale import Scale, from_env
+from demos.durations import percentile
 
 BENCH_DB = "portal_bench"
 SWEEP_DB = "portal_bench_sweep"

@@ -1,4 +1,4 @@
-"""Figures, percentiles, the printed table and the JSON files. Pure: no Django, no processes."""
+"""Figures, the printed table and the JSON files. Pure: no Django, no processes."""
 
 from __future__ import annotations
 
@@ -15,24 +15,6 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # A target is a comparison written the way a person reads it: "<= 200", ">= 0.7", "== 0".
 _TARGET = re.compile(r"^(<=|>=|<|>|==)\s*(-?[0-9.]+)$")
-
-
-def percentile(samples: Sequence[float], pct: float) -> float:
-    """The `pct`-th percentile by linear interpolation between closest ranks.
-
-    The same method as numpy's default and `statistics.quantiles(method="inclusive")`, so a
-    figure here can be checked with either; written out because a p95 over 100 samples must not
-    depend on which library happens to be installed.
-    """
-    if not samples:
-        raise ValueError("percentile of no samples")
-    if not 0 <= pct <= 100:
-        raise ValueError(f"percentile {pct} is outside 0..100")
-    ordered = sorted(samples)
-    rank = (len(ordered) - 1) * pct / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def target_met(value: float | None, target: str | None) -> bool | None:

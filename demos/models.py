@@ -156,15 +156,9 @@ SETTLED = frozenset({Status.READY, Status.PAUSED, Status.ARCHIVED, Status.DELETE
 
 
 class DemoQuerySet(models.QuerySet["Demo"]):
-    def active(self) -> "DemoQuerySet":
-        return self.filter(status__in=ACTIVE)
-
     def visible(self) -> "DemoQuerySet":
         """Demos a person can see: everything but unclaimed warm-pool spares."""
         return self.filter(is_spare=False)
-
-    def owned_by(self, user: object) -> "DemoQuerySet":
-        return self.filter(owner=user)
 
 
 def _new_public_id() -> uuid.UUID:
@@ -246,14 +240,13 @@ class Demo(models.Model):
         return self.status in SETTLED
 
     @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE
-
-    @property
     def time_left(self) -> timedelta | None:
-        if self.status != Status.READY or self.expires_at is None:
-            return None
-        return max(self.expires_at - timezone.now(), timedelta(0))
+        """Until expiry while running, until discarded while kept; None when neither applies."""
+        if self.status == Status.READY and self.expires_at:
+            return max(self.expires_at - timezone.now(), timedelta(0))
+        if self.keep_until:
+            return max(self.keep_until - timezone.now(), timedelta(0))
+        return None
 
 
 class DemoEvent(models.Model):

@@ -1,4 +1,4 @@
-"""Turning stored values into what people read: template markdown and durations.
+"""Template markdown as people read it: sanitised HTML.
 
 Template instructions and descriptions are markdown written by template admins and may carry
 prospect-entered values (through variables), so their HTML is always sanitised before it is shown.
@@ -7,7 +7,6 @@ prospect-entered values (through variables), so their HTML is always sanitised b
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import markdown
 import nh3
@@ -69,28 +68,3 @@ def markdown_to_html(text: str) -> SafeString:
 
 def _shift_headings(html: str) -> str:
     return _HEADING.sub(lambda m: f"<{m[1]}h{min(int(m[2]) + 2, 6)}>", html)
-
-
-def format_duration(value: timedelta | float | None, *, precise: bool = False) -> str:
-    """A duration as people say it: "42 s", "3 min 5 s", "2 h 15 min", "3 days".
-
-    `precise` keeps seconds up to ten minutes (progress steps); otherwise seconds only show
-    under a minute.
-    """
-    if value is None:
-        return "—"
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    seconds = max(seconds, 0.0)
-    if seconds < 10 and precise:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if precise and secs and minutes < 10 else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} days {hours} h" if hours else f"{days} days"

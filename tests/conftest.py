@@ -9,17 +9,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import django_rq
 import pytest
+import time_machine
 from django.contrib.auth.models import Group, User
 from django.db import connection
+from django.forms.models import model_to_dict
+from django.test import Client, override_settings
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.duration import duration_string
 
 from demos import roles
+from demos.backends.base import Observation, Phase
+from demos.backends.simulated import SimulatedBackend
+from demos.catalog.forms import CHART_FIELDS, TEMPLATE_FIELDS
+from demos.engine import capacity, dispatch, lifecycle, operations
 from demos.models import Demo, DemoTemplate, Status, TemplateChart
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +65,13 @@ def template_admin(db: None) -> User:
     return _user("tara", roles.TEMPLATE_ADMINS, is_staff=True)
 
 
+@pytest.fixture
+def admin_client(client: Client, template_admin: User) -> Client:
+    """A client logged in as the template admin (instead of pytest-django's superuser)."""
+    client.force_login(template_admin)
+    return client
+
+
 def make_template(slug: str = "webshop", charts: int = 2, **fields: Any) -> DemoTemplate:
     template = DemoTemplate.objects.create(
         slug=slug,
@@ -82,6 +99,52 @@ def make_template(slug: str = "webshop", charts: int = 2, **fields: Any) -> Demo
 @pytest.fixture
 def template(db: None) -> DemoTemplate:
     return make_template()
+
+
+# The template admin's change form, as the admin tests post it.
+
+
+def form_data(template: DemoTemplate, **changes: Any) -> dict[str, Any]:
+    """What the admin change form posts for `template` unchanged, with `changes` applied."""
+    data: dict[str, Any] = {"_save": "Save"}
+    for name in TEMPLATE_FIELDS:
+        value = getattr(template, name)
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+            continue
+        data[name] = duration_string(value) if isinstance(value, timedelta) else value
+    charts = list(template.charts.order_by("position", "pk"))
+    data |= {
+        "charts-TOTAL_FORMS": len(charts),
+        "charts-INITIAL_FORMS": len(charts),
+        "charts-MIN_NUM_FORMS": 0,
+        "charts-MAX_NUM_FORMS": 1000,
+    }
+    for index, chart in enumerate(charts):
+        data[f"charts-{index}-id"] = chart.pk
+        data[f"charts-{index}-template"] = template.pk
+        for name in CHART_FIELDS:
+            data[f"charts-{index}-{name}"] = getattr(chart, name)
+    for name, value in changes.items():
+        if value is None:
+            data.pop(name, None)
+        else:
+            data[name] = value
+    return data
+
+
+def snapshot(template: DemoTemplate) -> dict[str, Any]:
+    """Everything stored about a template, to prove a rejected save changed nothing."""
+    template = DemoTemplate.objects.get(pk=template.pk)
+    return {
+        "template": model_to_dict(template) | {"version": template.version},
+        "charts": [model_to_dict(chart) for chart in template.charts.order_by("pk")],
+    }
+
+
+def change_url(template: DemoTemplate) -> str:
+    return reverse("admin:demos_demotemplate_change", args=[template.pk])
 
 
 @pytest.fixture
@@ -225,22 +288,144 @@ def backdate(demo: Demo, **delta: float) -> None:
     demo.refresh_from_db()
 
 
-def ready_demo(template: DemoTemplate, owner: User, **fields: Any) -> Demo:
-    """A demo already running, made directly (for tests of what happens after start)."""
-    now = timezone.now()
-    demo = Demo.objects.create(
-        template=template,
-        owner=owner,
-        cluster_name=f"demo-{Demo.objects.count():010x}",
-        status=Status.READY,
-        started_at=now,
-        ready_at=now,
-        expires_at=now + template.default_lifetime,
-        live_url="https://example.com/",
-        **fields,
-    )
-    from demos.engine.specs import render_spec
+# How a demo reaches each state, from the first step on: the lifecycle's own functions, in order.
+_PATHS: dict[Status, tuple[str, ...]] = {
+    Status.QUEUED: ("queue",),
+    Status.REQUESTED: ("admit",),
+    Status.PROVISIONING: ("admit", "provision"),
+    Status.INSTALLING: ("admit", "provision", "install"),
+    Status.FAILED: ("admit", "provision", "install", "fail"),
+    Status.READY: ("admit", "ready"),
+    Status.PAUSING: ("admit", "ready", "pause"),
+    Status.PAUSED: ("admit", "ready", "pause", "paused"),
+    Status.RESUMING: ("admit", "ready", "pause", "paused", "resume"),
+    Status.ARCHIVING: ("admit", "ready", "archive"),
+    Status.ARCHIVED: ("admit", "ready", "archive", "archived"),
+    Status.DELETING: ("admit", "ready", "delete"),
+    Status.DELETED: ("admit", "ready", "delete", "deleted"),
+}
+_UNLIMITED = 1_000_000
 
-    demo.spec = render_spec(demo)
-    demo.save(update_fields=["spec"])
+
+def make_demo(
+    template: DemoTemplate,
+    owner: User | None,
+    status: Status = Status.READY,
+    *,
+    at: datetime | None = None,
+    ready_after: timedelta = timedelta(0),
+    extensions: int = 0,
+    error_message: str = "Chart “app0” failed: image pull error for registry.example.com/x:1.",
+    error_detail: str = "",
+    is_spare: bool = False,
+    **start: Any,
+) -> Demo:
+    """A demo in `status`, reached the way a real one gets there: only states that can happen.
+
+    Every step is the lifecycle's own function (`demos.engine.lifecycle`), so each transition
+    sets the timestamps, progress and events it always sets:
+
+    - `queued`: `start_demo` while capacity is full; everything else starts with `start_demo`
+      while there is room (or `start_spare` with `is_spare=True`, owner None). Capacity limits
+      are lifted while the demo is built, so a test can have as many demos as it needs; tests
+      of capacity itself call `start_demo`. Like `start_demo`, it takes a ready spare of the
+      template when one exists.
+    - `provisioning`: `begin_provisioning`, and the cluster is applied to the simulated backend.
+    - `installing`: `record_observation` of the simulated backend's mid-install observation.
+    - `failed`: then `fail_demo(error_message, error_detail)`: a chart failed while installing.
+    - `ready`: the worker's own provisioning step (`operations.provision`) on the simulated
+      backend, with its step time set to zero.
+    - `pausing`/`paused`/`resuming`, `archiving`/`archived`, `deleting`/`deleted`: from ready,
+      `pause_demo`/`finish_pause`/`resume_demo`, `archive_demo`/`finish_archive`,
+      `delete_demo`/`finish_delete`, with the simulated backend's pause, snapshot and delete.
+    - `extensions`: that many `extend_demo` calls once ready.
+
+    `start` goes to `start_demo` (prospect_name, prospect_company, lifetime, start_token).
+    Clock: with `at`, the demo is requested at `at` and the clock stands still (time-machine)
+    until it is ready `ready_after` later, where every later step happens too; so
+    `time_to_ready == ready_after` and `status_changed_at` is that moment. Without `at`, it all
+    happens now (or `ready_after` ago).
+
+    The one shortcut: the factory does the workers' part itself, so nothing it does is handed to
+    background jobs (no provision, expiry or admission job is enqueued); with a real worker
+    running, such a job would race the factory. Everything stored in the database is exactly
+    what the lifecycle writes.
+    """
+    start_at = at or timezone.now() - ready_after
+    ready_at = start_at + ready_after
+    actor = lifecycle.Actor.of(owner) if owner is not None else lifecycle.SCHEDULER
+    path = _PATHS[Status(status)]
+    limits = {
+        "DEMO_MAX_ACTIVE_PER_USER": _UNLIMITED,
+        "DEMO_MAX_ACTIVE_TOTAL": 0 if path[0] == "queue" else _UNLIMITED,
+        "DEMO_SIM_STEP_SECONDS": 0,
+        "DEMO_SIM_FAIL_STEP": "",
+        "DEMO_SIM_FAIL_TEMPLATES": [],
+        "DEMO_SIM_FAIL_RATE": 0,
+        "DEMO_SIM_ERROR_RATE": 0,
+    }
+    # Everything `dispatch` hands to a worker: the factory does that work itself.
+    handoffs = ("enqueue", "schedule_expiry", "cancel_expiry", "request_pool_refill")
+    with (
+        override_settings(**limits),
+        mock.patch.multiple(dispatch, **dict.fromkeys(handoffs, _nothing)),
+        mock.patch.object(capacity, "request_admission", _nothing),
+        time_machine.travel(start_at, tick=False) as clock,
+    ):
+        if is_spare:
+            demo = lifecycle.start_spare(template=template)
+        else:
+            demo = lifecycle.start_demo(template=template, owner=owner, **start)
+        for step in path[1:]:
+            if step == "ready":
+                clock.move_to(ready_at)
+            demo = _advance(demo, step, actor, (error_message, error_detail))
+        if status == Status.READY:
+            for _ in range(extensions):
+                demo = lifecycle.extend_demo(demo=demo, actor=actor)
+    demo.refresh_from_db()
     return demo
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _advance(demo: Demo, step: str, actor: lifecycle.Actor, error: tuple[str, str]) -> Demo:
+    """One step of `make_demo`'s path: what the person, the worker and the backend each do."""
+    backend = SimulatedBackend()
+    name = demo.cluster_name
+    match step:
+        case "provision":
+            demo = lifecycle.begin_provisioning(demo)
+            backend.apply(demo.spec)
+            return demo
+        case "install":
+            charts = demo.spec["charts"]
+            message = f"Installing {charts[0]['name']}." if charts else "Checking the app."
+            return lifecycle.record_observation(demo, Observation(Phase.INSTALLING, message))
+        case "fail":
+            return lifecycle.fail_demo(demo, *error)
+        case "ready":
+            operations.provision(str(demo.public_id))
+            return Demo.objects.get(pk=demo.pk)
+        case "pause":
+            return lifecycle.pause_demo(demo=demo, actor=actor)
+        case "paused":
+            backend.pause(name)
+            return lifecycle.finish_pause(demo)
+        case "resume":
+            return lifecycle.resume_demo(demo=demo, actor=actor)
+        case "archive":
+            return lifecycle.archive_demo(demo=demo, actor=actor)
+        case "archived":
+            location = backend.snapshot_location(name)
+            backend.snapshot(name, location)
+            backend.delete(name)
+            return lifecycle.finish_archive(demo, location, restorable=True)
+        case "delete":
+            return lifecycle.delete_demo(demo=demo, actor=actor)
+        case "deleted":
+            backend.delete(name)
+            return lifecycle.finish_delete(demo)
+    raise ValueError(f"make_demo has no step {step!r}")

@@ -3,73 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
-from django.forms.models import model_to_dict
 from django.test import Client
 from django.urls import reverse
-from django.utils.duration import duration_string
 
-from demos.catalog.forms import CHART_FIELDS, TEMPLATE_FIELDS
 from demos.models import Demo, DemoTemplate, ShareLink, Status, TemplateChart
-from tests.conftest import make_template, ready_demo
+from tests.conftest import change_url, form_data, make_demo, make_template, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "tests" / "fixtures" / "vcluster-chart" / "values.schema.json"
-
-
-def form_data(template: DemoTemplate, **changes: Any) -> dict[str, Any]:
-    """What the admin change form posts for `template` unchanged, with `changes` applied."""
-    data: dict[str, Any] = {"_save": "Save"}
-    for name in TEMPLATE_FIELDS:
-        value = getattr(template, name)
-        if isinstance(value, bool):
-            if value:
-                data[name] = "on"
-            continue
-        data[name] = duration_string(value) if isinstance(value, timedelta) else value
-    charts = list(template.charts.order_by("position", "pk"))
-    data |= {
-        "charts-TOTAL_FORMS": len(charts),
-        "charts-INITIAL_FORMS": len(charts),
-        "charts-MIN_NUM_FORMS": 0,
-        "charts-MAX_NUM_FORMS": 1000,
-    }
-    for index, chart in enumerate(charts):
-        data[f"charts-{index}-id"] = chart.pk
-        data[f"charts-{index}-template"] = template.pk
-        for name in CHART_FIELDS:
-            data[f"charts-{index}-{name}"] = getattr(chart, name)
-    for name, value in changes.items():
-        if value is None:
-            data.pop(name, None)
-        else:
-            data[name] = value
-    return data
-
-
-def snapshot(template: DemoTemplate) -> dict[str, Any]:
-    """Everything stored about a template, to prove a rejected save changed nothing."""
-    template = DemoTemplate.objects.get(pk=template.pk)
-    return {
-        "template": model_to_dict(template) | {"version": template.version},
-        "charts": [model_to_dict(chart) for chart in template.charts.order_by("pk")],
-    }
-
-
-def change_url(template: DemoTemplate) -> str:
-    return reverse("admin:demos_demotemplate_change", args=[template.pk])
-
-
-@pytest.fixture
-def admin_client(client: Client, template_admin: Any) -> Client:
-    client.force_login(template_admin)
-    return client
 
 
 BAD_INPUT = {
@@ -143,7 +90,7 @@ BAD_INPUT = {
     ),
     "lifetime too short": (
         {"default_lifetime": "00:01:00"},
-        "Default lifetime must be at least 5 minutes",
+        "Default lifetime must be at least 5 min",
     ),
     "warm pool with personal variables": (
         {"warm_pool_size": "2"},
@@ -342,7 +289,7 @@ class TestVersions:
     def test_it_never_touches_running_demos(
         self, admin_client: Client, template: DemoTemplate, alice: Any
     ) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         spec = demo.spec
         admin_client.post(
             change_url(template),
@@ -354,12 +301,12 @@ class TestVersions:
     def test_it_shows_active_demos_per_version(
         self, admin_client: Client, template: DemoTemplate, alice: Any, bob: Any
     ) -> None:
-        ready_demo(template, alice)
-        ready_demo(template, bob)
+        make_demo(template, alice)
+        make_demo(template, bob)
         DemoTemplate.objects.filter(pk=template.pk).update(version=2)
-        ready_demo(template, alice, template_version=2)
-        ended = ready_demo(template, bob, template_version=2)
-        Demo.objects.filter(pk=ended.pk).update(status=Status.DELETED)
+        template.refresh_from_db()
+        make_demo(template, alice)
+        make_demo(template, bob, Status.DELETED)
 
         page = admin_client.get(change_url(template)).content.decode()
         assert "version 2 (current): 1 active demo; version 1: 2 active demos" in page
@@ -481,7 +428,7 @@ class TestReadOnlyAdmins:
     def test_it_shows_a_demo_with_its_timeline_and_no_save_button(
         self, admin_client: Client, template: DemoTemplate, alice: Any
     ) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         demo.events.create(kind="ready", message="Ready after 42 s.")
         response = admin_client.get(reverse("admin:demos_demo_change", args=[demo.pk]))
         page = response.content.decode()
@@ -499,7 +446,7 @@ class TestReadOnlyAdmins:
         client.force_login(root)
         token_hash = "ab12cd34" + "f" * 56
         link = ShareLink.objects.create(
-            demo=ready_demo(template, alice), token_hash=token_hash, recipient="Pat"
+            demo=make_demo(template, alice), token_hash=token_hash, recipient="Pat"
         )
         for url in (
             reverse("admin:demos_sharelink_changelist"),

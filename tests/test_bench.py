@@ -12,7 +12,8 @@ import pytest
 
 from bench import figures, scale
 from bench.client import Browser, closed_loop, next_poll
-from bench.figures import Figure, percentile
+from bench.figures import Figure
+from demos.durations import percentile
 
 
 class TestPercentile:

@@ -13,7 +13,7 @@ from demos.bounded_yaml import MAX_BYTES, BoundedYAMLError, load_bounded
 from demos.engine import lifecycle
 from demos.engine.specs import SpecError, parse_yaml
 from demos.models import Demo, DemoTemplate, TemplateChart
-from tests.test_admin_templates import change_url, form_data, snapshot
+from tests.conftest import change_url, form_data, snapshot
 
 
 def alias_bomb(levels: int) -> str:
@@ -94,12 +94,6 @@ class TestLoader:
     def test_the_spec_parser_uses_it(self) -> None:
         with pytest.raises(SpecError, match=r"^Credentials: anchors and aliases"):
             parse_yaml("a: &x 1\nb: *x\n", "Credentials")
-
-
-@pytest.fixture
-def admin_client(client: Client, template_admin: Any) -> Client:
-    client.force_login(template_admin)
-    return client
 
 
 class TestTemplateSave:

@@ -14,29 +14,20 @@ from django.urls import reverse
 from django.utils import timezone
 from rq.job import Job
 
+from demos.engine import lifecycle
 from demos.fleet import selectors
 from demos.fleet.exports import safe_cell
 from demos.models import Demo, DemoEvent, DemoTemplate, ShareLink, ShareLinkVisit, Status
-from tests.conftest import make_template, ready_demo
-from tests.test_admin_templates import change_url, form_data
+from tests.conftest import change_url, form_data, make_demo, make_template
 
 FLEET = reverse("demos:fleet")
 BULK = reverse("demos:fleet_bulk")
 
 
-def demo_in(status: Status, template: DemoTemplate, owner: Any, **fields: Any) -> Demo:
-    demo = ready_demo(template, owner)
-    Demo.objects.filter(pk=demo.pk).update(status=status, **fields)
-    demo.refresh_from_db()
-    return demo
-
-
-def with_time_to_ready(demo: Demo, seconds: float, days_ago: float = 1) -> Demo:
-    Demo.objects.filter(pk=demo.pk).update(
-        time_to_ready=timedelta(seconds=seconds),
-        ready_at=timezone.now() - timedelta(days=days_ago),
-    )
-    return demo
+def ready_in(seconds: float, template: DemoTemplate, owner: Any, days_ago: float = 1) -> Demo:
+    """A demo started `days_ago` that took `seconds` to become ready."""
+    started = timezone.now() - timedelta(days=days_ago)
+    return make_demo(template, owner, at=started, ready_after=timedelta(seconds=seconds))
 
 
 def messages_of(response: Any) -> list[str]:
@@ -55,10 +46,10 @@ class TestNumbers:
     ) -> None:
         crm = make_template("crm", charts=1)
         for seconds in (10, 40, 20, 30):
-            with_time_to_ready(ready_demo(template, alice), seconds)
-        with_time_to_ready(ready_demo(crm, alice), 60)
-        with_time_to_ready(ready_demo(template, alice), 1000, days_ago=40)  # outside the window
-        demo_in(Status.QUEUED, template, alice, time_to_ready=None)  # never became ready
+            ready_in(seconds, template, alice)
+        ready_in(60, crm, alice)
+        ready_in(1000, template, alice, days_ago=40)  # outside the window
+        make_demo(template, alice, Status.QUEUED)  # never became ready
 
         rows = {row.template.slug: row for row in selectors.time_to_ready()}
         assert (rows["webshop"].count, rows["webshop"].median, rows["webshop"].p95) == (
@@ -77,30 +68,31 @@ class TestNumbers:
 
     def test_it_interpolates_percentiles_between_ranks(self) -> None:
         values = [timedelta(seconds=s) for s in range(1, 21)]
-        assert selectors.percentile(values, 0.5) == timedelta(seconds=10.5)
-        assert selectors.percentile(values, 0.95) == timedelta(seconds=19.05)
-        assert selectors.percentile(values[:1], 0.95) == timedelta(seconds=1)
-        with pytest.raises(ValueError, match="no values"):
-            selectors.percentile([], 0.5)
+        assert selectors.percentile(values, 50) == timedelta(seconds=10.5)
+        assert selectors.percentile(values, 95) == timedelta(seconds=19.05)
+        assert selectors.percentile(values[:1], 95) == timedelta(seconds=1)
+        with pytest.raises(ValueError, match="no samples"):
+            selectors.percentile([], 50)
 
     def test_it_lists_active_and_kept_demos_and_counts_them_by_status(
         self, template: DemoTemplate, alice: Any, bob: Any, manager_client: Client
     ) -> None:
         now = timezone.now()
+        past_retention = make_demo(template, bob, Status.ARCHIVED, at=now - timedelta(days=15))
         listed = [
-            ready_demo(template, alice),
-            ready_demo(template, bob),
-            demo_in(Status.QUEUED, template, alice),
-            demo_in(Status.INSTALLING, template, bob),
-            demo_in(Status.PAUSED, template, alice, keep_until=now + timedelta(days=3)),
-            demo_in(Status.ARCHIVED, template, bob, keep_until=now + timedelta(days=9)),
-            demo_in(Status.FAILED, template, alice, error_message="Chart app0 failed"),
+            make_demo(template, alice),
+            make_demo(template, bob),
+            make_demo(template, alice, Status.QUEUED),
+            make_demo(template, bob, Status.INSTALLING),
+            make_demo(template, alice, Status.PAUSED),
+            make_demo(template, bob, Status.ARCHIVED),
+            make_demo(template, alice, Status.FAILED, error_message="Chart app0 failed"),
         ]
         hidden = [
-            demo_in(Status.DELETED, template, alice),
-            demo_in(Status.ARCHIVED, template, bob, keep_until=None),
-            demo_in(Status.FAILED, template, bob, status_changed_at=now - timedelta(days=8)),
-            ready_demo(template, None, is_spare=True),
+            make_demo(template, alice, Status.DELETED),
+            lifecycle.discard_kept(past_retention),
+            make_demo(template, bob, Status.FAILED, at=now - timedelta(days=8)),
+            make_demo(template, None, is_spare=True),
         ]
         assert set(selectors.fleet_demos()) == set(listed)
         assert selectors.status_counts(selectors.fleet_demos()) == [
@@ -125,18 +117,17 @@ class TestNumbers:
     def test_it_shows_failures_of_the_last_day_with_their_cause(
         self, template: DemoTemplate, alice: Any, manager_client: Client
     ) -> None:
-        recent = demo_in(Status.FAILED, template, alice)
-        retried = ready_demo(template, alice)
-        old = demo_in(Status.FAILED, template, alice)
-        now = timezone.now()
-        for demo, message, age in (
-            (recent, "Chart shop failed: image pull error for ghcr.io/acme/shop:1.2", 2),
-            (retried, "Cluster did not start within 15 min", 20),
-            (old, "Something long ago", 30),
-        ):
-            DemoEvent.objects.create(
-                demo=demo, kind="failed", message=message, created_at=now - timedelta(hours=age)
+        now, hours = timezone.now(), lambda n: timedelta(hours=n)
+        recent, retried, old = (
+            make_demo(template, alice, Status.FAILED, at=now - hours_ago, error_message=message)
+            for message, hours_ago in (
+                ("Chart shop failed: image pull error for ghcr.io/acme/shop:1.2", hours(2)),
+                ("Cluster did not start within 15 min", hours(20)),
+                ("Something long ago", hours(30)),
             )
+        )
+        for since_retried in (retried, old):
+            lifecycle.retry_demo(demo=since_retried, actor=lifecycle.Actor.of(alice))
         assert [event.demo for event in selectors.recent_failures()] == [recent, retried]
         page = manager_client.get(FLEET).content.decode()
         assert "image pull error for ghcr.io/acme/shop:1.2" in page
@@ -148,12 +139,12 @@ class TestNumbers:
     ) -> None:
         settings.DEMO_MAX_ACTIVE_TOTAL = 10
         pooled = make_template("crm", charts=0, warm_pool_size=3, max_concurrent=4)
-        ready_demo(template, alice)
-        ready_demo(pooled, alice)
-        ready_demo(pooled, None, is_spare=True)
-        ready_demo(pooled, None, is_spare=True)
-        demo_in(Status.PROVISIONING, pooled, None, is_spare=True)
-        demo_in(Status.QUEUED, template, alice)
+        make_demo(template, alice)
+        make_demo(pooled, alice)
+        make_demo(pooled, None, is_spare=True)
+        make_demo(pooled, None, is_spare=True)
+        make_demo(pooled, None, Status.PROVISIONING, is_spare=True)
+        make_demo(template, alice, Status.QUEUED)
 
         summary = selectors.capacity_summary()
         assert (summary.active, summary.limit, summary.queued) == (5, 10, 1)
@@ -189,7 +180,7 @@ class TestBulkActions:
     def test_it_asks_for_confirmation_before_changing_anything(
         self, template: DemoTemplate, alice: Any, bob: Any, manager_client: Client
     ) -> None:
-        demos = [ready_demo(template, alice), ready_demo(template, bob)]
+        demos = [make_demo(template, alice), make_demo(template, bob)]
         response = manager_client.post(
             BULK, {"action": "delete", "demos": [str(d.public_id) for d in demos]}
         )
@@ -212,9 +203,9 @@ class TestBulkActions:
         rq_redis: Any,
         django_capture_on_commit_callbacks: Any,
     ) -> None:
-        fresh = ready_demo(template, alice)
-        maxed = ready_demo(template, bob, extension_count=template.max_extensions)
-        stopped = demo_in(Status.PAUSED, template, bob)
+        fresh = make_demo(template, alice)
+        maxed = make_demo(template, bob, extensions=template.max_extensions)
+        stopped = make_demo(template, bob, Status.PAUSED)
         with django_capture_on_commit_callbacks(execute=True):
             response = manager_client.post(
                 BULK,
@@ -254,8 +245,8 @@ class TestBulkActions:
         rq_redis: Any,
         django_capture_on_commit_callbacks: Any,
     ) -> None:
-        running = ready_demo(template, alice)
-        queued = demo_in(Status.QUEUED, template, alice)
+        running = make_demo(template, alice)
+        queued = make_demo(template, alice, Status.QUEUED)
         with django_capture_on_commit_callbacks(execute=True):
             response = manager_client.post(
                 BULK,
@@ -276,7 +267,7 @@ class TestBulkActions:
         self, template: DemoTemplate, alice: Any, client: Client, template_admin: Any
     ) -> None:
         # Template admins watch the fleet; changing someone's demo is for its owner or a manager.
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         client.force_login(template_admin)
         assert 'name="demos"' not in client.get(FLEET).content.decode()
         response = client.post(
@@ -297,7 +288,7 @@ class TestBulkActions:
         assert response.status_code == 302
 
     def test_it_needs_a_csrf_token(self, template: DemoTemplate, alice: Any, manager: Any) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         client = Client(enforce_csrf_checks=True)
         client.force_login(manager)
         response = client.post(
@@ -308,7 +299,7 @@ class TestBulkActions:
         assert demo.status == Status.READY
 
     def test_it_refuses_salespeople(self, client: Client, alice: Any, template: Any) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         client.force_login(alice)
         response = client.post(
             BULK, {"action": "delete", "confirmed": "on", "demos": [str(demo.public_id)]}
@@ -347,9 +338,11 @@ class TestExports:
     def test_it_exports_every_demo(
         self, template: DemoTemplate, alice: Any, manager_client: Client
     ) -> None:
-        demo = ready_demo(template, alice, prospect_company="=cmd|' /C calc'!A0")
-        with_time_to_ready(demo, 42)
-        ended = demo_in(Status.DELETED, template, alice, prospect_name="Old")
+        formula = "=cmd|' /C calc'!A0"
+        demo = make_demo(
+            template, alice, prospect_company=formula, ready_after=timedelta(seconds=42)
+        )
+        ended = make_demo(template, alice, Status.DELETED, prospect_name="Old")
         rows = read_csv(manager_client.get(reverse("demos:fleet_export_demos")))
         header, body = rows[0], rows[1:]
         assert header[:4] == ["demo_id", "cluster_name", "template", "template_version"]
@@ -363,7 +356,7 @@ class TestExports:
     def test_it_exports_prospect_visits(
         self, template: DemoTemplate, alice: Any, manager_client: Client
     ) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         link = ShareLink.objects.create(
             demo=demo, token_hash="a" * 64, recipient="+Pat <pat@example.com>", created_by=alice
         )
@@ -391,7 +384,7 @@ class TestActivity:
         admin_client = Client()
         admin_client.force_login(template_admin)
         admin_client.post(change_url(template), form_data(template, tagline="Now with payments"))
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         manager_client.post(
             BULK, {"action": "extend", "confirmed": "on", "demos": [str(demo.public_id)]}
         )
@@ -410,8 +403,8 @@ class TestActivity:
     def test_it_pages_back_in_time(
         self, template: DemoTemplate, alice: Any, manager_client: Client
     ) -> None:
-        demo = ready_demo(template, alice)
         start = timezone.now() - timedelta(days=1)
+        demo = make_demo(template, alice, at=start - timedelta(hours=1))
         DemoEvent.objects.bulk_create(
             DemoEvent(
                 demo=demo,
@@ -425,7 +418,8 @@ class TestActivity:
         assert len(first) == selectors.ACTIVITY_PAGE
         assert first[0].message == f"event {selectors.ACTIVITY_PAGE + 4}"
         rest = selectors.activity_feed(before=first[-1].at)
-        assert [item.message for item in rest] == [f"event {n}" for n in range(4, -1, -1)]
+        assert [item.message for item in rest[:5]] == [f"event {n}" for n in range(4, -1, -1)]
+        assert all(item.at < start for item in rest[5:])  # the demo's own start, before them
         page = manager_client.get(reverse("demos:fleet_activity")).content.decode()
         assert "Older</a>" in page
         for cursor in ("2026-02-30T10:00:00", "yesterday", "2026-01-01T10:00:00"):

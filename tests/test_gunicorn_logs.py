@@ -25,7 +25,7 @@ from demos.engine.lifecycle import Actor
 from demos.models import DemoTemplate
 from demos.sharing.links import create_share_link
 from portal.redaction import REDACTED, RedactShareTokens, redact_share_tokens
-from tests.conftest import ROOT, _database_url, _die_with_parent, ready_demo, wait_for
+from tests.conftest import ROOT, _database_url, _die_with_parent, make_demo, wait_for
 
 CONFIG = "python:portal.gunicorn_conf"
 
@@ -110,7 +110,7 @@ class TestRealGunicorn:
     def test_tokens_are_redacted_in_the_access_log_and_djangos_log(
         self, gunicorn: Gunicorn, template: DemoTemplate, alice: Any
     ) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         token = create_share_link(demo=demo, actor=Actor.of(alice), recipient="Pat").token
         wrong = [secrets.token_urlsafe(32) for _ in range(3)]
 

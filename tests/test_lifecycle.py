@@ -14,7 +14,7 @@ from demos.engine.capacity import CapacityError, queue_position
 from demos.engine.lifecycle import Actor
 from demos.errors import InvalidTransition, LifecycleError
 from demos.models import Demo, Status
-from tests.conftest import make_template, ready_demo
+from tests.conftest import make_demo, make_template
 
 ACTIONS = {
     "extend": lifecycle.extend_demo,
@@ -42,20 +42,13 @@ ALLOWED = {
 }
 
 
-def _demo_in(status: Status, template: Any, owner: Any) -> Demo:
-    demo = ready_demo(template, owner)
-    Demo.objects.filter(pk=demo.pk).update(status=status)
-    demo.refresh_from_db()
-    return demo
-
-
 class TestStateMachine:
     @pytest.mark.parametrize("action", sorted(ACTIONS))
     @pytest.mark.parametrize("status", list(Status))
     def test_it_allows_exactly_the_documented_transitions(
         self, action: str, status: Status, template: Any, alice: Any, rq_redis: Any
     ) -> None:
-        demo = _demo_in(status, template, alice)
+        demo = make_demo(template, alice, status)
         if status in ALLOWED[action]:
             result = ACTIONS[action](demo=demo, actor=Actor.of(alice))
             assert result.status != status or action == "extend"
@@ -70,7 +63,7 @@ class TestStateMachine:
     def test_it_explains_a_lost_race_in_words(
         self, template: Any, alice: Any, rq_redis: Any
     ) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         stale = Demo.objects.get(pk=demo.pk)
         lifecycle.delete_demo(demo=demo, actor=Actor.of(alice))
         with pytest.raises(InvalidTransition, match="already being deleted"):
@@ -79,9 +72,9 @@ class TestStateMachine:
     def test_every_transition_writes_an_event(
         self, template: Any, alice: Any, rq_redis: Any
     ) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         lifecycle.pause_demo(demo=demo, actor=Actor.of(alice))
-        event = demo.events.get()
+        event = demo.events.latest("created_at", "pk")
         assert (event.kind, event.actor) == ("pausing", alice)
 
 
@@ -154,8 +147,7 @@ class TestCapacity:
         waiting_bob = lifecycle.start_demo(template=template, owner=bob)
         waiting_alice = lifecycle.start_demo(template=template, owner=alice)
         assert lifecycle.admit_queued() == []
-        lifecycle.delete_demo(demo=first, actor=Actor.of(alice))
-        Demo.objects.filter(pk=first.pk).update(status=Status.DELETED)
+        lifecycle.finish_delete(lifecycle.delete_demo(demo=first, actor=Actor.of(alice)))
         admitted = lifecycle.admit_queued()
         assert [d.pk for d in admitted] == [waiting_bob.pk]
         waiting_alice.refresh_from_db()
@@ -167,7 +159,7 @@ class TestExtend:
     def test_it_moves_the_expiry_by_one_step(
         self, template: Any, alice: Any, rq_redis: Any
     ) -> None:
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         before = demo.expires_at
         lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
         assert demo.expires_at == before + template.extension_step
@@ -178,7 +170,7 @@ class TestExtend:
     ) -> None:
         template.max_lifetime = timedelta(hours=2, minutes=30)
         template.save()
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
         assert demo.expires_at == demo.ready_at + timedelta(hours=2, minutes=30)
         with pytest.raises(LifecycleError, match="longest time allowed"):
@@ -190,7 +182,7 @@ class TestExtend:
         template.max_extensions = 1
         template.max_lifetime = timedelta(hours=24)
         template.save()
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
         with pytest.raises(LifecycleError, match="extended 1 times"):
             lifecycle.extend_demo(demo=demo, actor=Actor.of(alice))
@@ -206,7 +198,7 @@ class TestExpire:
     ) -> None:
         template.expiry_action = action
         template.save()
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         assert lifecycle.expire_demo(demo=demo) is None  # not due yet
         with time_machine.travel(demo.expires_at + timedelta(seconds=1)):
             lifecycle.expire_demo(demo=demo)
@@ -216,9 +208,8 @@ class TestExpire:
     def test_retention_deletes_a_paused_demo_after_its_time(
         self, template: Any, alice: Any, rq_redis: Any
     ) -> None:
-        demo = _demo_in(Status.PAUSED, template, alice)
-        Demo.objects.filter(pk=demo.pk).update(keep_until=timezone.now() + timedelta(days=1))
-        demo.refresh_from_db()
+        # Paused 13 days ago: 14 days of retention leave one more day.
+        demo = make_demo(template, alice, Status.PAUSED, at=timezone.now() - timedelta(days=13))
         assert lifecycle.discard_kept(demo) is None
         with time_machine.travel(timezone.now() + timedelta(days=2)):
             lifecycle.discard_kept(demo)
@@ -231,15 +222,15 @@ class TestExpiryWarnings:
     ) -> None:
         from demos.engine import reconcile
 
-        demo = ready_demo(template, alice, prospect_company="Acme")
+        demo = make_demo(template, alice, prospect_company="Acme")
         Demo.objects.filter(pk=demo.pk).update(expires_at=timezone.now() + timedelta(minutes=50))
         assert reconcile.warn_before_expiry(timezone.now()) == 1
         assert reconcile.warn_before_expiry(timezone.now()) == 0
-        assert mailoutbox[0].subject == "Your Webshop demo ends in 49 minutes"
+        assert mailoutbox[0].subject == "Your Webshop demo ends in 49 min"
         assert f"/demos/{demo.public_id}/" in mailoutbox[0].body
         with time_machine.travel(timezone.now() + timedelta(minutes=41)):
             assert reconcile.warn_before_expiry(timezone.now()) == 1
-        assert "ends in 8 minutes" in mailoutbox[1].subject
+        assert "ends in 8 min" in mailoutbox[1].subject
         assert demo.events.filter(kind="warned").count() == 2
 
     def test_an_extension_rearms_the_warnings(
@@ -249,7 +240,7 @@ class TestExpiryWarnings:
 
         template.extension_step = timedelta(minutes=30)
         template.save()
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         Demo.objects.filter(pk=demo.pk).update(expires_at=timezone.now() + timedelta(minutes=5))
         demo.refresh_from_db()
         assert reconcile.warn_before_expiry(timezone.now()) == 1
@@ -284,7 +275,7 @@ class TestArchiveWithoutRestore:
     ) -> None:
         from demos.sales.buttons import ARCHIVE, is_allowed
 
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         assert not is_allowed(ARCHIVE, demo)
         with pytest.raises(LifecycleError, match="Keep it for later instead"):
             lifecycle.archive_demo(demo=demo, actor=Actor.of(alice))
@@ -294,7 +285,7 @@ class TestArchiveWithoutRestore:
     ) -> None:
         template.expiry_action = "archive"
         template.save()
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         with time_machine.travel(demo.expires_at + timedelta(seconds=1)):
             lifecycle.expire_demo(demo=demo)
         assert demo.status == Status.PAUSING

@@ -15,7 +15,7 @@ from django.utils import timezone
 from demos.engine import dispatch, lifecycle, reconcile
 from demos.engine.lifecycle import Actor
 from demos.models import Demo, DemoEvent, SimulatedCluster, Snapshot, SnapshotKind, Status
-from tests.conftest import WorkerProcess, make_template, ready_demo, wait_for, wait_for_status
+from tests.conftest import WorkerProcess, make_demo, make_template, wait_for, wait_for_status
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -154,8 +154,9 @@ class TestFailures:
 class TestSweep:
     def test_two_overlapping_sweeps_expire_each_demo_once(self, rq_redis: Any, alice: Any) -> None:
         template = make_template()
-        demos = [ready_demo(template, alice) for _ in range(12)]
-        Demo.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+        # Ready a whole lifetime (and a second) ago: due now.
+        due = timezone.now() - template.default_lifetime - timedelta(seconds=1)
+        demos = [make_demo(template, alice, at=due) for _ in range(12)]
         barrier = threading.Barrier(2)
         results: list[int] = []
 
@@ -180,11 +181,10 @@ class TestSweep:
     def test_an_orphaned_cluster_is_deleted_and_owned_ones_are_kept(
         self, rq_redis: Any, alice: Any
     ) -> None:
-        demo = ready_demo(make_template(), alice)
-        SimulatedCluster.objects.create(name=demo.cluster_name, spec=demo.spec)
+        demo = make_demo(make_template(), alice)
         SimulatedCluster.objects.create(name="demo-orphan0001", spec={})
-        ended = ready_demo(demo.template, alice)
-        Demo.objects.filter(pk=ended.pk).update(status=Status.DELETED)
+        ended = make_demo(demo.template, alice, Status.DELETED)
+        # Odd on purpose: a cluster its delete left behind (the backend lost track of it).
         SimulatedCluster.objects.create(name=ended.cluster_name, spec={})
 
         summary = reconcile.sweep()
@@ -194,8 +194,8 @@ class TestSweep:
     def test_a_demo_stuck_past_its_timeout_fails_and_is_cleaned_up(
         self, rq_redis: Any, alice: Any
     ) -> None:
-        demo = ready_demo(make_template(), alice)
-        Demo.objects.filter(pk=demo.pk).update(status=Status.PROVISIONING)
+        # The worker creating its cluster died: no job is left to finish or fail it.
+        demo = make_demo(make_template(), alice, Status.PROVISIONING)
         with time_machine.travel(timezone.now() + timedelta(minutes=30)):
             assert reconcile.sweep().timed_out == 1
         demo.refresh_from_db()

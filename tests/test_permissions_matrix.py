@@ -26,12 +26,11 @@ from demos.models import (
     DemoTemplate,
     ShareLink,
     ShareLinkVisit,
-    SimulatedCluster,
     Snapshot,
     SnapshotKind,
 )
 from demos.sharing.links import create_share_link
-from tests.conftest import ready_demo
+from tests.conftest import make_demo
 
 # What a response may be: a status code, a set of acceptable codes, or one of these redirects.
 LOGIN = "login"  # 302 to the portal's login page
@@ -444,8 +443,7 @@ def world(
     template: DemoTemplate,
     rq_redis: Any,
 ) -> World:
-    demo = ready_demo(template, alice, prospect_company="Acme")
-    SimulatedCluster.objects.create(name=demo.cluster_name, spec=demo.spec)
+    demo = make_demo(template, alice, prospect_company="Acme")
     snapshot = Snapshot.objects.create(
         demo=demo, template=template, kind=SnapshotKind.ARCHIVED, location="oci://example/x"
     )

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from demos.engine import lifecycle
 from demos.engine.lifecycle import Actor
-from demos.models import Demo, ShareLink, SimulatedCluster, Status
+from demos.models import Demo, ShareLink, Status
 from demos.sharing import links
 from portal.clients import client_address
-from tests.conftest import ready_demo
+from tests.conftest import make_demo
 
 
 @pytest.fixture(autouse=True)
@@ -32,12 +32,17 @@ def _fresh_cache() -> Any:
 
 @pytest.fixture
 def demo(template: Any, alice: Any) -> Demo:
-    return ready_demo(template, alice, prospect_company="Acme", prospect_name="Pat")
+    return make_demo(template, alice, prospect_company="Acme", prospect_name="Pat")
 
 
 def share(demo: Demo, **kwargs: Any) -> links.NewLink:
     kwargs.setdefault("recipient", "pat@acme.example")
     return links.create_share_link(demo=demo, actor=Actor.of(demo.owner), **kwargs)
+
+
+def end(demo: Demo) -> None:
+    """Delete the demo as its owner would, and let the worker finish the job."""
+    lifecycle.finish_delete(lifecycle.delete_demo(demo=demo, actor=Actor.of(demo.owner)))
 
 
 def landing(client: Client, token: str, **headers: str) -> Any:
@@ -109,7 +114,7 @@ class TestTokens:
 
     def test_links_of_ended_demos_get_the_neutral_page(self, client: Client, demo: Demo) -> None:
         token = share(demo).token
-        Demo.objects.filter(pk=demo.pk).update(status=Status.DELETED)
+        end(demo)
         assert_neutral(landing(client, token))
 
     def test_the_prospect_who_used_it_is_told_the_demo_ended_and_whom_to_ask(
@@ -117,7 +122,7 @@ class TestTokens:
     ) -> None:
         token = share(demo).token
         landing(client, token)
-        Demo.objects.filter(pk=demo.pk).update(status=Status.DELETED)
+        end(demo)
         response = landing(client, token)
         assert response.status_code == 200
         assert "This demo has ended" in response.text
@@ -235,7 +240,7 @@ class TestLandingPage:
     def test_it_shows_the_demo_and_nothing_else(
         self, client: Client, demo: Demo, alice: Any, template: Any
     ) -> None:
-        other = ready_demo(template, alice, prospect_company="Globex Secret Deal")
+        other = make_demo(template, alice, prospect_company="Globex Secret Deal")
         response = landing(client, share(demo, note="See you Tuesday!").token)
         assert response.status_code == 200
         page = response.text
@@ -259,10 +264,9 @@ class TestLandingPage:
         ],
     )
     def test_it_says_kindly_when_the_demo_is_not_running(
-        self, client: Client, demo: Demo, status: Status, expected: str
+        self, client: Client, template: Any, alice: Any, status: Status, expected: str
     ) -> None:
-        token = share(demo).token
-        Demo.objects.filter(pk=demo.pk).update(status=status)
+        token = share(make_demo(template, alice, status, prospect_company="Acme")).token
         response = landing(client, token)
         assert expected in response.text
         assert "Open demo" not in response.text
@@ -293,7 +297,6 @@ class TestLandingPage:
     def test_kubeconfig_only_when_the_template_allows_it(
         self, client: Client, demo: Demo, template: Any, alice: Any
     ) -> None:
-        SimulatedCluster.objects.create(name=demo.cluster_name, spec=demo.spec)
         token = share(demo).token
         url = reverse("prospect:kubeconfig", args=[token])
         assert_neutral(client.get(url))
@@ -301,8 +304,7 @@ class TestLandingPage:
 
         template.allow_kubeconfig_download = True
         template.save()
-        allowed = ready_demo(template, alice)
-        SimulatedCluster.objects.create(name=allowed.cluster_name, spec=allowed.spec)
+        allowed = make_demo(template, alice)
         token = share(allowed).token
         response = client.get(reverse("prospect:kubeconfig", args=[token]))
         assert response.status_code == 200

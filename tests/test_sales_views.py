@@ -17,9 +17,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from demos.backends.base import Observation, Phase
 from demos.engine import lifecycle, progress
 from demos.models import Demo, DemoEvent, DemoTemplate, Snapshot, SnapshotKind, Status
-from tests.conftest import make_template, ready_demo
+from tests.conftest import make_demo, make_template
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -77,56 +78,30 @@ def csrf_token_of(client: Client, url: str) -> str:
     return match.group(1)
 
 
-def demo_in(status: Status, template: DemoTemplate, owner: User, **fields: Any) -> Demo:
-    demo = ready_demo(template, owner)
-    Demo.objects.filter(pk=demo.pk).update(status=status, **fields)
-    demo.refresh_from_db()
-    return demo
-
-
 def starting_demo(template: DemoTemplate, owner: User) -> Demo:
     return lifecycle.start_demo(template=template, owner=owner, prospect_company="Acme")
 
 
 def provisioning_demo(template: DemoTemplate, owner: User) -> Demo:
     """A demo whose cluster is being created: its first step is running."""
-    demo = starting_demo(template, owner)
-    Demo.objects.filter(pk=demo.pk).update(
-        status=Status.PROVISIONING, progress=progress.mark(demo.progress, "cluster", "active")
-    )
-    demo.refresh_from_db()
-    return demo
+    return make_demo(template, owner, Status.PROVISIONING, prospect_company="Acme")
 
 
 def failed_demo(template: DemoTemplate, owner: User) -> Demo:
-    demo = starting_demo(template, owner)
-    failed = progress.mark(demo.progress, "cluster", "done")
-    failed = progress.mark(failed, "chart:app0", "failed")
-    Demo.objects.filter(pk=demo.pk).update(
-        status=Status.FAILED,
-        failed_from=Status.INSTALLING,
+    """A demo whose first chart failed to install."""
+    return make_demo(
+        template,
+        owner,
+        Status.FAILED,
+        prospect_company="Acme",
         error_message="Chart “app0” failed: image pull error for registry.example.com/x:1.",
         error_detail="pod app0-0: ErrImagePull",
-        progress=failed,
     )
-    demo.refresh_from_db()
-    return demo
 
 
-def archived_demo(template: DemoTemplate, owner: User) -> tuple[Demo, Snapshot]:
-    keep_until = timezone.now() + timedelta(days=14)
-    demo = demo_in(
-        Status.ARCHIVED, template, owner, keep_until=keep_until, expires_at=None, ended_at=None
-    )
-    snapshot = Snapshot.objects.create(
-        demo=demo,
-        template=template,
-        kind=SnapshotKind.ARCHIVED,
-        location=f"simulated://snapshots/{demo.cluster_name}/1",
-        restorable=True,
-        expires_at=keep_until,
-    )
-    return demo, snapshot
+def archived_demo(template: DemoTemplate, owner: User, **start: Any) -> tuple[Demo, Snapshot]:
+    demo = make_demo(template, owner, Status.ARCHIVED, **start)
+    return demo, demo.snapshots.get(kind=SnapshotKind.ARCHIVED)
 
 
 def detail_url(demo: Demo) -> str:
@@ -150,7 +125,7 @@ def action_url(demo: Demo, action: str) -> str:
 
 @pytest.fixture
 def demo(template: DemoTemplate, alice: User) -> Demo:
-    return ready_demo(template, alice, prospect_company="Acme")
+    return make_demo(template, alice, prospect_company="Acme")
 
 
 # --- Who may see what ---------------------------------------------------------------------------
@@ -257,8 +232,8 @@ class TestManager:
     def test_it_filters_by_owner(
         self, manager: User, alice: User, bob: User, template: DemoTemplate
     ) -> None:
-        ready_demo(template, alice, prospect_company="Alpha Corp")
-        ready_demo(template, bob, prospect_company="Beta Ltd")
+        make_demo(template, alice, prospect_company="Alpha Corp")
+        make_demo(template, bob, prospect_company="Beta Ltd")
         client = logged_in(manager)
         everyone = page(client, reverse("demos:my_demos"))
         assert "Alpha Corp" in everyone
@@ -306,7 +281,7 @@ class TestCatalog:
     ) -> None:
         fresh = make_template("crm", name="CRM")
         for seconds in (30, 40, 90):
-            ready_demo(template, alice, time_to_ready=timedelta(seconds=seconds))
+            make_demo(template, alice, ready_after=timedelta(seconds=seconds))
         html = page(logged_in(alice), reverse("demos:catalog"))
         webshop = html[html.index('id="template-webshop"') :]
         assert "about 40 s" in webshop[: webshop.index("</article>")]
@@ -332,8 +307,8 @@ class TestCatalog:
     def test_it_lists_the_persons_running_demos(
         self, alice: User, bob: User, template: DemoTemplate
     ) -> None:
-        ready_demo(template, alice, prospect_company="Mine Inc")
-        ready_demo(template, bob, prospect_company="Theirs Inc")
+        make_demo(template, alice, prospect_company="Mine Inc")
+        make_demo(template, bob, prospect_company="Theirs Inc")
         html = page(logged_in(alice), reverse("demos:catalog"))
         assert "Your demos now" in html
         assert "Mine Inc" in html
@@ -397,7 +372,7 @@ class TestStart:
         self, alice: User, template: DemoTemplate, rq_redis: Any, settings: Any
     ) -> None:
         settings.DEMO_MAX_ACTIVE_PER_USER = 1
-        ready_demo(template, alice)
+        make_demo(template, alice)
         lifecycle.start_demo(template=template, owner=alice)  # queued: the limit is reached
         client = logged_in(alice)
         response = client.post(
@@ -438,7 +413,7 @@ class TestDemoPage:
         self, alice: User, bob: User, template: DemoTemplate, rq_redis: Any, settings: Any
     ) -> None:
         settings.DEMO_MAX_ACTIVE_TOTAL = 1
-        ready_demo(template, bob)
+        make_demo(template, bob)
         demo = starting_demo(template, alice)
         assert demo.status == Status.QUEUED
         html = page(logged_in(alice), detail_url(demo))
@@ -450,9 +425,9 @@ class TestDemoPage:
     ) -> None:
         html = page(logged_in(alice), detail_url(demo))
         assert "Your demo is ready" in html
-        assert 'href="https://example.com/"' in html
+        assert f'href="{demo.live_url}"' in html
         assert "Open demo" in html
-        assert 'value="https://example.com/" readonly' in html
+        assert f'value="{demo.live_url}" readonly' in html
         assert "data-copy=" in html
         assert "Username" in html
         assert "<strong>admin</strong>" in html  # markdown rendered
@@ -470,7 +445,7 @@ class TestDemoPage:
             '<img src=x onerror="y">'
         )
         template.refresh_from_db()
-        demo = ready_demo(template, alice)
+        demo = make_demo(template, alice)
         html = page(logged_in(alice), detail_url(demo))
         assert "alert(1)" not in html
         assert "onerror" not in html
@@ -490,9 +465,7 @@ class TestDemoPage:
         assert action_url(demo, "extend") not in html
 
     def test_a_paused_demo_offers_resume(self, alice: User, template: DemoTemplate) -> None:
-        demo = demo_in(
-            Status.PAUSED, template, alice, keep_until=timezone.now() + timedelta(days=3)
-        )
+        demo = make_demo(template, alice, Status.PAUSED)
         html = page(logged_in(alice), detail_url(demo))
         assert "Kept for later" in html
         assert ">Resume<" in html
@@ -509,7 +482,7 @@ class TestDemoPage:
     def test_a_deleted_demo_points_back_to_the_catalog(
         self, alice: User, template: DemoTemplate
     ) -> None:
-        demo = demo_in(Status.DELETED, template, alice, ended_at=timezone.now())
+        demo = make_demo(template, alice, Status.DELETED)
         html = page(logged_in(alice), detail_url(demo))
         assert "This demo has ended" in html
         assert "Start another Webshop demo" in html
@@ -574,9 +547,7 @@ class TestPolling:
 
         # Anything the panel shows changes its version: the next poll renders it again.
         demo.refresh_from_db()
-        Demo.objects.filter(pk=demo.pk).update(
-            status=Status.INSTALLING, progress=progress.mark(demo.progress, "cluster", "done")
-        )
+        lifecycle.record_observation(demo, Observation(Phase.INSTALLING, "Installing app0."))
         news = client.get(poll, **HTMX)
         assert news.status_code == 200
         assert "Creating the cluster" in news.content.decode()
@@ -638,7 +609,7 @@ class TestPolling:
         assert "number 2 in the queue" in first
         poll = next_poll_url(first)
         assert client.get(poll, **HTMX).status_code == 204
-        Demo.objects.filter(pk=ahead.pk).update(status=Status.DELETED)
+        lifecycle.delete_demo(demo=ahead, actor=lifecycle.Actor.of(bob))
         moved = client.get(poll, **HTMX)
         assert moved.status_code == 200
         assert "number 1 in the queue" in moved.content.decode()
@@ -667,7 +638,7 @@ class TestPolling:
         demo = starting_demo(template, alice)
         client = logged_in(alice)
         poll = next_poll_url(client.get(status_url(demo), **HTMX).content.decode())
-        Demo.objects.filter(pk=demo.pk).update(status=Status.DELETED)
+        lifecycle.finish_delete(lifecycle.delete_demo(demo=demo, actor=lifecycle.Actor.of(alice)))
         assert client.get(poll, **HTMX).status_code == 286
 
     def test_it_answers_286_once_the_demo_has_settled(self, alice: User, demo: Demo) -> None:
@@ -680,7 +651,7 @@ class TestPolling:
     def test_every_settled_state_stops_polling(
         self, alice: User, template: DemoTemplate, status: Status
     ) -> None:
-        demo = demo_in(status, template, alice)
+        demo = make_demo(template, alice, status)
         assert logged_in(alice).get(status_url(demo), **HTMX).status_code == 286
 
     def test_a_failed_demo_stops_polling(
@@ -693,7 +664,7 @@ class TestPolling:
         self, alice: User, template: DemoTemplate, rq_redis: Any
     ) -> None:
         starting = starting_demo(template, alice)
-        ready = ready_demo(template, alice)
+        ready = make_demo(template, alice)
         client = logged_in(alice)
         response = client.get(status_url(starting) + "?fragment=row", **HTMX)
         assert response.status_code == 200
@@ -731,7 +702,7 @@ class TestActions:
         before: Status,
         after: Status,
     ) -> None:
-        demo = demo_in(before, template, alice)
+        demo = make_demo(template, alice, before)
         client = logged_in(alice)
         response = client.post(action_url(demo, action))
         assert response.status_code == 302
@@ -776,7 +747,7 @@ class TestActions:
     def test_a_refused_action_explains_itself_in_place(
         self, alice: User, template: DemoTemplate, rq_redis: Any
     ) -> None:
-        demo = ready_demo(template, alice, extension_count=template.max_extensions)
+        demo = make_demo(template, alice, extensions=template.max_extensions)
         response = logged_in(alice).post(action_url(demo, "extend"), **HTMX)
         assert response.status_code == 409
         assert "the most" in response.content.decode()
@@ -785,7 +756,7 @@ class TestActions:
     def test_a_refused_action_without_javascript_comes_back_with_a_message(
         self, alice: User, template: DemoTemplate, rq_redis: Any
     ) -> None:
-        demo = demo_in(Status.DELETED, template, alice)
+        demo = make_demo(template, alice, Status.DELETED)
         client = logged_in(alice)
         response = client.post(action_url(demo, "delete"), follow=True)
         assert "already" in response.content.decode() or "has been deleted" in (
@@ -812,10 +783,10 @@ class TestActions:
         self, alice: User, template: DemoTemplate, rq_redis: Any
     ) -> None:
         client = logged_in(alice)
-        first = ready_demo(template, alice)
+        first = make_demo(template, alice)
         response = client.post(action_url(first, "pause"), {"next": "/demos/?owner="})
         assert response["Location"] == "/demos/?owner="
-        second = ready_demo(template, alice)
+        second = make_demo(template, alice)
         response = client.post(action_url(second, "pause"), {"next": "https://evil.example/"})
         assert response["Location"] == detail_url(second)
 
@@ -889,14 +860,11 @@ class TestMyDemos:
     def test_it_splits_demos_into_active_kept_and_ended(
         self, alice: User, template: DemoTemplate, rq_redis: Any
     ) -> None:
-        ready_demo(template, alice, prospect_company="Running Co")
+        make_demo(template, alice, prospect_company="Running Co")
         failed_demo(template, alice)
-        demo_in(Status.PAUSED, template, alice, prospect_company="Paused Co")
-        archived, _snapshot = archived_demo(template, alice)
-        Demo.objects.filter(pk=archived.pk).update(prospect_company="Archived Co")
-        demo_in(
-            Status.DELETED, template, alice, prospect_company="Gone Co", ended_at=timezone.now()
-        )
+        make_demo(template, alice, Status.PAUSED, prospect_company="Paused Co")
+        archived_demo(template, alice, prospect_company="Archived Co")
+        make_demo(template, alice, Status.DELETED, prospect_company="Gone Co")
         html = page(logged_in(alice), reverse("demos:my_demos"))
         active = html[html.index('id="section-active"') : html.index('id="section-kept"')]
         kept = html[html.index('id="section-kept"') : html.index('id="section-ended"')]
@@ -918,8 +886,8 @@ class TestMyDemos:
         assert "<title>My demos · Demo portal</title>" in html
 
     def test_quick_actions_fit_each_demos_state(self, alice: User, template: DemoTemplate) -> None:
-        ready = ready_demo(template, alice)
-        paused = demo_in(Status.PAUSED, template, alice)
+        ready = make_demo(template, alice)
+        paused = make_demo(template, alice, Status.PAUSED)
         html = page(logged_in(alice), reverse("demos:my_demos"))
         assert action_url(ready, "extend") in html
         assert action_url(ready, "pause") in html
@@ -977,7 +945,7 @@ class TestLayout:
 
 @pytest.mark.parametrize(
     "make",
-    [starting_demo, failed_demo, lambda t, o: ready_demo(t, o)],
+    [starting_demo, failed_demo, lambda t, o: make_demo(t, o)],
     ids=["starting", "failed", "ready"],
 )
 def test_no_page_has_inline_code(

@@ -28,14 +28,7 @@ from demos.engine.lifecycle import Actor
 from demos.engine.specs import SpecError, render_spec
 from demos.models import Demo, DemoTemplate, Status, TemplateChart
 from demos.sharing.links import create_share_link
-from tests.conftest import PASSWORD, ready_demo
-from tests.test_admin_templates import change_url, form_data, snapshot
-
-
-@pytest.fixture
-def admin_client(client: Client, template_admin: Any) -> Client:
-    client.force_login(template_admin)
-    return client
+from tests.conftest import PASSWORD, change_url, form_data, make_demo, snapshot
 
 
 def cache_directives(response: Any) -> set[str]:
@@ -380,7 +373,7 @@ class TestAdmission:
         """Real concurrent transactions: PostgreSQL's advisory lock, or SQLite's write lock."""
         settings.DEMO_MAX_ACTIVE_TOTAL = 1
         settings.DEMO_MAX_ACTIVE_PER_USER = 3
-        ready_demo(template, bob)  # the one running demo: every start below queues
+        make_demo(template, bob)  # the one running demo: every start below queues
         starts = 11
         barrier = threading.Barrier(starts)
         outcomes: list[str] = []
@@ -410,7 +403,7 @@ class TestAdmission:
 class TestPagesWithCredentials:
     @pytest.fixture
     def demo(self, template: DemoTemplate, alice: User) -> Demo:
-        return ready_demo(template, alice)
+        return make_demo(template, alice)
 
     @pytest.mark.parametrize("since", ["²", "abc", "-1", "1.5", "1e3", "0x10", "9" * 40, "١٢"])
     def test_junk_since_is_a_bad_request(

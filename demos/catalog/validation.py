@@ -23,6 +23,8 @@ from croniter import croniter
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from demos.durations import format_duration
+from demos.engine.lifecycle import MIN_LIFETIME, archive_refusal
 from demos.engine.specs import (
     PERSONAL_VARIABLES,
     SpecError,
@@ -74,7 +76,6 @@ QUANTITY_FIELDS: dict[str, QuantityRule] = {
 
 # The control-plane pod, CoreDNS and at least one pod of the demo's own app.
 MIN_QUOTA_PODS = 3
-MIN_LIFETIME = timedelta(minutes=5)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -362,6 +363,8 @@ def overrides_problems(text: str, *, unsafe: bool = False) -> list[str]:
             f"{label}: variables such as ${{DEMO_HOST}} are not replaced here; use a "
             "fixed value or move the setting into a chart's values."
         )
+    # Here, not at the top: it loads the vCluster backend and its Kubernetes client (a third of a
+    # second), which processes on the simulated backend never need.
     from demos.backends.vcluster.values import validate_overrides
 
     try:
@@ -395,12 +398,15 @@ def lifetime_problems(fields: Mapping[str, Any]) -> dict[str, list[str]]:
             add(field, f"{label} cannot be negative.")
     default, maximum = fields.get("default_lifetime"), fields.get("max_lifetime")
     if default is not None and timedelta(0) <= default < MIN_LIFETIME:
-        add("default_lifetime", "Default lifetime must be at least 5 minutes.")
+        add(
+            "default_lifetime",
+            f"Default lifetime must be at least {format_duration(MIN_LIFETIME)}.",
+        )
     if default is not None and maximum is not None and default > maximum:
         add(
             "default_lifetime",
-            f"Default lifetime ({_human(default)}) is longer than the maximum lifetime "
-            f"({_human(maximum)}). Shorten it or raise the maximum.",
+            f"Default lifetime ({format_duration(default)}) is longer than the maximum lifetime "
+            f"({format_duration(maximum)}). Shorten it or raise the maximum.",
         )
     step, extensions = fields.get("extension_step"), fields.get("max_extensions")
     if extensions and step is not None and step <= timedelta(0):
@@ -416,8 +422,6 @@ def lifetime_problems(fields: Mapping[str, Any]) -> dict[str, list[str]]:
     if action and action != "delete" and retention is not None and retention <= timedelta(0):
         add("retention", "Retention must be longer than zero when expired demos are kept.")
     if action == "archive":
-        from demos.engine.lifecycle import archive_refusal
-
         refusal = archive_refusal()
         if refusal:
             add("expiry_action", f"“Archive” is not available here. {refusal}")
@@ -470,11 +474,3 @@ def warm_pool_problems(pool_size: int, texts: Iterable[tuple[str, str]]) -> list
         f"claims them, so these variables cannot be filled in and prevent pre-provisioning: "
         f"{used}. Remove them or turn the warm pool off."
     ]
-
-
-def _human(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours and minutes:
-        return f"{hours} h {minutes} min"
-    return f"{hours} h" if hours else f"{minutes} min"

@@ -21,7 +21,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from demos.backends import get_backend
 from demos.backends.base import Observation
+from demos.durations import format_duration
 from demos.engine import capacity, dispatch, progress
 from demos.engine.dispatch import Work
 from demos.engine.specs import SpecError, render_spec
@@ -38,6 +40,9 @@ from demos.models import (
     SnapshotKind,
     Status,
 )
+
+# No demo runs for less: templates cannot default to less, and nobody can start one for less.
+MIN_LIFETIME = timedelta(minutes=5)
 
 # What a person is told when their action no longer fits the demo's state.
 _STATE_EXPLAINED = {
@@ -174,10 +179,12 @@ def start_demo(
     if not template.enabled:
         raise LifecycleError(f"“{template.name}” is not available at the moment.")
     lifetime = lifetime or template.default_lifetime
-    if not timedelta(minutes=5) <= lifetime <= template.max_lifetime:
+    if lifetime < MIN_LIFETIME:
+        raise LifecycleError(f"A demo runs at least {format_duration(MIN_LIFETIME)}.")
+    if lifetime > template.max_lifetime:
         raise LifecycleError(
             f"A demo of “{template.name}” can live at most "
-            f"{_human(template.max_lifetime)}; choose a shorter lifetime."
+            f"{format_duration(template.max_lifetime)}; choose a shorter lifetime."
         )
     prospect = {
         "prospect_name": prospect_name.strip(),
@@ -345,7 +352,7 @@ def extension_refusal(demo: Demo) -> str | None:
     if demo.expires_at >= demo.ready_at + template.max_lifetime:
         return (
             "This demo already runs for the longest time allowed "
-            f"({_human(template.max_lifetime)})."
+            f"({format_duration(template.max_lifetime)})."
         )
     return None
 
@@ -442,8 +449,6 @@ def resume_demo(*, demo: Demo, actor: Actor) -> Demo:
 
 def archive_refusal() -> str | None:
     """Why demos cannot be archived here (the backend cannot restore archives); None if they can."""
-    from demos.backends import get_backend
-
     backend = get_backend()
     if backend.can_restore:
         return None
@@ -599,7 +604,7 @@ def finish_provisioning(demo: Demo, observation: Observation) -> Demo:
         STARTING,
         Status.READY,
         kind="ready",
-        message=f"Ready after {_human(now - started)}.",
+        message=f"Ready after {format_duration(now - started)}.",
         live_url=live_url,
         urls=list(observation.urls),
         ready_at=now,
@@ -771,14 +776,3 @@ def discard_kept(demo: Demo) -> Demo | None:
             )
             record_event(demo, "retention", "The archive passed its retention time.", SCHEDULER)
     return demo
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s" if seconds and minutes < 5 else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
+from demos.durations import format_duration
 from demos.models import Demo, ShareLink
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,12 @@ def _who(demo: Demo) -> str:
 
 
 def expiry_warning(demo: Demo, left: timedelta) -> bool:
-    minutes = max(int(left.total_seconds() // 60), 1)
+    # In whole minutes: the sweep's own delay and the time to read the email make seconds noise.
+    ends_in = format_duration(max(left // timedelta(minutes=1), 1) * timedelta(minutes=1))
     return _send(
         demo,
-        f"Your {demo.template.name} demo ends in {minutes} minutes",
-        f"Your {demo.template.name} demo for {_who(demo)} ends in about {minutes} minutes.\n\n"
+        f"Your {demo.template.name} demo ends in {ends_in}",
+        f"Your {demo.template.name} demo for {_who(demo)} ends in about {ends_in}.\n\n"
         f"Extend it or keep it for later here:\n{demo_url(demo)}\n",
     )
 

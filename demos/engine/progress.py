@@ -13,6 +13,7 @@ from typing import Any
 from django.utils import timezone
 
 from demos.backends.base import ChartPhase, Observation, Phase
+from demos.durations import format_duration
 
 Progress = dict[str, Any]
 
@@ -129,19 +130,10 @@ def apply_observation(progress: Progress, observation: Observation) -> tuple[Pro
         if before[key] == step["state"]:
             continue
         if step["state"] == DONE and key != "queued":
-            news.append(f"{step['label']}: done ({_duration(step)}).")
+            news.append(f"{step['label']}: done ({format_duration(step_seconds(step))}).")
         elif step["state"] == FAILED:
             news.append(f"{step['label']}: failed.")
     return new, news
-
-
-def _duration(step: dict[str, Any]) -> str:
-    if not step["started_at"] or not step["finished_at"]:
-        return "—"
-    seconds = (
-        datetime.fromisoformat(step["finished_at"]) - datetime.fromisoformat(step["started_at"])
-    ).total_seconds()
-    return f"{seconds:.1f} s"
 
 
 def step_seconds(step: dict[str, Any]) -> float | None:

@@ -8,9 +8,7 @@ portable across SQLite and PostgreSQL, and cheap at the scale of a demo fleet.
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +18,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from demos.durations import format_duration, percentile
 from demos.engine import capacity, pools
 from demos.models import (
     ACTIVE,
@@ -80,30 +79,6 @@ def recent_failures(now: datetime | None = None) -> QuerySet[DemoEvent]:
     )
 
 
-def percentile(values: Sequence[timedelta], fraction: float) -> timedelta:
-    """The `fraction` quantile of `values`, interpolating between the two closest ranks
-    (as PostgreSQL's percentile_cont does), so the median of an even count is the mean of
-    the middle two."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * fraction
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def duration_text(delta: timedelta) -> str:
-    """A short human duration: 42 s, 3 min 5 s, 1 h 12 min."""
-    seconds = round(delta.total_seconds())
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    return f"{seconds} s"
-
-
 @dataclass(frozen=True)
 class TimeToReady:
     template: DemoTemplate
@@ -113,11 +88,11 @@ class TimeToReady:
 
     @property
     def median_text(self) -> str:
-        return duration_text(self.median)
+        return format_duration(self.median)
 
     @property
     def p95_text(self) -> str:
-        return duration_text(self.p95)
+        return format_duration(self.p95)
 
     @property
     def median_seconds(self) -> float:
@@ -147,8 +122,8 @@ def time_to_ready(now: datetime | None = None) -> list[TimeToReady]:
             TimeToReady(
                 template=templates[template_id],
                 count=len(values),
-                median=percentile(values, 0.5),
-                p95=percentile(values, 0.95),
+                median=percentile(values, 50),
+                p95=percentile(values, 95),
             )
             for template_id, values in samples.items()
         ),
@@ -347,13 +322,3 @@ def activity_feed(
             )
     items.sort(key=lambda item: item.at, reverse=True)
     return items[:limit]
-
-
-def time_left(demo: Demo, now: datetime | None = None) -> timedelta | None:
-    """What the fleet shows as time left: until expiry when running, until discarded when kept."""
-    now = now or timezone.now()
-    if demo.status == Status.READY and demo.expires_at:
-        return max(demo.expires_at - now, timedelta(0))
-    if demo.keep_until:
-        return max(demo.keep_until - now, timedelta(0))
-    return None

@@ -51,7 +51,6 @@ def overview(request: HttpRequest) -> HttpResponse:
     status = status if status in Status.values else ""
     demos = list(listed.filter(status=status) if status else listed)
     for demo in demos:
-        demo.fleet_time_left = selectors.time_left(demo, now)
         demo.fleet_can_act = can_act_on(request.user, demo)
     return render(
         request,

@@ -15,10 +15,10 @@ from typing import Any
 from django.utils import timezone
 
 from demos.access import can_act_on
+from demos.durations import format_duration
 from demos.engine import lifecycle
 from demos.engine.lifecycle import Actor
 from demos.models import STARTING, Demo, Status
-from demos.rendering import format_duration
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import statistics
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import condition, require_GET, require_http_methods
 
 from demos.access import demos_visible_to
+from demos.durations import percentile
 from demos.engine.lifecycle import start_demo
 from demos.engine.pools import pool_levels
 from demos.errors import LifecycleError
@@ -54,13 +54,10 @@ def typical_times_to_ready(template_ids: list[int]) -> dict[int, timedelta]:
         .filter(recency__lte=RECENT_DEMOS)
         .values_list("template_id", "time_to_ready")
     )
-    samples: dict[int, list[float]] = {}
+    samples: dict[int, list[timedelta]] = {}
     for template_id, time_to_ready in latest:
-        samples.setdefault(template_id, []).append(time_to_ready.total_seconds())
-    return {
-        template_id: timedelta(seconds=statistics.median(seconds))
-        for template_id, seconds in samples.items()
-    }
+        samples.setdefault(template_id, []).append(time_to_ready)
+    return {template_id: percentile(values, 50) for template_id, values in samples.items()}
 
 
 @login_required

@@ -9,16 +9,15 @@ from typing import Any
 from django import forms
 from django.core.validators import RegexValidator
 
+from demos.durations import format_duration
+from demos.engine.lifecycle import MIN_LIFETIME
 from demos.models import DemoTemplate
-from demos.rendering import format_duration
 
 # Lifetimes offered when starting, cut to what the template allows. The template's own default
 # and maximum are always offered too.
 _LIFETIME_STEPS = tuple(
     timedelta(minutes=m) for m in (30, 60, 120, 240, 480, 24 * 60, 2 * 24 * 60, 7 * 24 * 60)
 )
-# The lifecycle refuses anything shorter.
-_SHORTEST_LIFETIME = timedelta(minutes=5)
 
 
 def new_start_token() -> str:
@@ -35,7 +34,7 @@ def lifetime_choices(template: DemoTemplate) -> list[tuple[int, str]]:
             format_duration(option) + (" (default)" if option == template.default_lifetime else ""),
         )
         for option in sorted(options)
-        if _SHORTEST_LIFETIME <= option <= template.max_lifetime
+        if MIN_LIFETIME <= option <= template.max_lifetime
     ]
 
 

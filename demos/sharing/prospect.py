@@ -17,7 +17,6 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
@@ -93,7 +92,6 @@ def _context(link: ShareLink) -> dict[str, Any]:
         "poll_seconds": POLL_SECONDS["busy" if busy else "ready"],
         "can_download_kubeconfig": demo.spec.get("allow_kubeconfig_download")
         and demo.status == Status.READY,
-        "now": timezone.now(),
     }
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
+from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from demos import roles
+from demos.durations import format_duration
 from demos.models import KEPT, WORKING, Status
-from demos.rendering import format_duration, markdown_to_html
+from demos.rendering import markdown_to_html
 
 register = template.Library()
 
@@ -47,12 +49,20 @@ def markdown_filter(text: str | None) -> SafeString:
 
 @register.filter
 def duration(value: timedelta | float | None) -> str:
+    """`{{ demo.lifetime|duration }}`: "3 min 5 s" (see demos.durations)."""
     return format_duration(value)
 
 
 @register.filter
-def duration_precise(value: timedelta | float | None) -> str:
-    return format_duration(value, precise=True)
+def since(moment: datetime | None) -> str:
+    """`{{ demo.ended_at|since }} ago`: the time from `moment` to now, as `duration` writes it."""
+    return format_duration(timezone.now() - moment) if moment else "—"
+
+
+@register.filter
+def until(moment: datetime | None) -> str:
+    """`{{ demo.expires_at|until }}`: the time from now until `moment`, as `duration` writes it."""
+    return format_duration(moment - timezone.now()) if moment else "—"
 
 
 @register.filter

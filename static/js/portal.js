@@ -104,20 +104,36 @@
     });
   }
 
+  // --- Durations -----------------------------------------------------------------------------
+
+  // [seconds, singular, plural], largest first.
+  var UNITS = [
+    [86400, "day", "days"],
+    [3600, "h", "h"],
+    [60, "min", "min"],
+    [1, "s", "s"],
+  ];
+
+  // The server's rule (demos/durations.py, format_duration), so a figure the browser counts on
+  // reads as the server wrote it: whole seconds, cut, never rounded up; the largest unit that
+  // fits, then the next smaller one unless it is zero: "3 min 5 s", "1 h 1 min", "3 days".
+  function formatDuration(seconds) {
+    var left = Math.max(Math.floor(seconds), 0);
+    var index = 0;
+    while (index < UNITS.length - 1 && left < UNITS[index][0]) index += 1;
+    var parts = [];
+    UNITS.slice(index, index + 2).forEach(function (unit) {
+      var count = Math.floor(left / unit[0]);
+      left -= count * unit[0];
+      if (count || !parts.length) parts.push(count + " " + (count === 1 ? unit[1] : unit[2]));
+    });
+    return parts.join(" ");
+  }
+
   // --- Countdown to expiry -------------------------------------------------------------------
 
   var countdowns = new Set();
   var expiryRefreshes = 0;
-
-  function formatLeft(seconds) {
-    var minutes = Math.floor(seconds / 60);
-    var hours = Math.floor(minutes / 60);
-    if (hours >= 48) return Math.floor(hours / 24) + " days";
-    if (hours >= 1) return hours + " h" + (minutes % 60 ? " " + (minutes % 60) + " min" : "");
-    if (minutes >= 10) return minutes + " min";
-    if (minutes >= 1) return minutes + " min " + (seconds % 60) + " s";
-    return seconds + " s";
-  }
 
   function refreshAfterExpiry(panel) {
     // The scheduler ends the demo within moments of its expiry: ask the server again, a little
@@ -137,7 +153,7 @@
       }
       var left = Math.round((Date.parse(element.getAttribute("datetime")) - Date.now()) / 1000);
       if (left > 0) {
-        element.textContent = formatLeft(left);
+        element.textContent = formatDuration(left);
         return;
       }
       countdowns.delete(element);
@@ -163,25 +179,6 @@
   // need not send the panel again just to move a clock (it answers "204 No Content").
   var clocks = new Map();
 
-  function formatDuration(seconds, precise) {
-    // The same wording as the server's format_duration.
-    seconds = Math.max(seconds, 0);
-    if (seconds < 10 && precise) return seconds.toFixed(1) + " s";
-    var whole = Math.round(seconds);
-    if (whole < 60) return whole + " s";
-    var minutes = Math.floor(whole / 60);
-    var secs = whole % 60;
-    if (minutes < 60) {
-      return precise && secs && minutes < 10 ? minutes + " min " + secs + " s" : minutes + " min";
-    }
-    var hours = Math.floor(minutes / 60);
-    minutes = minutes % 60;
-    if (hours < 48) return minutes ? hours + " h " + minutes + " min" : hours + " h";
-    var days = Math.floor(hours / 24);
-    hours = hours % 24;
-    return hours ? days + " days " + hours + " h" : days + " days";
-  }
-
   function tickClocks() {
     var now = Date.now();
     clocks.forEach(function (startedAt, element) {
@@ -189,7 +186,7 @@
         clocks.delete(element);
         return;
       }
-      element.textContent = formatDuration((now - startedAt) / 1000, element.hasAttribute("data-precise"));
+      element.textContent = formatDuration((now - startedAt) / 1000);
     });
   }
 
@@ -306,6 +303,9 @@
     setUpClocks(root);
     announceChanges(root);
   }
+
+  // The duration rule, for the tests that hold it to the server's.
+  window.portal = { formatDuration: formatDuration };
 
   if (window.htmx) {
     // Runs for the page once it is ready and again for every fragment htmx swaps in.

@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect
 
-from demos.models import DemoTemplate, SimulatedCluster
+from demos.models import DemoTemplate
 from tests.browser.conftest import SCREENSHOTS, log_in, screenshot
-from tests.conftest import ready_demo
+from tests.conftest import make_demo
 
 pytestmark = [pytest.mark.browser]
 
@@ -23,10 +23,9 @@ def test_a_prospect_opens_a_shared_demo_until_the_link_is_revoked(
     template: DemoTemplate,
     csp_violations: list[str],
 ) -> None:
-    demo = ready_demo(template, sales_user, prospect_company="Acme")
+    demo = make_demo(template, sales_user, prospect_company="Acme")
     demo.live_url = f"{site_url}/simulated/{demo.cluster_name}/"
     demo.save(update_fields=["live_url"])
-    SimulatedCluster.objects.create(name=demo.cluster_name, spec=demo.spec)
 
     log_in(page, site_url, "sales")
     page.goto(f"{site_url}/demos/{demo.public_id}/")

@@ -12,10 +12,9 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from demos.engine import lifecycle, progress
 from demos.models import Demo, DemoTemplate, Status
 from tests.browser.conftest import DESKTOP, log_in, screenshot, start_worker, stop_worker
-from tests.conftest import make_template, ready_demo, wait_for_status
+from tests.conftest import make_demo, make_template, wait_for_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
@@ -41,15 +40,10 @@ def _watch_steps_until_ready(page: Page, timeout: float = 30) -> list[int]:
 def _other_demos_for_the_list(template: DemoTemplate, owner: User) -> None:
     """A few more demos in other states, so My demos shows what a busy day looks like."""
     crm = make_template("crm", charts=1, name="CRM Suite", icon="☎", colour="#0e7490")
-    ready_demo(crm, owner, prospect_company="Globex", prospect_name="Hank Scorpio")
-    paused = ready_demo(template, owner, prospect_company="Initech")
-    Demo.objects.filter(pk=paused.pk).update(
-        status=Status.PAUSED, expires_at=None, keep_until=timezone.now() + timedelta(days=14)
-    )
-    ended = ready_demo(crm, owner, prospect_company="Umbrella")
-    Demo.objects.filter(pk=ended.pk).update(
-        status=Status.DELETED, expires_at=None, ended_at=timezone.now() - timedelta(hours=3)
-    )
+    make_demo(crm, owner, prospect_company="Globex", prospect_name="Hank Scorpio")
+    make_demo(template, owner, Status.PAUSED, prospect_company="Initech")
+    three_hours_ago = timezone.now() - timedelta(hours=3)
+    make_demo(crm, owner, Status.DELETED, prospect_company="Umbrella", at=three_hours_ago)
 
 
 def test_a_salesperson_runs_a_demo_from_start_to_end(
@@ -215,11 +209,9 @@ def test_running_clocks_tick_while_polls_bring_no_news(
 ) -> None:
     """No worker: the demo stays on its first step, so every poll finds nothing new (204), and
     the browser alone moves "Running for" and the step's time on."""
-    demo = lifecycle.start_demo(template=template, owner=sales_user, prospect_company="Acme")
-    step_started = timezone.now() - timedelta(seconds=5)
-    Demo.objects.filter(pk=demo.pk).update(
-        status=Status.PROVISIONING,
-        progress=progress.mark(demo.progress, "cluster", "active", at=step_started),
+    five_seconds_ago = timezone.now() - timedelta(seconds=5)
+    demo = make_demo(
+        template, sales_user, Status.PROVISIONING, prospect_company="Acme", at=five_seconds_ago
     )
     polls: list[int] = []
     page.on("response", lambda r: polls.append(r.status) if "/status/" in r.url else None)

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kmock._internal import rendering
-from kmock_shim import KubeEmulator
+from kmock_shim import ApiRequest, KubeEmulator
 from upstream.rbac import WORKER, Rbac, production_rbac
 
 WORKER_TOKEN = "worker-token"
@@ -27,9 +26,9 @@ RBAC_KINDS = {
 }
 
 
-def request_verb(request: rendering.Request) -> str:
+def request_verb(request: ApiRequest) -> str:
     """The RBAC verb of an API request (as the API server's request info resolver sees it)."""
-    method = request.method.value
+    method = request.method
     if method == "GET":
         if request.name:
             return "get"
@@ -46,7 +45,7 @@ class HostAuthorizer:
         self.manifests = list(production_rbac() if manifests is None else manifests)
         self.refusals: list[str] = []
 
-    def __call__(self, emulator: KubeEmulator, request: rendering.Request) -> str | None:
+    def __call__(self, emulator: KubeEmulator, request: ApiRequest) -> str | None:
         headers = {key.lower(): value for key, value in request.headers.items()}
         if headers.get("authorization") != f"Bearer {WORKER_TOKEN}":
             return None
@@ -55,16 +54,15 @@ class HostAuthorizer:
             self.refusals.append(refusal)
         return refusal
 
-    def _judge(self, emulator: KubeEmulator, request: rendering.Request) -> str | None:
-        assert request.resource is not None
-        resource = request.resource.plural or ""
+    def _judge(self, emulator: KubeEmulator, request: ApiRequest) -> str | None:
+        resource = request.plural
         if request.subresource:
             resource = f"{resource}/{request.subresource}"
-        group = request.resource.group or ""
+        group = request.group
         verb = request_verb(request)
         namespace = None if resource == "namespaces" else request.namespace
         name = request.name
-        body = request.data if isinstance(request.data, dict) else None
+        body = request.body if isinstance(request.body, dict) else None
         if verb == "create" and body is not None:
             name = body.get("metadata", {}).get("name") or None
         rbac = Rbac([*self.manifests, *stored_rbac(emulator)])

@@ -1,9 +1,12 @@
 """Test support: kmock 0.8 as a Kubernetes API server the official `kubernetes` client can use.
 
 kmock emulates the API in memory over real HTTP, so the client's whole path (URLs, serialisation,
-errors) runs for real. Version 0.8 has gaps this module closes (see TESTING.md):
+errors) runs for real. This module is the only one that knows kmock's internals; the other test
+modules use `KubeEmulator`, `EmulatorThread` and `ApiRequest` from here. Version 0.8 (pinned in
+requirements-dev.txt) has gaps that `KubeEmulator` closes:
 
-- namespace create/read/delete paths (`/api/v1/namespaces[/NAME]`) are mis-parsed;
+- the namespaces resource's own paths (`/api/v1/namespaces[/NAME[/status|/finalize]]`) are read
+  as a namespace prefix, and the bare collection fails to parse at all;
 - label and field selectors are ignored when listing;
 - PUT (replace) is not mapped to anything;
 - creates answer 200 where clients expect 201;
@@ -12,9 +15,26 @@ errors) runs for real. Version 0.8 has gaps this module closes (see TESTING.md):
 - objects created through a namespaced URL lack `metadata.namespace`, so watches miss them;
 - deleting a namespace leaves its contents behind.
 
-It also plays one part of a real API server kmock leaves out: with `authorize` set, every request
-is first put to that function (authorization and RBAC escalation checks, see host_rbac.py), and
-a refusal answers 403 Forbidden with a Kubernetes Status, as the API server would.
+It also plays two parts of a real API server that kmock leaves out:
+
+- authorization: with `authorize` set, every API request is first put to that function (the
+  worker's RBAC and escalation checks, see host_rbac.py), and a refusal answers 403 Forbidden;
+- the namespace lifecycle. Deleting a namespace deletes what it holds: objects without finalizers
+  go at once, objects with finalizers get a deletionTimestamp and stay until their last finalizer
+  is removed. While any remain (or the namespace has finalizers of its own), the namespace stays,
+  Terminating (`deletionTimestamp`, `status.phase`), and creating anything in it is refused; once
+  the last one goes, the namespace goes too, at the end of the request that released it.
+  Upstream, in kubernetes/kubernetes, the namespace controller and the admission plugin that
+  refuses new content in a Terminating namespace:
+    pkg/controller/namespace/deletion/namespaced_resources_deleter.go
+    staging/src/k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go
+
+What the subclass relies on in kmock, besides its public names (`kmock.Request`, `kmock.resource`,
+`kmock.action`, `kmock.method`, `kmock.Object`, `KubernetesEmulator.objects`): the overridable
+methods `__call__` (the HTTP entry point), `_handle`, `_serve_list`, `_serve_server_version` and
+`_render_error`, and three attributes: `_requests` (the request log, which reactions match
+against), `_lock` (held while objects change) and `_buses` (where watch events go), so that the
+requests it reads and the changes it makes are seen as kmock's own are.
 
 `EmulatorThread` runs one emulator on its own asyncio loop in a thread, on a real local port.
 """
@@ -22,6 +42,7 @@ a refusal answers 403 Forbidden with a Kubernetes Status, as the API server woul
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import itertools
 import json
@@ -37,7 +58,6 @@ from typing import Any, Self
 import aiohttp.web
 import attrs
 import kmock
-from kmock._internal import enums, parsing, rendering
 from kubernetes import client
 
 # Resources the tests use: declared so that listing an empty collection answers [] instead of 404.
@@ -68,26 +88,45 @@ RESOURCES: dict[str, dict[str, Any]] = {
 }
 
 TEST_TOKEN = "test-token"
+NAMESPACES = kmock.resource("", "v1", "namespaces")
+# The namespaces resource's own paths: the collection, one namespace, and its subresources.
+_NAMESPACES_PATH = re.compile(
+    r"^/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?$"
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ApiRequest:
+    """One request to the emulated API, as an authorizer sees it."""
+
+    method: str  # "GET", "POST", ...
+    group: str = ""  # "" for the core group
+    plural: str = ""
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+    params: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    body: Any = None  # the JSON body, parsed
+
+    @classmethod
+    def of(cls, request: kmock.Request) -> Self:
+        resource = request.resource
+        return cls(
+            method=request.method.value,
+            group=(resource.group or "") if resource else "",
+            plural=(resource.plural or "") if resource else "",
+            namespace=request.namespace,
+            name=request.name,
+            subresource=request.subresource,
+            params=dict(request.params),
+            headers=dict(request.headers),
+            body=request.data,
+        )
+
+
 # Decides whether the API server lets a request through: None, or the reason it is forbidden.
-Authorize = Callable[["KubeEmulator", rendering.Request], "str | None"]
-_original_parse_path = parsing.parse_path
-
-
-def _parse_path(path: str) -> parsing.ParsedPath:
-    """kmock's path parser, taught that `/api/v1/namespaces[/NAME[/status]]` is the namespaces
-    resource itself rather than a namespace prefix."""
-    parts = path.strip("/").split("/")
-    if parts[:3] == ["api", "v1", "namespaces"] and (
-        len(parts) <= 4 or (len(parts) == 5 and parts[4] in ("status", "finalize"))
-    ):
-        name = parts[3] if len(parts) > 3 else None
-        subresource = parts[4] if len(parts) > 4 else None
-        return parsing.ParsedPath("", "v1", "namespaces", None, name, subresource)
-    return _original_parse_path(path)
-
-
-# kmock parses each request through this module attribute, so replacing it is enough.
-parsing.parse_path = _parse_path
+Authorize = Callable[["KubeEmulator", ApiRequest], "str | None"]
 
 _SELECTOR_TERM = re.compile(
     r"^\s*(?P<neg>!)?\s*(?P<key>[^\s=!(),]+)\s*"
@@ -153,6 +192,58 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _guess_action(
+    method: kmock.method, name: str | None, params: Mapping[str, str]
+) -> kmock.action | None:
+    """The Kubernetes action of a request, as kmock guesses it for every other path."""
+    if method == kmock.method.GET and params.get("watch") == "true":
+        return kmock.action.WATCH
+    if name is None:
+        return {kmock.method.GET: kmock.action.LIST, kmock.method.POST: kmock.action.CREATE}.get(
+            method
+        )
+    return {
+        kmock.method.GET: kmock.action.FETCH,
+        kmock.method.PATCH: kmock.action.UPDATE,
+        kmock.method.DELETE: kmock.action.DELETE,
+    }.get(method)
+
+
+async def _namespaces_request(
+    raw: aiohttp.web.BaseRequest, match: re.Match[str], *, id: int
+) -> kmock.Request:
+    """A request for the namespaces resource itself, read as kmock reads the others."""
+    body = await raw.read()
+    text = await raw.text()
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    method = kmock.method(raw.method)
+    params = dict(raw.query)
+    return kmock.Request(
+        id=id,
+        raw_request=raw,
+        url=raw.url,
+        method=method,
+        params=params,
+        headers=dict(raw.headers),
+        cookies=dict(raw.cookies),
+        body=body,
+        text=text,
+        data=data,
+        action=_guess_action(method, match["name"], params),
+        resource=NAMESPACES,
+        namespace=None,
+        name=match["name"],
+        subresource=match["sub"],
+    )
+
+
+def _meta(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return obj.get("metadata") or {}
+
+
 @attrs.define(kw_only=True)
 class KubeEmulator(kmock.KubernetesEmulator):
     """`kmock.KubernetesEmulator` with the gaps above closed."""
@@ -166,7 +257,51 @@ class KubeEmulator(kmock.KubernetesEmulator):
         for resource, info in RESOURCES.items():
             self.resources[resource] = info
 
-    def _stamp_new(self, request: rendering.Request) -> None:
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock reads `/api/v1/namespaces/NAME` as the prefix of a namespaced path and fails on
+        # the bare collection before any hook runs, so those requests are read here and then
+        # served as kmock serves the others: logged (its reactions match only logged requests),
+        # then handled, and an error answered as a Kubernetes Status.
+        match = _NAMESPACES_PATH.match(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        try:
+            request = await _namespaces_request(raw_request, match, id=len(self._requests))
+            self._requests.append(request)
+            return await self._handle(request)
+        except Exception as exc:
+            return await self._render_error(exc)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is None:  # discovery, /version, anything configured by a test
+            return await super()._handle(request)
+        if self.authorize is not None:
+            refusal = self.authorize(self, ApiRequest.of(request))
+            if refusal is not None:
+                return _forbidden(refusal)
+        if request.action == kmock.action.CREATE:
+            self._stamp_new(request)
+            refusal = self._terminating_refusal(request)
+            if refusal is not None:
+                return _forbidden(refusal)
+        if self._is_namespace_deletion(request):
+            await self._terminate(request.name or "")
+        terminating = self._terminating_target(request)
+        if terminating is not None:
+            response = await self._change_terminating(request, terminating)
+        elif request.method == kmock.method.PUT and request.name:
+            response = await self._replace(request)
+        else:
+            response = await super()._handle(request)
+            if request.action == kmock.action.CREATE and response.status == 200:
+                response.set_status(201)
+            if request.action == kmock.action.UPDATE and response.status == 200:
+                await self._bump_version(request)
+        if request.method != kmock.method.GET:
+            await self._finish_namespaces()
+        return response
+
+    def _stamp_new(self, request: kmock.Request) -> None:
         data = request.data
         if not isinstance(data, dict):
             return
@@ -181,61 +316,155 @@ class KubeEmulator(kmock.KubernetesEmulator):
         metadata.setdefault("uid", str(uuid.uuid4()))
         metadata.setdefault("creationTimestamp", _now())
         metadata["resourceVersion"] = str(next(self._versions))
+        if request.resource == NAMESPACES:
+            data.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            data["status"] = {"phase": "Active"}
 
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        if self.authorize is not None and request.resource is not None:
-            refusal = self.authorize(self, request)
-            if refusal is not None:
-                return _forbidden(refusal)
-        if request.resource is not None and request.method == enums.method.PUT and request.name:
-            return await self._replace(request)
-        if request.action == enums.action.CREATE:
-            self._stamp_new(request)
-        response = await super()._handle(request)
-        if request.action == enums.action.CREATE and response.status == 200:
-            response.set_status(201)
-        if request.action == enums.action.UPDATE and response.status == 200:
-            await self._bump_version(request)
-        if (
-            request.action == enums.action.DELETE
-            and request.resource is not None
-            and request.resource.plural == "namespaces"
+    # The namespace lifecycle.
+
+    def _terminating_namespace(self, name: str) -> kmock.Object | None:
+        """The namespace `name` if it is being deleted (Terminating), else None."""
+        key = (NAMESPACES, None, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        namespace = self.objects[key]
+        return namespace if _meta(namespace).get("deletionTimestamp") else None
+
+    def _terminating_refusal(self, request: kmock.Request) -> str | None:
+        """The API server's refusal to create anything in a namespace being deleted."""
+        assert request.resource is not None
+        data = request.data if isinstance(request.data, dict) else {}
+        namespace = request.namespace or _meta(data).get("namespace")
+        if request.resource == NAMESPACES or not namespace:
+            return None
+        if self._terminating_namespace(namespace) is None:
+            return None
+        group, plural = request.resource.group, request.resource.plural
+        what = f"{plural}.{group}" if group else plural
+        return (
+            f'{what} "{_meta(data).get("name", "")}" is forbidden: unable to create new content '
+            f"in namespace {namespace} because it is being terminated"
+        )
+
+    @staticmethod
+    def _is_namespace_deletion(request: kmock.Request) -> bool:
+        return bool(
+            request.action == kmock.action.DELETE
+            and request.resource == NAMESPACES
             and request.name
-            and response.status == 200
-        ):
-            await self._delete_contents(request.name)
-        return response
+            and not request.subresource
+        )
 
-    async def _replace(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+    def _terminating_target(self, request: kmock.Request) -> kmock.Object | None:
+        """The Terminating namespace a PATCH or DELETE is for, if it is for one.
+
+        kmock deletes an object with a deletionTimestamp and no `metadata.finalizers` on the
+        next request that changes it; a Terminating namespace waits for its contents instead, so
+        those requests are served here."""
+        if request.resource != NAMESPACES or not request.name:
+            return None
+        if request.method not in (kmock.method.PATCH, kmock.method.DELETE):
+            return None
+        return self._terminating_namespace(request.name)
+
+    async def _change_terminating(
+        self, request: kmock.Request, namespace: kmock.Object
+    ) -> aiohttp.web.StreamResponse:
+        async with self._lock:
+            if request.method == kmock.method.PATCH and isinstance(request.data, dict):
+                await self._modify(NAMESPACES, namespace, request.data)
+            raw = namespace.raw
+        return aiohttp.web.json_response(raw)
+
+    async def _terminate(self, name: str) -> None:
+        """The namespace controller's first pass over a namespace being deleted: what holds no
+        finalizer goes, the rest gets a deletionTimestamp. If anything stays (or the namespace
+        has finalizers of its own), the namespace stays too, Terminating; else kmock deletes it
+        as it deletes any object."""
+        key = (NAMESPACES, None, name)
+        async with self._lock:
+            if key not in self.objects or self.objects[key].deleted:
+                return  # kmock answers 404
+            namespace = self.objects[key]
+            if _meta(namespace).get("deletionTimestamp"):
+                return  # already Terminating
+            now = _now()
+            held = bool(_meta(namespace).get("finalizers"))
+            for (resource, object_namespace, _name), obj in list(self.objects.items()):
+                if object_namespace != name or obj.deleted:
+                    continue
+                if not _meta(obj).get("finalizers"):
+                    await self._remove(resource, obj)
+                    continue
+                held = True
+                if not _meta(obj).get("deletionTimestamp"):
+                    await self._modify(resource, obj, {"metadata": {"deletionTimestamp": now}})
+            if held:
+                terminating = {
+                    "metadata": {"deletionTimestamp": now},
+                    "status": {"phase": "Terminating"},
+                }
+                await self._modify(NAMESPACES, namespace, terminating)
+
+    async def _finish_namespaces(self) -> None:
+        """The namespace controller's last pass: a Terminating namespace that holds nothing any
+        more (and has no finalizers of its own left) goes."""
+        async with self._lock:
+            live = [(key, obj) for key, obj in self.objects.items() if not obj.deleted]
+            occupied = {namespace for (_resource, namespace, _name), _obj in live}
+            for (resource, _namespace, name), obj in live:
+                meta = _meta(obj)
+                if (
+                    resource == NAMESPACES
+                    and meta.get("deletionTimestamp")
+                    and not meta.get("finalizers")
+                    and name not in occupied
+                ):
+                    await self._remove(resource, obj)
+
+    # Changes made here rather than by kmock: call these with `_lock` held.
+
+    async def _modify(
+        self, resource: kmock.resource, obj: kmock.Object, changes: Mapping[str, Any]
+    ) -> None:
+        """Merge `changes` into a stored object as a new version."""
+        version = {"resourceVersion": str(next(self._versions))}
+        obj.patch({**changes, "metadata": {**changes.get("metadata", {}), **version}})
+        await self._buses[resource].put({"type": "MODIFIED", "object": obj.raw})
+
+    async def _remove(self, resource: kmock.resource, obj: kmock.Object) -> None:
+        """Delete a stored object for good."""
+        raw = obj.raw
+        obj.delete()
+        await self._buses[resource].put({"type": "DELETED", "object": raw})
+
+    async def _replace(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        assert request.resource is not None
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
             if key not in self.objects or self.objects[key].deleted:
                 raise kmock.KubernetesObjectNotFoundError()
+            obj = self.objects[key]
             data = dict(request.data or {})
-            metadata = {**self.objects[key].raw.get("metadata", {}), **data.get("metadata", {})}
+            metadata = {**_meta(obj.raw), **data.get("metadata", {})}
             metadata["resourceVersion"] = str(next(self._versions))
             data["metadata"] = metadata
-            self.objects[key].create(data)
-            raw = self.objects[key].raw
+            obj.create(data)
+            raw = obj.raw
             await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})
+            released = metadata.get("deletionTimestamp") and not metadata.get("finalizers")
+            if released and request.resource != NAMESPACES:  # namespaces: _finish_namespaces
+                await self._remove(request.resource, obj)
         return aiohttp.web.json_response(raw)
 
-    async def _bump_version(self, request: rendering.Request) -> None:
+    async def _bump_version(self, request: kmock.Request) -> None:
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
             if key in self.objects and not self.objects[key].deleted:
                 version = str(next(self._versions))
                 self.objects[key].patch({"metadata": {"resourceVersion": version}})
 
-    async def _delete_contents(self, namespace: str) -> None:
-        async with self._lock:
-            for (resource, object_namespace, _name), obj in list(self.objects.items()):
-                if object_namespace == namespace and not obj.deleted:
-                    raw = obj.raw
-                    obj.delete()
-                    await self._buses[resource].put({"type": "DELETED", "object": raw})
-
-    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_list(self, request: kmock.Request) -> kmock.Payload:
         payload = await super()._serve_list(request)
         labels = request.params.get("labelSelector", "")
         fields = request.params.get("fieldSelector", "")
@@ -243,10 +472,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             payload["items"] = [
                 item
                 for item in payload["items"]
-                if (
-                    not labels
-                    or matches_label_selector(item.get("metadata", {}).get("labels") or {}, labels)
-                )
+                if (not labels or matches_label_selector(_meta(item).get("labels") or {}, labels))
                 and (not fields or matches_field_selector(item, fields))
             ]
         return payload

@@ -20,21 +20,17 @@ Everything here is read from loft-sh/vcluster at tag v0.36.1 (commit 0c3bb166):
 Cancelling older requests for the same URL (controller.go:414-459) is not played: the portal
 never has two requests for one URL in flight.
 
-The host emulator deletes a namespace's contents at once, finalizers or not. `NamespaceController`
-plays Kubernetes' namespace deletion instead: objects holding finalizers get a deletionTimestamp
-and stay, and the namespace stays Terminating until they are released.
+Deleting the vCluster's namespace on the emulated host follows Kubernetes' namespace lifecycle
+(kmock_shim.py): a request holding the finalizer keeps the namespace Terminating until it goes.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
 
-import pytest
-from kmock_shim import EmulatorThread, KubeEmulator
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -275,73 +271,3 @@ class SnapshotController:
         self.core.patch_namespaced_config_map(
             request, self.namespace, body, _content_type=MERGE_PATCH
         )
-
-
-class NamespaceController:
-    """Kubernetes' namespace deletion on the emulated host: objects with finalizers hold a
-    Terminating namespace until the last finalizer goes; then `settle` lets it go.
-
-    kmock honours finalizers of single objects (a delete only sets deletionTimestamp); the
-    namespace's `spec.finalizers: [kubernetes]`, which the namespace controller removes once the
-    namespace is empty, is played with a metadata finalizer kmock understands.
-    """
-
-    TERMINATING = "kubernetes"
-
-    def __init__(self, host: EmulatorThread, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.host = host
-        self.core = client.CoreV1Api(host.api_client())
-        original = KubeEmulator._delete_contents
-        controller = self
-
-        async def delete_contents(emulator: KubeEmulator, namespace: str) -> None:
-            if not controller.held(namespace):
-                await original(emulator, namespace)
-                return
-            await controller._terminate(emulator, namespace)
-
-        monkeypatch.setattr(KubeEmulator, "_delete_contents", delete_contents)
-
-    def held(self, namespace: str) -> list[tuple[Any, str]]:
-        """(resource, name) of each object in `namespace` that still has finalizers."""
-        return [
-            (resource, name)
-            for (resource, object_namespace, name), obj in self.host.objects.items()
-            if object_namespace == namespace
-            and not obj.deleted
-            and obj.get("metadata", {}).get("finalizers")
-        ]
-
-    async def _terminate(self, emulator: KubeEmulator, namespace: str) -> None:
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        async with emulator._lock:
-            for (_resource, object_namespace, _name), obj in list(emulator.objects.items()):
-                if object_namespace != namespace or obj.deleted:
-                    continue
-                meta = obj.get("metadata", {})
-                if meta.get("finalizers"):
-                    if not meta.get("deletionTimestamp"):
-                        obj.patch({"metadata": {"deletionTimestamp": now}})
-                else:
-                    obj.delete()
-            # The namespace object itself was just deleted; it stays, Terminating.
-            namespace_object = emulator.objects["v1/namespaces", None, namespace]
-            last = namespace_object.last.raw
-            metadata = {
-                **last.get("metadata", {}),
-                "deletionTimestamp": now,
-                "finalizers": [self.TERMINATING],
-            }
-            namespace_object.create(
-                {**last, "metadata": metadata, "status": {"phase": "Terminating"}}
-            )
-
-    def settle(self) -> None:
-        """The namespace controller's pass: a Terminating namespace with nothing left that
-        holds a finalizer is removed."""
-        for namespace in self.core.list_namespace().items:
-            meta = namespace.metadata
-            if meta.deletion_timestamp and not self.held(meta.name):
-                self.core.patch_namespace(
-                    meta.name, {"metadata": {"finalizers": []}}, _content_type=MERGE_PATCH
-                )

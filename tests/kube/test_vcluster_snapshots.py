@@ -26,12 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from host_player import HostPlayer
 from kmock_shim import EmulatorThread
 from kube_support import CLUSTER, NAMESPACE, BackendFactory
-from snapshot_controller import (
-    FINALIZER,
-    NamespaceController,
-    SnapshotController,
-    unmarshal_options,
-)
+from snapshot_controller import FINALIZER, SnapshotController, unmarshal_options
 
 from demos.backends.base import BackendError, SnapshotPhase
 from demos.backends.vcluster import snapshots
@@ -472,20 +467,8 @@ class TestDeleteDuringASnapshot:
 
     LOCATION = f"container:///data/snapshots/{CLUSTER}.tar.gz"
 
-    @pytest.fixture
-    def namespaces(
-        self, host: EmulatorThread, monkeypatch: pytest.MonkeyPatch
-    ) -> NamespaceController:
-        return NamespaceController(host, monkeypatch)
-
-    def deleted(
-        self, backend: VClusterBackend, namespaces: NamespaceController, rounds: int = 6
-    ) -> bool:
-        for _ in range(rounds):
-            if backend.delete(CLUSTER):
-                return True
-            namespaces.settle()
-        return False
+    def deleted(self, backend: VClusterBackend, rounds: int = 6) -> bool:
+        return any(backend.delete(CLUSTER) for _ in range(rounds))
 
     def snapshot_in_progress(
         self,
@@ -509,11 +492,10 @@ class TestDeleteDuringASnapshot:
         player: HostPlayer,
         spec: dict[str, Any],
         controller: SnapshotController,
-        namespaces: NamespaceController,
     ) -> None:
         self.snapshot_in_progress(backend, player, spec, controller)
 
-        assert self.deleted(backend, namespaces)
+        assert self.deleted(backend)
         assert not controller.running()
         assert [key for key, obj in host.objects.items() if not obj.deleted] == []
 
@@ -524,7 +506,6 @@ class TestDeleteDuringASnapshot:
         player: HostPlayer,
         spec: dict[str, Any],
         controller: SnapshotController,
-        namespaces: NamespaceController,
     ) -> None:
         request = self.snapshot_in_progress(backend, player, spec, controller)
         other = "example.com/keep-until-audited"
@@ -540,7 +521,7 @@ class TestDeleteDuringASnapshot:
             {"metadata": {"name": "audit", "finalizers": [FINALIZER]}, "data": {"a": "b"}},
         )
 
-        assert not self.deleted(backend, namespaces)
+        assert not self.deleted(backend)
 
         kept = host.objects["v1/configmaps", NAMESPACE, request]
         assert kept["metadata"]["finalizers"] == [other]
@@ -554,4 +535,4 @@ class TestDeleteDuringASnapshot:
             player.core.patch_namespaced_config_map(
                 name, NAMESPACE, {"metadata": {"finalizers": left}}, _content_type=merge
             )
-        assert self.deleted(backend, namespaces)
+        assert self.deleted(backend)

@@ -14,8 +14,7 @@ import pytest
 from deploy_controller import DeployController
 from host_player import HostPlayer
 from host_rbac import HostAuthorizer, request_verb
-from kmock._internal import rendering
-from kmock_shim import EmulatorThread
+from kmock_shim import ApiRequest, EmulatorThread
 from kube_support import CLUSTER, BackendFactory
 from kubernetes.client.exceptions import ApiException
 
@@ -117,6 +116,6 @@ def test_the_worker_cannot_relabel_a_foreign_namespace_as_a_demo(
 def test_requests_are_read_as_rbac_reads_them(
     method: str, name: str | None, params: dict[str, str], verb: str
 ) -> None:
-    request = rendering.Request(method=method, name=name, params=params)
+    request = ApiRequest(method=method, name=name, params=params)
 
     assert request_verb(request) == verb
