@@ -348,60 +348,30 @@ DEMO_SIM_FAIL_TEMPLATES = envlist("DEMO_SIM_FAIL_TEMPLATES")
 DEMO_SIM_FAIL_RATE = envfloat("DEMO_SIM_FAIL_RATE", 0.0)
 DEMO_SIM_ERROR_RATE = envfloat("DEMO_SIM_ERROR_RATE", 0.0)
 
-# ---- vCluster backend (DEMO_BACKEND=vcluster). Every setting is explained in docs/vcluster.md.
-# Host cluster access: the pod's service account, or a kubeconfig file (default: ~/.kube/config
-# or $KUBECONFIG) and context.
-VCLUSTER_IN_CLUSTER = envbool("VCLUSTER_IN_CLUSTER", False)
-VCLUSTER_KUBECONFIG = envstr("VCLUSTER_KUBECONFIG")
-VCLUSTER_CONTEXT = envstr("VCLUSTER_CONTEXT")
-# The vCluster chart. An oci:// repository (a mirror) works too.
-VCLUSTER_CHART_REPO = envstr("VCLUSTER_CHART_REPO", "https://charts.loft.sh")
-VCLUSTER_CHART_NAME = envstr("VCLUSTER_CHART_NAME", "vcluster")
-VCLUSTER_CHART_VERSION = envstr("VCLUSTER_CHART_VERSION", "0.36.1")
+# ---- vCluster backend (DEMO_BACKEND=vcluster). Each VCLUSTER_* setting is declared once, with
+# its type and default, by a field of VClusterSettings (demos/backends/vcluster/config.py) and
+# explained in docs/vcluster.md. Here each becomes the Django setting of the same name, read from
+# its environment variable (e.g. VCLUSTER_HELM_TIMEOUT, VCLUSTER_SNAPSHOT_URL).
+from demos.backends.vcluster.config import Variable, VClusterSettings  # noqa: E402
+
 # The pinned helm from scripts/get-tools when present, else helm on the PATH.
 _BUNDLED_HELM = BASE_DIR / ".tools" / "bin" / "helm"
-VCLUSTER_HELM_BIN = envstr(
-    "VCLUSTER_HELM_BIN", str(_BUNDLED_HELM) if _BUNDLED_HELM.is_file() else "helm"
-)
-VCLUSTER_HELM_TIMEOUT = envint("VCLUSTER_HELM_TIMEOUT", 300, minimum=10)
-# What every demo's vcluster.yaml gets (demo host names use DEMO_BASE_DOMAIN above).
-VCLUSTER_INGRESS_CLASS = envstr("VCLUSTER_INGRESS_CLASS")
-VCLUSTER_STORAGE_CLASS = envstr("VCLUSTER_STORAGE_CLASS")
-VCLUSTER_IMAGE = envstr("VCLUSTER_IMAGE", "loft-sh/vcluster-oss")
-VCLUSTER_IMAGE_REGISTRY = envstr("VCLUSTER_IMAGE_REGISTRY", "ghcr.io")
-VCLUSTER_NAMESPACE_PREFIX = envstr("VCLUSTER_NAMESPACE_PREFIX", "vcluster-")
-VCLUSTER_POD_SECURITY_STANDARD = envstr("VCLUSTER_POD_SECURITY_STANDARD", "baseline")
-VCLUSTER_NETWORK_POLICY = envbool("VCLUSTER_NETWORK_POLICY", False)
-# Labels of the namespace whose pods (the ingress controller) may reach demo apps.
-VCLUSTER_INGRESS_NAMESPACE_SELECTOR = envstr(
-    "VCLUSTER_INGRESS_NAMESPACE_SELECTOR", "kubernetes.io/metadata.name=ingress-nginx"
-)
-# The ClusterRole the worker binds to itself in each demo namespace (k8s/base/rbac.yaml).
-VCLUSTER_NAMESPACE_ROLE = envstr("VCLUSTER_NAMESPACE_ROLE", "demo-portal-demo-namespace")
-VCLUSTER_WORKER_SERVICE_ACCOUNT = envstr(
-    "VCLUSTER_WORKER_SERVICE_ACCOUNT", "demo-portal/portal-backend"
-)
-VCLUSTER_CHART_INSTALL_TIMEOUT = envint("VCLUSTER_CHART_INSTALL_TIMEOUT", 300, minimum=10)
-VCLUSTER_EXTRA_SANS = envlist("VCLUSTER_EXTRA_SANS")
-# The chart's values.schema.json (of VCLUSTER_CHART_VERSION); empty skips the schema check.
-VCLUSTER_VALUES_SCHEMA = envstr("VCLUSTER_VALUES_SCHEMA")
-# Tells this portal's clusters apart from another portal's on the same host (e.g. staging).
-VCLUSTER_PORTAL_INSTANCE = envstr("VCLUSTER_PORTAL_INSTANCE", "default")
-# How the worker reaches each vCluster's API ({name}, {namespace}, {base_domain}); the default is
-# the in-cluster Service. VCLUSTER_EXTERNAL_SERVER (empty: no prospect kubeconfigs) is what
-# prospects use from outside; VCLUSTER_API_INGRESS_HOST exposes the API through an ingress.
-VCLUSTER_API_SERVER = envstr("VCLUSTER_API_SERVER", "https://{name}.{namespace}:443")
-VCLUSTER_EXTERNAL_SERVER = envstr("VCLUSTER_EXTERNAL_SERVER")
-VCLUSTER_API_INGRESS_HOST = envstr("VCLUSTER_API_INGRESS_HOST")
-# Archives: a snapshot URL template (s3://, oci://, container://; {name}, {date}, ...) and the
-# vcluster CLI, which restores need. Without the CLI, archives cannot be restored here.
-VCLUSTER_SNAPSHOT_URL = envstr("VCLUSTER_SNAPSHOT_URL")
-VCLUSTER_CLI = envstr("VCLUSTER_CLI")
-VCLUSTER_CLI_TIMEOUT = envint("VCLUSTER_CLI_TIMEOUT", 900, minimum=30)
-VCLUSTER_REQUEST_TIMEOUT = envint("VCLUSTER_REQUEST_TIMEOUT", 10, minimum=1)
-# The last step of "ready": the live link must answer HTTP.
-VCLUSTER_HTTP_CHECK = envbool("VCLUSTER_HTTP_CHECK", True)
-VCLUSTER_HTTP_CHECK_VERIFY_TLS = envbool("VCLUSTER_HTTP_CHECK_VERIFY_TLS", True)
+
+
+def _vcluster_setting(variable: Variable) -> bool | int | str | tuple[str, ...]:
+    name, default, minimum = variable
+    if name == "VCLUSTER_HELM_BIN" and _BUNDLED_HELM.is_file():
+        default = str(_BUNDLED_HELM)
+    if isinstance(default, bool):
+        return envbool(name, default)
+    if isinstance(default, int):
+        return envint(name, default, minimum=minimum)
+    if isinstance(default, tuple):
+        return tuple(envlist(name, ",".join(default)))
+    return envstr(name, default)
+
+
+globals().update({v.name: _vcluster_setting(v) for v in VClusterSettings.variables()})
 # ---- end of vCluster backend
 
 # Share-link tokens are redacted from every record the console handler writes (Django logs the

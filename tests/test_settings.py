@@ -58,6 +58,10 @@ class TestConfiguration:
                 {"DEBUG": "true", "DEMO_BACKEND": "vcluster", "VCLUSTER_API_SERVER": "https://{x}"},
                 "VCLUSTER_API_SERVER='https://{x}' uses unknown placeholder",
             ),
+            (
+                {"DEBUG": "true", "VCLUSTER_HELM_TIMEOUT": "soon"},
+                "VCLUSTER_HELM_TIMEOUT='soon' is not a whole number",
+            ),
         ],
     )
     def test_a_bad_value_stops_with_a_message_naming_it(

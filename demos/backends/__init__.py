@@ -10,7 +10,7 @@ from demos.backends.base import ClusterBackend
 
 BACKENDS = {
     "simulated": "demos.backends.simulated.SimulatedBackend",
-    "vcluster": "demos.backends.vcluster.VClusterBackend",
+    "vcluster": "demos.backends.vcluster.backend.VClusterBackend",
 }
 
 

@@ -5,14 +5,18 @@ nothing new. Such a poll carries the version of the panel it shows (`v`), and wh
 is still current it gets "204 No Content", which htmx leaves alone, without the demo being
 loaded or anything rendered.
 
-The version is a fingerprint of the demo's columns that the polled panel shows, its newest
-event and its place in the queue. Durations that only tick (how long the demo has been starting,
-how long its current step has taken) are counted on by the browser, so time passing alone does
-not change the panel. The fingerprint is taken from the raw row, so the ORM is bypassed here on
-purpose: building the query costs several times what running it does (0.75 against 0.2 ms on a
-2-core machine), and this query runs for every open demo page every two seconds. Its result is
-only compared with itself, never shown, so the database's own representation of each column is
-as good as the model's.
+The version is a fingerprint of the demo's whole row, its template's `updated_at`, its newest
+event and its place in the queue: everything the panel is rendered from, derived from the models
+rather than listed by hand, so a column added to the panel (or a template edit) cannot leave open
+pages stale. A column that changes without changing the panel costs one render, no more.
+Durations that only tick (how long the demo has been starting, how long its current step has
+taken) are counted on by the browser, so time passing alone does not change the panel.
+
+It is read with one raw query (a second one only while the demo is queued, for its place), so
+the ORM is bypassed here on purpose: building the query costs several times what running it does
+(0.75 against 0.2 ms on a 2-core machine), and this query runs for every open demo page every two
+seconds. Its result is only compared with itself, never shown, so the database's own
+representation of each column is as good as the model's.
 """
 
 from __future__ import annotations
@@ -26,26 +30,7 @@ from uuid import UUID
 from django.db import connection
 
 from demos.engine.capacity import queue_position
-from demos.models import SETTLED, Demo, DemoEvent, Status
-
-# The demo's columns the polled panel shows. Whoever makes the panel show another one while a
-# demo works adds it here (tests/test_sales_views.py::TestPolling holds the two together).
-SHOWN_FIELDS = (
-    "status",
-    "failed_from",
-    "error_message",
-    "error_detail",
-    "live_url",
-    "urls",
-    "expires_at",
-    "keep_until",
-    "extension_count",
-    "lifetime",
-    "attempts",
-    "requested_at",
-    "started_at",
-    "progress",
-)
+from demos.models import SETTLED, Demo, DemoEvent, DemoTemplate, Status
 
 
 class PanelState(NamedTuple):
@@ -65,15 +50,16 @@ class PanelState(NamedTuple):
 @functools.cache
 def _state_sql() -> str:
     quote = connection.ops.quote_name
-    demo, event = Demo._meta, DemoEvent._meta
-    shown = ", ".join(f"d.{quote(demo.get_field(name).column)}" for name in SHOWN_FIELDS)
+    demo, template, event = Demo._meta, DemoTemplate._meta, DemoEvent._meta
+    columns = ", ".join(f"d.{quote(field.column)}" for field in demo.concrete_fields)
     # Only quoted table and column names from the models go into the text; the id is a parameter.
     return (
-        f"SELECT d.{quote(demo.pk.column)}, d.{quote(demo.get_field('owner').column)},"  # noqa: S608
-        f" d.{quote(demo.get_field('is_spare').column)}, {shown},"
+        f"SELECT {columns}, t.{quote(template.get_field('updated_at').column)},"  # noqa: S608
         f" (SELECT MAX(e.{quote(event.pk.column)}) FROM {quote(event.db_table)} e"
         f"  WHERE e.{quote(event.get_field('demo').column)} = d.{quote(demo.pk.column)})"
         f" FROM {quote(demo.db_table)} d"
+        f" JOIN {quote(template.db_table)} t"
+        f"  ON t.{quote(template.pk.column)} = d.{quote(demo.get_field('template').column)}"
         f" WHERE d.{quote(demo.get_field('public_id').column)} = %s"
     )
 
@@ -86,10 +72,12 @@ def panel_state(public_id: UUID) -> PanelState | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    pk, owner_id, is_spare, status, *shown = row
+    demo = dict(zip((field.attname for field in Demo._meta.concrete_fields), row, strict=False))
+    status = demo["status"]
     position = None
     if status == Status.QUEUED:  # others ahead of it leaving moves it up: that is news too
-        position = queue_position(Demo.objects.only("status", "requested_at").get(pk=pk))
-    blob = json.dumps([status, *shown, position], sort_keys=True, default=str)
+        queued = Demo.objects.only("status", "requested_at").get(pk=demo[Demo._meta.pk.attname])
+        position = queue_position(queued)
+    blob = json.dumps([*row, position], sort_keys=True, default=str)
     version = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
-    return PanelState(owner_id, bool(is_spare), status, version)
+    return PanelState(demo["owner_id"], bool(demo["is_spare"]), status, version)

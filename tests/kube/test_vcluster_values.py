@@ -273,7 +273,7 @@ class TestSettings:
 
     def test_the_portal_picks_this_backend_by_setting(self, settings: Any) -> None:
         from demos.backends import get_backend
-        from demos.backends.vcluster import VClusterBackend
+        from demos.backends.vcluster.backend import VClusterBackend
 
         settings.DEMO_BACKEND = "vcluster"
         get_backend.cache_clear()

@@ -1,17 +1,21 @@
-"""The vCluster backend's settings, read once from Django settings into a plain, typed value.
+"""The vCluster backend's settings: each declared once, as a typed field with its default.
 
-Tests and the admin form build `VClusterSettings` directly; the running portal uses
-`VClusterSettings.from_django()`. Every setting is documented in docs/vcluster.md.
+Each field names the setting it comes from. portal/settings.py reads every `VCLUSTER_*` one from
+the environment variable of that name with the portal's typed readers (`VClusterSettings.
+variables()`), so a bad value stops start-up naming the variable; `from_django()` builds the value
+from those Django settings, so tests may override one setting at a time. Tests and the admin
+form also build `VClusterSettings` directly. Every setting is documented in docs/vcluster.md.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from demos.backends.vcluster.snapshots import SNAPSHOT_SCHEMES, shown_url, url_problem
@@ -22,109 +26,101 @@ TEMPLATE_FIELDS = frozenset({"name", "namespace", "base_domain", "date"})
 _SAMPLE = {"name": "demo-0123456789abcdef", "date": "20260101-000000"}
 _PLACEHOLDER = re.compile(r"{([^{}]*)}")
 
+Default = bool | int | str | tuple[str, ...]
+
+
+class Variable(NamedTuple):
+    """One `VCLUSTER_*` environment variable: its type is its default's (a tuple is a
+    comma-separated list); whole numbers must be at least `minimum`."""
+
+    name: str
+    default: Default
+    minimum: int
+
+
+def _setting(name: str, default: Default, *, minimum: int = 0, portal_wide: bool = False) -> Any:
+    """A field read from the Django setting `name`. Portal-wide settings (not `VCLUSTER_*`) are
+    read from the environment with the rest of the portal's; the others by `variables()`."""
+    return field(
+        default=default, metadata={"setting": name, "minimum": minimum, "portal_wide": portal_wide}
+    )
+
 
 @dataclass(frozen=True)
 class VClusterSettings:
     """Everything the backend needs to know about the host cluster and the vCluster chart."""
 
     # Host cluster access: the pod's service account, or a kubeconfig file and context.
-    in_cluster: bool = False
-    kubeconfig: str = ""
-    context: str = ""
-    # The vCluster chart, installed with Helm.
-    chart_repo: str = "https://charts.loft.sh"
-    chart_name: str = "vcluster"
-    chart_version: str = "0.36.1"
-    helm_bin: str = "helm"
-    helm_timeout_seconds: int = 300
-    # What every demo's vcluster.yaml gets.
-    base_domain: str = "demos.localhost"
-    ingress_class: str = ""
-    storage_class: str = ""
-    image: str = "loft-sh/vcluster-oss"
-    image_registry: str = "ghcr.io"
-    namespace_prefix: str = "vcluster-"
-    pod_security_standard: str = "baseline"
-    network_policy: bool = False
+    in_cluster: bool = _setting("VCLUSTER_IN_CLUSTER", False)
+    kubeconfig: str = _setting("VCLUSTER_KUBECONFIG", "")
+    context: str = _setting("VCLUSTER_CONTEXT", "")
+    # The vCluster chart, installed with Helm. portal/settings.py prefers a pinned helm from
+    # scripts/get-tools when there is one.
+    chart_repo: str = _setting("VCLUSTER_CHART_REPO", "https://charts.loft.sh")
+    chart_name: str = _setting("VCLUSTER_CHART_NAME", "vcluster")
+    chart_version: str = _setting("VCLUSTER_CHART_VERSION", "0.36.1")
+    helm_bin: str = _setting("VCLUSTER_HELM_BIN", "helm")
+    helm_timeout_seconds: int = _setting("VCLUSTER_HELM_TIMEOUT", 300, minimum=10)
+    # What every demo's vcluster.yaml gets. Demo host names are shared with the whole portal.
+    base_domain: str = _setting("DEMO_BASE_DOMAIN", "demos.localhost", portal_wide=True)
+    ingress_class: str = _setting("VCLUSTER_INGRESS_CLASS", "")
+    storage_class: str = _setting("VCLUSTER_STORAGE_CLASS", "")
+    image: str = _setting("VCLUSTER_IMAGE", "loft-sh/vcluster-oss")
+    image_registry: str = _setting("VCLUSTER_IMAGE_REGISTRY", "ghcr.io")
+    namespace_prefix: str = _setting("VCLUSTER_NAMESPACE_PREFIX", "vcluster-")
+    pod_security_standard: str = _setting("VCLUSTER_POD_SECURITY_STANDARD", "baseline")
+    network_policy: bool = _setting("VCLUSTER_NETWORK_POLICY", False)
     # Namespaces whose pods may reach demo apps through the NetworkPolicy: the ingress controller.
-    ingress_namespace_selector: str = "kubernetes.io/metadata.name=ingress-nginx"
-    # Least privilege: the worker holds namespaced rights only where it binds this ClusterRole,
-    # in each demo namespace it creates (empty: the operator grants them some other way).
-    namespace_role: str = "demo-portal-demo-namespace"
-    worker_service_account: str = "demo-portal/portal-backend"
-    chart_install_timeout_seconds: int = 300
-    values_schema: str = ""
+    ingress_namespace_selector: str = _setting(
+        "VCLUSTER_INGRESS_NAMESPACE_SELECTOR", "kubernetes.io/metadata.name=ingress-nginx"
+    )
+    # Least privilege: the worker holds namespaced rights only where it binds this ClusterRole
+    # (k8s/base/rbac.yaml), in each demo namespace it creates (empty: the operator grants them
+    # some other way).
+    namespace_role: str = _setting("VCLUSTER_NAMESPACE_ROLE", "demo-portal-demo-namespace")
+    worker_service_account: str = _setting(
+        "VCLUSTER_WORKER_SERVICE_ACCOUNT", "demo-portal/portal-backend"
+    )
+    chart_install_timeout_seconds: int = _setting("VCLUSTER_CHART_INSTALL_TIMEOUT", 300, minimum=10)
+    # The chart's values.schema.json (of chart_version); empty skips the schema check.
+    values_schema: str = _setting("VCLUSTER_VALUES_SCHEMA", "")
     # Labels tell this portal's clusters apart from anything else on the host (and from another
     # portal, e.g. staging, sharing the host), so orphan clean-up never touches foreign clusters.
-    portal_instance: str = "default"
-    # How the worker reaches each vCluster's API server, and how prospects reach it.
-    api_server: str = "https://{name}.{namespace}:443"
-    external_server: str = ""
-    api_ingress_host: str = ""
-    # Archives and restores.
-    snapshot_url: str = ""
-    vcluster_cli: str = ""
-    cli_timeout_seconds: int = 900
-    # Talking to things.
-    request_timeout_seconds: int = 10
-    http_check: bool = True
-    http_check_verify_tls: bool = True
-    extra_sans: tuple[str, ...] = field(default=())
+    portal_instance: str = _setting("VCLUSTER_PORTAL_INSTANCE", "default")
+    # How the worker reaches each vCluster's API server (the default is the in-cluster Service),
+    # how prospects reach it from outside (empty: no prospect kubeconfigs), and the host of an
+    # ingress exposing it.
+    api_server: str = _setting("VCLUSTER_API_SERVER", "https://{name}.{namespace}:443")
+    external_server: str = _setting("VCLUSTER_EXTERNAL_SERVER", "")
+    api_ingress_host: str = _setting("VCLUSTER_API_INGRESS_HOST", "")
+    # Archives, and the vcluster CLI that restores need (without it, archives are not restored).
+    snapshot_url: str = _setting("VCLUSTER_SNAPSHOT_URL", "")
+    vcluster_cli: str = _setting("VCLUSTER_CLI", "")
+    cli_timeout_seconds: int = _setting("VCLUSTER_CLI_TIMEOUT", 900, minimum=30)
+    # Talking to things; the last step of "ready" is the live link answering HTTP.
+    request_timeout_seconds: int = _setting("VCLUSTER_REQUEST_TIMEOUT", 10, minimum=1)
+    http_check: bool = _setting("VCLUSTER_HTTP_CHECK", True)
+    http_check_verify_tls: bool = _setting("VCLUSTER_HTTP_CHECK_VERIFY_TLS", True)
+    extra_sans: tuple[str, ...] = _setting("VCLUSTER_EXTRA_SANS", ())
+
+    @classmethod
+    def variables(cls) -> list[Variable]:
+        """The `VCLUSTER_*` environment variables, one per field, for portal/settings.py."""
+        return [
+            Variable(f.metadata["setting"], f.default, f.metadata["minimum"])
+            for f in fields(cls)
+            if not f.metadata["portal_wide"]
+        ]
 
     @classmethod
     def from_django(cls) -> VClusterSettings:
-        """Read the VCLUSTER_* settings (see portal/settings.py), failing loudly on bad values."""
-        from django.conf import settings
-
-        def get(name: str, default: Any) -> Any:
-            return getattr(settings, name, default)
-
-        defaults = cls()
+        """The value the Django settings hold (see portal/settings.py), failing loudly on bad
+        values. Read afresh on each call, so overriding one setting in a test takes effect."""
         value = cls(
-            in_cluster=get("VCLUSTER_IN_CLUSTER", defaults.in_cluster),
-            kubeconfig=get("VCLUSTER_KUBECONFIG", defaults.kubeconfig),
-            context=get("VCLUSTER_CONTEXT", defaults.context),
-            chart_repo=get("VCLUSTER_CHART_REPO", defaults.chart_repo),
-            chart_name=get("VCLUSTER_CHART_NAME", defaults.chart_name),
-            chart_version=get("VCLUSTER_CHART_VERSION", defaults.chart_version),
-            helm_bin=get("VCLUSTER_HELM_BIN", defaults.helm_bin),
-            helm_timeout_seconds=get("VCLUSTER_HELM_TIMEOUT", defaults.helm_timeout_seconds),
-            base_domain=get("DEMO_BASE_DOMAIN", defaults.base_domain),
-            ingress_class=get("VCLUSTER_INGRESS_CLASS", defaults.ingress_class),
-            storage_class=get("VCLUSTER_STORAGE_CLASS", defaults.storage_class),
-            image=get("VCLUSTER_IMAGE", defaults.image),
-            image_registry=get("VCLUSTER_IMAGE_REGISTRY", defaults.image_registry),
-            namespace_prefix=get("VCLUSTER_NAMESPACE_PREFIX", defaults.namespace_prefix),
-            pod_security_standard=get(
-                "VCLUSTER_POD_SECURITY_STANDARD", defaults.pod_security_standard
-            ),
-            network_policy=get("VCLUSTER_NETWORK_POLICY", defaults.network_policy),
-            ingress_namespace_selector=get(
-                "VCLUSTER_INGRESS_NAMESPACE_SELECTOR", defaults.ingress_namespace_selector
-            ),
-            namespace_role=get("VCLUSTER_NAMESPACE_ROLE", defaults.namespace_role),
-            worker_service_account=get(
-                "VCLUSTER_WORKER_SERVICE_ACCOUNT", defaults.worker_service_account
-            ),
-            chart_install_timeout_seconds=get(
-                "VCLUSTER_CHART_INSTALL_TIMEOUT", defaults.chart_install_timeout_seconds
-            ),
-            values_schema=get("VCLUSTER_VALUES_SCHEMA", defaults.values_schema),
-            portal_instance=get("VCLUSTER_PORTAL_INSTANCE", defaults.portal_instance),
-            api_server=get("VCLUSTER_API_SERVER", defaults.api_server),
-            external_server=get("VCLUSTER_EXTERNAL_SERVER", defaults.external_server),
-            api_ingress_host=get("VCLUSTER_API_INGRESS_HOST", defaults.api_ingress_host),
-            snapshot_url=get("VCLUSTER_SNAPSHOT_URL", defaults.snapshot_url),
-            vcluster_cli=get("VCLUSTER_CLI", defaults.vcluster_cli),
-            cli_timeout_seconds=get("VCLUSTER_CLI_TIMEOUT", defaults.cli_timeout_seconds),
-            request_timeout_seconds=get(
-                "VCLUSTER_REQUEST_TIMEOUT", defaults.request_timeout_seconds
-            ),
-            http_check=get("VCLUSTER_HTTP_CHECK", defaults.http_check),
-            http_check_verify_tls=get(
-                "VCLUSTER_HTTP_CHECK_VERIFY_TLS", defaults.http_check_verify_tls
-            ),
-            extra_sans=tuple(get("VCLUSTER_EXTRA_SANS", defaults.extra_sans)),
+            **{
+                f.name: _typed(getattr(settings, f.metadata["setting"], f.default), f.default)
+                for f in fields(cls)
+            }
         )
         problems = value.problems()
         if problems:
@@ -224,3 +220,8 @@ class VClusterSettings:
         return template.format(
             name=name, namespace=namespace, base_domain=self.base_domain, date=date
         )
+
+
+def _typed(value: Any, default: Default) -> Any:
+    """A list setting as the tuple a frozen value holds (settings may be overridden as lists)."""
+    return tuple(value) if isinstance(default, tuple) else value

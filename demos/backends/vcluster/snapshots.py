@@ -25,13 +25,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus, urlsplit
-
-from kubernetes import client
 
 from demos.backends.base import BackendError, SnapshotPhase
 from demos.backends.vcluster import naming
+
+if TYPE_CHECKING:  # the settings module reads this file: keep the Kubernetes client out
+    from kubernetes import client
 
 REQUEST_KEY = "snapshotRequest"
 OPTIONS_KEY = "snapshotOptions"

@@ -1,0 +1,135 @@
+"""The status poll's version: what the panel is rendered from changes it, in one query.
+
+The version (`demos.sales.poll`) fingerprints the demo's whole row and its template's
+`updated_at`, so these tests go over every column the model has, not a list kept by hand: a
+column added to the model is covered the day it is added.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from html import unescape
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import models
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from demos.catalog.services import bump_template_version, set_template_enabled
+from demos.engine import lifecycle
+from demos.models import Demo, DemoTemplate, SnapshotKind, Status
+from demos.sales.poll import panel_state
+from tests.conftest import make_demo, make_template
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+# What the poll looks the row up by: changing it is another demo, not another version.
+IDENTITY = {"id", "public_id"}
+COLUMNS = [f.name for f in Demo._meta.concrete_fields if f.name not in IDENTITY]
+
+
+def _version(demo: Demo) -> str:
+    state = panel_state(demo.public_id)
+    assert state is not None
+    return state.version
+
+
+def _another_value(demo: Demo, field: models.Field[Any, Any], bob: User) -> object:
+    """A value of `field` other than `demo`'s, whatever the column's type."""
+    current = getattr(demo, field.name)
+    if isinstance(field, models.ForeignKey):
+        if field.related_model is DemoTemplate:
+            return make_template("another")
+        if field.name == "owner":
+            return bob
+        archived = make_demo(demo.template, bob, Status.ARCHIVED)
+        return archived.snapshots.get(kind=SnapshotKind.ARCHIVED)
+    if isinstance(field, models.BooleanField):
+        return not current
+    if isinstance(field, models.DateTimeField):
+        return (current or timezone.now()) + timedelta(seconds=1)
+    if isinstance(field, models.DurationField):
+        return (current or timedelta(0)) + timedelta(seconds=1)
+    if isinstance(field, models.IntegerField):
+        return current + 1
+    if isinstance(field, models.JSONField):
+        return {"changed": current}
+    if isinstance(field, models.CharField | models.TextField):
+        return "changed" if current != "changed" else "changed again"
+    pytest.fail(f"Demo.{field.name} ({type(field).__name__}): say how to change this column.")
+
+
+def _save_with_fewer_extensions(template: DemoTemplate) -> None:
+    template.max_extensions -= 1
+    template.save()
+
+
+@pytest.fixture
+def demo(template: DemoTemplate, alice: User) -> Demo:
+    """A demo whose cluster is being created: its page polls."""
+    return make_demo(template, alice, Status.PROVISIONING, prospect_company="Acme")
+
+
+class TestVersion:
+    def test_it_stays_the_same_while_nothing_changes(self, demo: Demo) -> None:
+        assert _version(demo) == _version(demo)
+
+    @pytest.mark.parametrize("column", COLUMNS)
+    def test_every_column_of_the_demo_changes_it(self, demo: Demo, bob: User, column: str) -> None:
+        """Written straight to the row: the point is that every column counts, whatever the
+        lifecycle would put there."""
+        before = _version(demo)
+        value = _another_value(demo, Demo._meta.get_field(column), bob)
+        Demo.objects.filter(pk=demo.pk).update(**{column: value})
+        assert _version(demo) != before
+
+    @pytest.mark.parametrize(
+        "edit",
+        [
+            pytest.param(_save_with_fewer_extensions, id="admin save"),
+            pytest.param(lambda t: bump_template_version(template=t), id="new version"),
+            pytest.param(
+                lambda t: set_template_enabled(template=t, enabled=False), id="availability"
+            ),
+        ],
+    )
+    def test_a_template_edit_changes_it(
+        self, demo: Demo, template: DemoTemplate, edit: Callable[[DemoTemplate], object]
+    ) -> None:
+        before = _version(demo)
+        edit(template)
+        assert _version(demo) != before
+
+    def test_a_new_event_changes_it(self, demo: Demo) -> None:
+        before = _version(demo)
+        lifecycle.record_event(demo, "progress", "Something happened.")
+        assert _version(demo) != before
+
+    def test_it_is_read_with_one_query(
+        self, demo: Demo, django_assert_num_queries: Callable[..., Any]
+    ) -> None:
+        with django_assert_num_queries(1):
+            panel_state(demo.public_id)
+
+
+class TestPollAfterATemplateEdit:
+    def test_an_open_page_gets_the_edited_panel(
+        self, demo: Demo, template: DemoTemplate, alice: User, rq_redis: Any
+    ) -> None:
+        client = Client()
+        client.force_login(alice)
+        url = reverse("demos:status", args=[demo.public_id])
+        first = client.get(url, **HTMX).content.decode()
+        match = re.search(r'hx-get="([^"]+)"', first)
+        assert match, "the panel does not poll"
+        poll = unescape(match.group(1))
+        assert client.get(poll, **HTMX).status_code == 204
+
+        template.name = "Renamed shop"
+        template.save()
+
+        assert client.get(poll, **HTMX).status_code == 200
