@@ -5,8 +5,9 @@ processes, one `manage.py runcron`) against a PostgreSQL database and a Redis da
 own, with the simulated backend at zero step durations so that every millisecond measured is the
 portal's. Prints a table and writes `bench/results/latest.json`.
 
-    BENCH_SCALE=small python -m bench      # a one-minute smoke run
-    python -m bench                        # the published figures (about four minutes)
+    BENCH_SCALE=small python -m bench      # a smoke run of a few minutes
+    python -m bench                        # the published figures
+    BENCH_PHASES=fanout python -m bench    # only some phases (sweep, portal, fanout)
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import secrets
 import statistics
 import subprocess
@@ -29,18 +29,19 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from bench import fanout
 from bench import figures as fig
 from bench import stack as st
 from bench.client import HTMX, Browser, LoadResult, closed_loop, next_poll
 from bench.figures import Figure, ms
+from bench.salesperson import post_start, public_id_of, start_form
 from bench.scale import Scale, from_env
 from demos.durations import percentile
 
-BENCH_DB = "portal_bench"
-SWEEP_DB = "portal_bench_sweep"
+BENCH_DB = st.db_name("bench")
+SWEEP_DB = st.db_name("bench_sweep")
 POLL_INTERVAL = float(os.environ.get("BENCH_POLL_INTERVAL", "0.1"))
 OK_ANSWERS = (HTTPStatus.OK, HTTPStatus.NO_CONTENT)  # a poll's answers other than 286
-_DEMO_PATH = re.compile(r"^/demos/([0-9a-f-]{36})/$")
 
 
 def log(message: str) -> None:
@@ -103,25 +104,6 @@ def setup_django(env: dict[str, str]) -> None:
 # --- Starting demos through HTTP, as a salesperson's browser does -----------------------------
 
 
-def start_form(token: str) -> dict[str, str]:
-    return {
-        "prospect_company": "Acme Corp",
-        "prospect_name": "Ada",
-        "lifetime": str(2 * 3600),
-        "start_token": token,
-    }
-
-
-def post_start(browser: Browser, slug: str, token: str) -> str:
-    """POST the start form; the demo's page path from the redirect."""
-    response = browser.post_form(f"/templates/{slug}/start/", start_form(token))
-    location = response.headers.get("location", "")
-    if response.status != 302 or not _DEMO_PATH.match(location):
-        snippet = response.body[:300].decode(errors="replace")
-        raise st.BenchError(f"start of {slug} answered {response.status} {location!r}: {snippet}")
-    return location
-
-
 def open_demo_page(browser: Browser, page: str) -> bytes:
     """The demo's page, as the browser loads it after the start form's redirect."""
     response = browser.get(page)
@@ -147,13 +129,6 @@ def poll_until_settled(browser: Browser, page: str, body: bytes, timeout: float)
             raise st.BenchError(f"{page} did not settle within {timeout:g} s")
         url = next_poll(response.body, url)  # a 204 (nothing new) names no other URL
         time.sleep(POLL_INTERVAL)
-
-
-def public_id_of(page: str) -> str:
-    match = _DEMO_PATH.match(page)
-    if match is None:
-        raise st.BenchError(f"{page!r} is not a demo page")
-    return match.group(1)
 
 
 # --- Phases ------------------------------------------------------------------------------------
@@ -660,6 +635,44 @@ def run_portal_phases(run_figures: list[Figure], scale: Scale, logs: Path) -> li
     return run.notes
 
 
+def fanout_phase(run_figures: list[Figure], scale: Scale, logs: Path) -> None:
+    """The provisioning fan-out, in a process of its own (its Django points at its database)."""
+    out = logs / "fanout.json"
+    result = subprocess.run(
+        [st.PYTHON, "-m", "bench", "fanout", "--logs", str(logs), "--out", str(out)],
+        cwd=st.ROOT,
+        check=False,
+        timeout=scale.fanout_timeout + 3 * scale.ready_timeout + 600,
+    )
+    if result.returncode:
+        raise st.BenchError("the provisioning fan-out failed (its messages are above)")
+    run_figures.extend(fanout.read(out))
+
+
+def run_fanout_subcommand(args: argparse.Namespace) -> int:
+    scale = from_env()
+    try:
+        figures = fanout.run(scale, Path(args.logs), setup_django)
+    except st.BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    fanout.write(figures, Path(args.out))
+    return 0
+
+
+PHASES = ("sweep", "portal", "fanout")
+
+
+def chosen_phases(environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The phases BENCH_PHASES names (all of them by default), in their usual order."""
+    raw = (environ if environ is not None else os.environ).get("BENCH_PHASES", "")
+    wanted = {part.strip() for part in raw.split(",") if part.strip()} or set(PHASES)
+    unknown = wanted - set(PHASES)
+    if unknown:
+        raise SystemExit(f"BENCH_PHASES: unknown {', '.join(sorted(unknown))}; use {PHASES}")
+    return tuple(phase for phase in PHASES if phase in wanted)
+
+
 def _answers(browser: Browser) -> bool:
     try:
         return browser.get("/healthz").status == 200
@@ -676,28 +689,45 @@ def main(argv: list[str] | None = None) -> int:
     sweep_parser.add_argument("--due", type=int, default=10)
     sweep_parser.add_argument("--repeats", type=int, default=3)
     sweep_parser.add_argument("--out", required=True)
+    fanout_parser = sub.add_parser("fanout", help="internal: the provisioning fan-out alone")
+    fanout_parser.add_argument("--logs", required=True)
+    fanout_parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return run_sweep_subcommand(args)
+    if args.command == "fanout":
+        return run_fanout_subcommand(args)
 
     scale = from_env()
+    phases = chosen_phases()
     machine = st.describe_machine()
-    log(f"scale {scale.name}; machine {machine}")
+    log(f"scale {scale.name}; phases {', '.join(phases)}; machine {machine}")
     started = time.monotonic()
     results: list[Figure] = []
+    notes: list[str] = []
     try:
         with st.scratch_dir("portal-bench-") as logs:
-            sweep_scaling(results, scale, logs)
-            notes = run_portal_phases(results, scale, logs)
+            if "sweep" in phases:
+                sweep_scaling(results, scale, logs)
+            if "portal" in phases:
+                notes += run_portal_phases(results, scale, logs)
+            if "fanout" in phases:
+                fanout_phase(results, scale, logs)
     except st.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     machine["load_average_1m_after"] = round(os.getloadavg()[0], 2)
-    latest, kept = fig.report(results, f"Demo portal benchmark ({scale.name} scale)", "bench")
+    latest, kept = fig.report(
+        results,
+        f"Demo portal benchmark ({scale.name} scale)",
+        "bench",
+        complete=phases == PHASES,
+    )
     for note in notes:
         print(f"note: {note}")
     print(f"machine: {json.dumps(machine)}")
-    log(f"done in {time.monotonic() - started:.0f} s; wrote {latest.name} and runs/{kept.name}")
+    wrote = f"{latest.name} and " if latest != kept else "(only some ran) "
+    log(f"done in {time.monotonic() - started:.0f} s; wrote {wrote}runs/{kept.name}")
     return 0
 
 

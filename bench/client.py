@@ -96,7 +96,8 @@ class Browser:
         return self.request("GET", path, headers=headers)
 
     def post_form(self, path: str, data: dict[str, str]) -> Response:
-        form = {"csrfmiddlewaretoken": self.csrf, **data}
+        # Django rotates the CSRF secret at login; the form carries whatever the cookie holds.
+        form = {"csrfmiddlewaretoken": self.cookies.get("csrftoken", self.csrf), **data}
         return self.request(
             "POST",
             path,

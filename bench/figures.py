@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,25 +99,31 @@ def validate(document: Any) -> list[dict[str, Any]]:
 
 
 def write_results(
-    figures: Sequence[Figure], stem: str, directory: Path = RESULTS_DIR
+    figures: Sequence[Figure], stem: str, directory: Path = RESULTS_DIR, *, complete: bool = True
 ) -> tuple[Path, Path]:
-    """Write `<stem>-latest.json` (or `latest.json`) and a timestamped copy under `runs/`."""
+    """Write `<stem>-latest.json` (or `latest.json`) and a timestamped copy under `runs/`.
+
+    A run of only some phases or drills (`complete=False`) writes the timestamped copy alone, so
+    the latest file always holds a whole run."""
     document = validate([figure.as_dict() for figure in figures])
     text = json.dumps(document, indent=2) + "\n"
     latest = directory / ("latest.json" if stem == "bench" else f"{stem}-latest.json")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = directory / "runs" / f"{stem}-{stamp}.json"
     kept.parent.mkdir(parents=True, exist_ok=True)
-    latest.write_text(text)
+    if complete:
+        latest.write_text(text)
     kept.write_text(text)
-    return latest, kept
+    return (latest if complete else kept), kept
 
 
-def report(figures: Sequence[Figure], title: str, stem: str) -> tuple[Path, Path]:
+def report(
+    figures: Sequence[Figure], title: str, stem: str, *, complete: bool = True
+) -> tuple[Path, Path]:
     """Print the table and the targets missed, and write the JSON files (see `write_results`)."""
     print()
     print(format_table(figures, title))
-    written = write_results(figures, stem)
+    written = write_results(figures, stem, complete=complete)
     missed = [figure.name for figure in figures if figure.met is False]
     if missed:
         print("targets missed: " + "; ".join(missed))
@@ -158,3 +165,70 @@ def sweep_figures(runs: list[dict[str, Any]], due: int) -> list[Figure]:
             Figure.of(f"{label}: due demos expired", item["expired"], "demos", f"== {due}"),
         ]
     return out
+
+
+def busy_share(
+    before: Mapping[str, float], after: Mapping[str, float], workers: int, wall: float
+) -> float:
+    """The share (0 to 1) of `workers` times `wall` seconds the workers spent inside jobs, from
+    their running totals of working time before and after. A worker that appeared meanwhile
+    (a restart) counts from zero; one that vanished counts nothing. A job that ended just after
+    the window is counted whole, so the share is capped at 1."""
+    if workers <= 0 or wall <= 0:
+        return 0.0
+    spent = sum(max(0.0, total - before.get(name, 0.0)) for name, total in after.items())
+    return min(1.0, spent / (workers * wall))
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """One provisioning fan-out: `starts` demos at once on `workers` workers."""
+
+    starts: int
+    workers: int
+    step_seconds: float
+    via: str  # how the starts were made: "HTTP" or "lifecycle"
+    alone: Sequence[float]  # seconds from a lone start to its demo's ready_at
+    all_ready: float | None  # seconds from the first start to the last ready_at; None: missed
+    waited: float  # seconds from the first start until the wait ended
+    ready: int  # demos ready when the wait ended
+    failed: int
+    answered: float  # seconds until every start had its answer
+    start_errors: int
+    busy: float  # busy share of the workers over the fan-out (0 to 1)
+    jobs: int  # jobs the workers ended during the fan-out
+    worker_cpu: float  # CPU seconds of the workers and their work horses during the fan-out
+    machine_busy: float = 0.0  # cores the whole machine kept busy meanwhile (on average)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.all_ready is None or not self.alone:
+            return None
+        return self.all_ready / statistics.median(self.alone)
+
+
+def fanout_figures(run: FanOut) -> list[Figure]:
+    prefix = "provisioning fan-out"
+    label = f"{prefix}: {run.starts} starts on {run.workers} workers, {run.step_seconds:g} s steps"
+    alone = statistics.median(run.alone) if run.alone else None
+    return [
+        Figure.of(f"{label} / one start alone", run.ratio, "ratio", "<= 2"),
+        Figure.of(f"{prefix}: worker busy share", 100 * run.busy, "%"),
+        Figure.of(f"{prefix}: one start alone, to ready (median)", alone, "s"),
+        Figure.of(f"{prefix}: all {run.starts} ready", run.all_ready, "s"),
+        Figure.of(f"{prefix}: ready when the wait ended", run.ready, "demos", f"== {run.starts}"),
+        Figure.of(f"{prefix}: waited", run.waited, "s"),
+        Figure.of(f"{prefix}: failed", run.failed, "demos", "== 0"),
+        Figure.of(f"{prefix}: every start answered ({run.via})", run.answered, "s"),
+        Figure.of(f"{prefix}: start errors", run.start_errors, "starts", "== 0"),
+        Figure.of(f"{prefix}: jobs run", run.jobs, "jobs"),
+        Figure.of(
+            f"{prefix}: jobs per demo", run.jobs / run.starts if run.starts else None, "jobs"
+        ),
+        Figure.of(
+            f"{prefix}: worker CPU per job (work horses included)",
+            ms(run.worker_cpu / run.jobs) if run.jobs else None,
+            "ms",
+        ),
+        Figure.of(f"{prefix}: machine CPU busy", run.machine_busy, "cores"),
+    ]

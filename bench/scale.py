@@ -25,12 +25,23 @@ class Scale:
     pool_size: int
     claims: int  # warm-pool claims, and as many cold starts of the same template
     ready_timeout: float  # upper bound for any one wait on the portal
-    # Fault drills.
-    drill_rounds: int  # of each fault: worker killed, Redis restarted, connections dropped
+    # Provisioning fan-out: many starts on few workers at a real step time.
+    fanout_starts: int
+    fanout_rq_workers: int
+    fanout_step_seconds: float  # simulated seconds per step (a start takes four)
+    fanout_alone: int  # starts measured alone first (median), after one unmeasured
+    fanout_users: int  # salespeople the starts come from
+    fanout_timeout: float  # how long the fan-out may take before it is called a miss
+    # Fault drills, at production intervals (sweep every 30 s, heartbeat every 10 s).
+    drill_rounds: int  # of each of: worker killed at a seeded moment, connections dropped
+    drill_strike_rounds: int  # strikes at named code points, one point per round
+    drill_redis_rounds: int  # Redis down, then back empty
+    drill_redis_down: float  # seconds Redis stays down in each of those rounds
     drill_demos: int  # demos in flight when a fault hits
     drill_error_rounds: int  # rounds under injected backend errors (twice as many demos each)
     drill_rq_workers: int
-    drill_recover_timeout: float
+    drill_strike_timeout: float  # how long an armed point may wait to be reached
+    drill_recover_timeout: float  # how long a round may take to recover after its fault
 
 
 FULL = Scale(
@@ -50,11 +61,24 @@ FULL = Scale(
     pool_size=5,
     claims=40,
     ready_timeout=180.0,
-    drill_rounds=6,
-    drill_demos=8,
-    drill_error_rounds=3,
+    fanout_starts=200,
+    fanout_rq_workers=2,
+    fanout_step_seconds=2.0,
+    fanout_alone=3,
+    fanout_users=20,
+    fanout_timeout=900.0,
+    drill_rounds=2,
+    drill_strike_rounds=8,  # as many as demos.engine.faults names: each point once
+    drill_redis_rounds=2,
+    drill_redis_down=30.0,
+    drill_demos=6,
+    drill_error_rounds=1,
     drill_rq_workers=3,
-    drill_recover_timeout=120.0,
+    drill_strike_timeout=60.0,
+    # A killed job is seen as lost after three missed heartbeats plus 5 s (35 s), the sweep
+    # that re-enqueues it runs every 30 s, and an overdue scheduled job counts as lost after a
+    # minute: four minutes leave room for the rest of the batch to finish after that.
+    drill_recover_timeout=240.0,
 )
 
 SMALL = replace(
@@ -71,10 +95,14 @@ SMALL = replace(
     pool_size=2,
     claims=8,
     ready_timeout=60.0,
-    drill_rounds=2,
+    fanout_starts=40,
+    fanout_alone=1,
+    fanout_users=5,
+    fanout_timeout=300.0,
+    drill_rounds=1,
+    drill_strike_rounds=3,
+    drill_redis_rounds=1,
     drill_demos=4,
-    drill_error_rounds=1,
-    drill_recover_timeout=90.0,
 )
 
 SCALES = {"full": FULL, "small": SMALL}

@@ -31,6 +31,16 @@ PYTHON = sys.executable
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Every database a run creates is named with this prefix, so two runs on one server (two
+# checkouts, two people) can keep apart: BENCH_DB_PREFIX=alice_ gives alice_bench, alice_drills.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "portal_")
+
+# A crashed worker or cron is restarted after a back-off that doubles while it keeps exiting
+# soon after starting (as Kubernetes' CrashLoopBackOff does, with a cap of seconds instead of
+# minutes, so a drill measures the portal's recovery rather than the back-off).
+RESTART_FIRST_DELAY = 0.5
+RESTART_MAX_DELAY = 10.0
+STABLE_AFTER = 30.0  # a process that ran this long before exiting starts the back-off afresh
 
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -50,6 +60,20 @@ def require_loopback(url: str) -> str:
     if not local:
         raise BenchError(f"{url!r} is not on this machine; benchmarks only run against loopback.")
     return url
+
+
+def db_name(purpose: str) -> str:
+    """The name of the database a run uses for `purpose` (bench, drills...)."""
+    name = f"{DB_PREFIX}{purpose}"
+    if not _DB_NAME.match(name):
+        raise BenchError(f"BENCH_DB_PREFIX={DB_PREFIX!r} does not make a plain database name")
+    return name
+
+
+def restart_delay(crashes: int) -> float:
+    """Seconds to wait before restarting a process that has exited `crashes` times in a row
+    soon after starting (1 for a process that had been running a while)."""
+    return min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2 ** max(crashes - 1, 0))
 
 
 def database_url(name: str) -> str:
@@ -217,6 +241,9 @@ class Proc:
     args: list[str]
     env: dict[str, str]
     replaced: bool = False
+    started: float = field(default_factory=time.monotonic)
+    crashes: int = 0  # exits in a row, each soon after starting (see restart_delay)
+    restart_at: float | None = None
 
     @property
     def pid(self) -> int:
@@ -272,18 +299,28 @@ class Stack:
 
     def restart_exited(self) -> int:
         """Start a replacement for every worker or cron that has exited, as Kubernetes restarts
-        a crashed container. Returns how many were restarted."""
+        a crashed container, after its back-off (`restart_delay`). Returns how many were
+        restarted."""
         restarted = 0
+        now = time.monotonic()
         for proc in list(self.procs):
-            if proc.role in ("worker", "cron") and not proc.replaced and not proc.alive():
-                proc.replaced = True
-                if proc.role == "worker":
-                    # A new name, as a new pod would have: RQ refuses to register a worker under
-                    # a name whose dead predecessor is still registered.
-                    self.start_worker(int(proc.name.rpartition("-")[2]), proc.env)
-                else:
-                    self._spawn(proc.role, proc.name, proc.args, proc.env)
-                restarted += 1
+            if proc.role not in ("worker", "cron") or proc.replaced or proc.alive():
+                continue
+            if proc.restart_at is None:
+                quick = now - proc.started < STABLE_AFTER
+                proc.crashes = proc.crashes + 1 if quick else 1
+                proc.restart_at = now + restart_delay(proc.crashes)
+            if now < proc.restart_at:
+                continue
+            proc.replaced = True
+            if proc.role == "worker":
+                # A new name, as a new pod would have: RQ refuses to register a worker under
+                # a name whose dead predecessor is still registered.
+                successor = self.start_worker(int(proc.name.rpartition("-")[2]), proc.env)
+            else:
+                successor = self._spawn(proc.role, proc.name, proc.args, proc.env)
+            successor.crashes = proc.crashes
+            restarted += 1
         return restarted
 
     def retire(self, proc: Proc) -> None:
@@ -465,6 +502,34 @@ def worker_count(redis_url: str) -> int:
     client = redis.Redis.from_url(require_loopback(redis_url), socket_timeout=5)
     try:
         return Worker.count(connection=client)
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class WorkerTotals:
+    """What RQ counts per worker in its Redis hash: seconds spent inside jobs (from each job's
+    start to its end in the work horse) and jobs ended, successful or not."""
+
+    working_seconds: float = 0.0
+    jobs: int = 0
+
+
+def worker_totals(redis_url: str) -> dict[str, WorkerTotals]:
+    """RQ's running totals for every registered worker, by worker name."""
+    import redis
+    from rq import Worker
+
+    client = redis.Redis.from_url(require_loopback(redis_url), socket_timeout=5)
+    try:
+        totals = {}
+        for worker in Worker.all(connection=client):
+            worker.refresh()
+            totals[worker.name] = WorkerTotals(
+                float(worker.total_working_time or 0),
+                int(worker.successful_job_count or 0) + int(worker.failed_job_count or 0),
+            )
+        return totals
     finally:
         client.close()
 

@@ -356,7 +356,8 @@ class DemoAdmin(ReadOnlyAdmin):
     ]
     date_hierarchy = "requested_at"
     inlines = [DemoEventInline]
-    exclude = ["start_token"]
+    # The sealed kubeconfig is a credential: never shown, not even in its encrypted form.
+    exclude = ["start_token", "kubeconfig_sealed"]
     readonly_fields = ["portal_link"]
 
     @admin.display(description="In the portal")

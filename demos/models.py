@@ -148,17 +148,39 @@ class Status(models.TextChoices):
 STARTING = frozenset({Status.REQUESTED, Status.PROVISIONING, Status.INSTALLING})
 WORKING = STARTING | {Status.PAUSING, Status.RESUMING, Status.ARCHIVING, Status.DELETING}
 KEPT = frozenset({Status.PAUSED, Status.ARCHIVED})
+# Starting or running: a warm-pool spare that is there, or will be.
+LIVE = STARTING | {Status.READY}
 ENDED = frozenset({Status.DELETED, Status.ARCHIVED})
 # Occupying capacity: anything with a cluster that runs (or is about to run).
 ACTIVE = STARTING | {Status.READY, Status.PAUSING, Status.RESUMING, Status.ARCHIVING}
 # The status panel stops polling in these.
 SETTLED = frozenset({Status.READY, Status.PAUSED, Status.ARCHIVED, Status.DELETED, Status.FAILED})
+# A cluster exists on the backend for these, and belongs to the demo.
+OWNS_CLUSTER = WORKING | {Status.READY, Status.PAUSED}
+# What the fleet overview lists (besides kept archives and recent failures): queued, or owning
+# a cluster.
+ON_THE_FLEET = OWNS_CLUSTER | {Status.QUEUED}
+# Still in play for its owner: not kept for later and not ended.
+OPEN = frozenset(Status) - KEPT - {Status.DELETED}
+# A demo that failed in one of these still owns a cluster worth keeping (its data): nothing
+# deletes it until a person decides.
+FAILED_KEEPING = frozenset({Status.PAUSING, Status.RESUMING, Status.ARCHIVING, Status.PAUSED})
 
 
 class DemoQuerySet(models.QuerySet["Demo"]):
     def visible(self) -> "DemoQuerySet":
         """Demos a person can see: everything but unclaimed warm-pool spares."""
         return self.filter(is_spare=False)
+
+    def working(self) -> "DemoQuerySet":
+        """Demos a background step is driving toward another state."""
+        return self.filter(status__in=WORKING)
+
+    def owning_clusters(self) -> "DemoQuerySet":
+        """Demos whose cluster must be kept: the orphan sweep deletes every other."""
+        return self.filter(
+            Q(status__in=OWNS_CLUSTER) | Q(status=Status.FAILED, failed_from__in=FAILED_KEEPING)
+        )
 
 
 def _new_public_id() -> uuid.UUID:
@@ -195,6 +217,18 @@ class Demo(models.Model):
     warnings_sent = models.JSONField(default=list, blank=True)
 
     cluster_name = models.CharField(max_length=63, unique=True)
+    # The background steps that drive a demo: `steps` numbers them (each job id carries it, so a
+    # stale job knows it is stale) and `next_step_at` says when the next one is due, so the sweep
+    # can tell a lost step from one that is merely waiting.
+    steps = models.PositiveIntegerField(default=0)
+    next_step_at = models.DateTimeField(null=True, blank=True)
+    # Where this demo's archive goes, chosen once, so every step of an archive follows the same
+    # snapshot.
+    archive_location = models.CharField(max_length=500, blank=True)
+    # The kubeconfig prospects may download, captured by the worker when the demo became ready,
+    # encrypted (portal.sealing). Empty when the template does not offer downloads.
+    kubeconfig_sealed = models.TextField(blank=True)
+
     live_url = models.URLField(max_length=500, blank=True)
     urls = models.JSONField(default=list, blank=True)
     progress = models.JSONField(default=dict, blank=True)

@@ -4,6 +4,7 @@ Every setting has an embedded default that works on a laptop (`make run`); produ
 variables listed in the README. A bad value stops startup with a message naming the variable.
 """
 
+import base64
 import ipaddress
 import os
 from datetime import timedelta
@@ -97,6 +98,23 @@ def envsecret(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def envkeys(name: str) -> list[str]:
+    """Fernet keys from NAME (comma-separated) or from the file named by NAME_FILE (one a line)."""
+    keys = envsecret(name).replace(",", " ").split()
+    for number, key in enumerate(keys, 1):
+        try:
+            valid = len(base64.urlsafe_b64decode(key)) == 32
+        except ValueError:
+            valid = False
+        if not valid:
+            # The key itself is never repeated in a message: start-up errors end up in logs.
+            raise ImproperlyConfigured(
+                f"{name}: key {number} is not a Fernet key (32 bytes, URL-safe base64). Make one "
+                "with: openssl rand -base64 32 | tr '+/' '-_'"
+            )
+    return keys
+
+
 DEBUG = envbool("DEBUG", False)
 
 SECRET_KEY = envsecret("SECRET_KEY")
@@ -107,6 +125,11 @@ if not SECRET_KEY:
             "long random string, or set DEBUG=true for local development."
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"  # noqa: S105
+
+# Keys that seal prospects' kubeconfigs in the database (portal/sealing.py): the first seals,
+# every one unseals, so a rotation puts the new key first and keeps the old one until
+# `manage.py reseal` has run. Empty: one key derived from SECRET_KEY (`check --deploy` warns).
+SEALING_KEYS = envkeys("SEALING_KEYS")
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
@@ -283,7 +306,9 @@ SECURE_CSP = {
 # Background work: django-rq on Redis. Jobs are held until the surrounding transaction commits,
 # so a worker never looks for a row that is not there yet.
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
-RQ_QUEUE_NAMES = ("demos", "maintenance")
+# In priority order: a worker takes from the first queue that has a job (RQ tries them in turn),
+# so the sweep, expiry and heartbeat on `maintenance` run however many `demos` steps wait.
+RQ_QUEUE_NAMES = ("maintenance", "demos")
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 1800} for name in RQ_QUEUE_NAMES}
 RQ = {"COMMIT_MODE": "on_db_commit"}
 # The job dashboard can empty queues and delete jobs, so it is for superusers only and mounted
@@ -339,7 +364,11 @@ DEMO_EXPIRY_WARNINGS = [
 ]
 DEMO_RECONCILE_SECONDS = envint("DEMO_RECONCILE_SECONDS", 30, minimum=5)
 DEMO_JOB_RETRIES = envint("DEMO_JOB_RETRIES", 3)
+# Seconds between two looks at a cluster that is on its way (starting, pausing, deleting...).
+# Each look is one short job; nothing waits in between.
 DEMO_OBSERVE_INTERVAL = envfloat("DEMO_OBSERVE_INTERVAL", 1.0)
+# Fault drills only (demos/engine/faults.py): a file naming the code point to kill a worker at.
+DEMO_FAULT_FILE = envstr("DEMO_FAULT_FILE")
 
 # Simulated backend: total start-up of about ten seconds by default, failure injection off.
 DEMO_SIM_STEP_SECONDS = envfloat("DEMO_SIM_STEP_SECONDS", 2.5)

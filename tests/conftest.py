@@ -17,6 +17,7 @@ from unittest import mock
 import django_rq
 import pytest
 import time_machine
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.forms.models import model_to_dict
@@ -156,10 +157,31 @@ def rq_redis() -> Iterator[Any]:
     redis.flushdb()
 
 
-def run_jobs() -> None:
-    """Run everything queued (and due) in this process, like a worker in burst mode."""
-    worker = django_rq.get_worker("demos", "maintenance", worker_class="rq.SimpleWorker")
-    worker.work(burst=True, with_scheduler=False)
+def run_jobs(max_rounds: int = 200) -> None:
+    """Run everything queued in this process, like a worker in burst mode, and the follow-up
+    steps demos schedule for themselves (without waiting out their few seconds) until none is
+    left. Jobs due later than that (expiry) stay scheduled."""
+    worker = django_rq.get_worker(*settings.RQ_QUEUE_NAMES, worker_class="rq.SimpleWorker")
+    for _ in range(max_rounds):
+        worker.work(burst=True, with_scheduler=False)
+        if not _enqueue_scheduled_soon():
+            return
+        time.sleep(settings.DEMO_OBSERVE_INTERVAL)
+
+
+def _enqueue_scheduled_soon(within: int = 5) -> int:
+    """Move jobs due in the next `within` seconds to their queues, as RQ's scheduler would."""
+    moved = 0
+    for name in settings.RQ_QUEUE_NAMES:
+        queue = django_rq.get_queue(name)
+        registry = queue.scheduled_job_registry
+        for job_id in registry.get_jobs_to_schedule(int(time.time()) + within):
+            job = queue.fetch_job(job_id)
+            registry.remove(job_id)
+            if job is not None:
+                queue._enqueue_job(job)
+                moved += 1
+    return moved
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20, message: str = "") -> Any:
@@ -182,14 +204,14 @@ def wait_for_status(demo: Demo, *statuses: str, timeout: float = 20) -> Demo:
 
 
 def _database_url() -> str:
-    settings = connection.settings_dict
+    db = connection.settings_dict
     if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    user = settings.get("USER") or ""
-    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
-    host = settings.get("HOST") or "127.0.0.1"
-    port = settings.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
 def _die_with_parent() -> None:
@@ -331,13 +353,13 @@ def make_demo(
       of capacity itself call `start_demo`. Like `start_demo`, it takes a ready spare of the
       template when one exists.
     - `provisioning`: `begin_provisioning`, and the cluster is applied to the simulated backend.
-    - `installing`: `record_observation` of the simulated backend's mid-install observation.
+    - `installing`: `record_start` of the simulated backend's mid-install observation.
     - `failed`: then `fail_demo(error_message, error_detail)`: a chart failed while installing.
     - `ready`: the worker's own provisioning step (`operations.provision`) on the simulated
       backend, with its step time set to zero.
     - `pausing`/`paused`/`resuming`, `archiving`/`archived`, `deleting`/`deleted`: from ready,
-      `pause_demo`/`finish_pause`/`resume_demo`, `archive_demo`/`finish_archive`,
-      `delete_demo`/`finish_delete`, with the simulated backend's pause, snapshot and delete.
+      `pause_demo`/`resume_demo`, `archive_demo`, `delete_demo`, then the worker's own steps
+      (`operations.pause`, `.archive`, `.delete`) on the simulated backend.
     - `extensions`: that many `extend_demo` calls once ready.
 
     `start` goes to `start_demo` (prospect_name, prospect_company, lifetime, start_token).
@@ -365,7 +387,7 @@ def make_demo(
         "DEMO_SIM_ERROR_RATE": 0,
     }
     # Everything `dispatch` hands to a worker: the factory does that work itself.
-    handoffs = ("enqueue", "schedule_expiry", "cancel_expiry", "request_pool_refill")
+    handoffs = ("enqueue_step", "schedule_expiry", "cancel_expiry", "request_pool_refill")
     with (
         override_settings(**limits),
         mock.patch.multiple(dispatch, **dict.fromkeys(handoffs, _nothing)),
@@ -394,7 +416,6 @@ def _nothing(*args: Any, **kwargs: Any) -> None:
 def _advance(demo: Demo, step: str, actor: lifecycle.Actor, error: tuple[str, str]) -> Demo:
     """One step of `make_demo`'s path: what the person, the worker and the backend each do."""
     backend = SimulatedBackend()
-    name = demo.cluster_name
     match step:
         case "provision":
             demo = lifecycle.begin_provisioning(demo)
@@ -403,29 +424,40 @@ def _advance(demo: Demo, step: str, actor: lifecycle.Actor, error: tuple[str, st
         case "install":
             charts = demo.spec["charts"]
             message = f"Installing {charts[0]['name']}." if charts else "Checking the app."
-            return lifecycle.record_observation(demo, Observation(Phase.INSTALLING, message))
+            observation = Observation(Phase.INSTALLING, message)
+            return lifecycle.record_start(demo, demo.steps, observation)
         case "fail":
             return lifecycle.fail_demo(demo, *error)
         case "ready":
-            operations.provision(str(demo.public_id))
-            return Demo.objects.get(pk=demo.pk)
+            return _work(demo, operations.provision)
         case "pause":
             return lifecycle.pause_demo(demo=demo, actor=actor)
         case "paused":
-            backend.pause(name)
-            return lifecycle.finish_pause(demo)
+            return _work(demo, operations.pause)
         case "resume":
             return lifecycle.resume_demo(demo=demo, actor=actor)
         case "archive":
             return lifecycle.archive_demo(demo=demo, actor=actor)
         case "archived":
-            location = backend.snapshot_location(name)
-            backend.snapshot(name, location)
-            backend.delete(name)
-            return lifecycle.finish_archive(demo, location, restorable=True)
+            return _work(demo, operations.archive)
         case "delete":
             return lifecycle.delete_demo(demo=demo, actor=actor)
         case "deleted":
-            backend.delete(name)
-            return lifecycle.finish_delete(demo)
+            return _work(demo, operations.delete)
     raise ValueError(f"make_demo has no step {step!r}")
+
+
+def finish_delete(demo: Demo) -> Demo:
+    """The worker's delete steps on a `deleting` demo, run here until it is deleted."""
+    return _work(demo, operations.delete)
+
+
+def _work(demo: Demo, step: Any) -> Demo:
+    """Run the worker's steps on `demo` until its state changes, as the follow-up jobs would."""
+    for _ in range(10):
+        step(str(demo.public_id), demo.steps)
+        changed = Demo.objects.get(pk=demo.pk)
+        if changed.status != demo.status:
+            return changed
+        demo = changed
+    raise AssertionError(f"{demo.status} did not move on after 10 steps")

@@ -261,7 +261,7 @@ class TestBulkActions:
         queued.refresh_from_db()
         assert (running.status, queued.status) == (Status.DELETING, Status.DELETED)
         assert running.events.get(kind="deleting").actor == manager
-        assert Job.fetch(f"delete-{running.public_id}", connection=rq_redis)
+        assert Job.fetch(f"delete-{running.public_id}-{running.steps}", connection=rq_redis)
 
     def test_it_leaves_demos_alone_that_the_user_may_not_change(
         self, template: DemoTemplate, alice: Any, client: Client, template_admin: Any

@@ -200,8 +200,9 @@ class TestSweep:
             assert reconcile.sweep().timed_out == 1
         demo.refresh_from_db()
         assert demo.status == Status.FAILED
-        assert "not ready within 15 minutes" in demo.error_message
-        assert dispatch.job_id("cleanup", demo.public_id) in django_rq.get_queue("demos").job_ids
+        assert "not ready within 15 min," in demo.error_message
+        cleanup = dispatch.step_id("cleanup", demo.public_id, demo.steps)
+        assert cleanup in django_rq.get_queue("demos").job_ids
 
 
 class TestTransientErrors:

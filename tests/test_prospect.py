@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
+import logging
 import secrets
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import time_machine
+from cryptography.fernet import Fernet
 from django.core import mail
 from django.core.cache import cache
 from django.test import Client
@@ -18,9 +21,10 @@ from django.utils import timezone
 from demos.engine import lifecycle
 from demos.engine.lifecycle import Actor
 from demos.models import Demo, ShareLink, Status
-from demos.sharing import links
+from demos.sharing import links, prospect
 from portal.clients import client_address
-from tests.conftest import make_demo
+from portal.sealing import seal
+from tests.conftest import finish_delete, make_demo
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +46,7 @@ def share(demo: Demo, **kwargs: Any) -> links.NewLink:
 
 def end(demo: Demo) -> None:
     """Delete the demo as its owner would, and let the worker finish the job."""
-    lifecycle.finish_delete(lifecycle.delete_demo(demo=demo, actor=Actor.of(demo.owner)))
+    finish_delete(lifecycle.delete_demo(demo=demo, actor=Actor.of(demo.owner)))
 
 
 def landing(client: Client, token: str, **headers: str) -> Any:
@@ -294,23 +298,123 @@ class TestLandingPage:
         assert demo.events.filter(kind="more-time-requested").count() == 1
         assert [m.subject for m in mail.outbox if "more time" in m.subject]
 
-    def test_kubeconfig_only_when_the_template_allows_it(
-        self, client: Client, demo: Demo, template: Any, alice: Any
-    ) -> None:
-        token = share(demo).token
-        url = reverse("prospect:kubeconfig", args=[token])
-        assert_neutral(client.get(url))
-        assert "kubeconfig" not in landing(client, token).text.lower()
 
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters:\n- name: from-the-database\n"
+
+
+def store_kubeconfig(demo: Demo, text: str = KUBECONFIG) -> None:
+    Demo.objects.filter(pk=demo.pk).update(kubeconfig_sealed=seal(text))
+
+
+def forbid_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, any cluster backend call fails the test: downloads come from the database."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the web tier called the cluster backend")
+
+    monkeypatch.setattr("demos.backends.get_backend", refuse)
+
+
+class TestKubeconfigDownload:
+    @pytest.fixture
+    def allowed(self, template: Any, alice: Any) -> Demo:
         template.allow_kubeconfig_download = True
         template.save()
-        allowed = make_demo(template, alice)
+        return make_demo(template, alice)
+
+    def test_it_serves_the_sealed_kubeconfig_from_the_database(
+        self, client: Client, allowed: Demo, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store_kubeconfig(allowed)
         token = share(allowed).token
+        forbid_backend(monkeypatch)
         response = client.get(reverse("prospect:kubeconfig", args=[token]))
         assert response.status_code == 200
-        assert "attachment" in response["Content-Disposition"]
-        assert b"SIMULATED" in response.content
+        assert response.content.decode() == KUBECONFIG
+        assert response["Content-Type"] == "application/yaml"
+        assert response["Content-Disposition"] == (
+            f'attachment; filename="{allowed.cluster_name}-kubeconfig.yaml"'
+        )
+        cache_control = {part.strip() for part in response["Cache-Control"].split(",")}
+        assert {"no-store", "no-cache", "private", "max-age=0"} <= cache_control
+        assert response["Referrer-Policy"] == "no-referrer"
         assert "Download kubeconfig" in landing(client, token).text
+
+    def test_the_web_tier_holds_no_cluster_backend(self) -> None:
+        assert "demos.backends" not in inspect.getsource(links)
+        assert "demos.backends" not in inspect.getsource(prospect)
+
+    def test_what_the_worker_captured_at_ready_is_what_the_prospect_gets(
+        self, client: Client, allowed: Demo, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert allowed.kubeconfig_sealed
+        assert "SIMULATED" not in allowed.kubeconfig_sealed  # sealed, not plain text
+        token = share(allowed).token
+        forbid_backend(monkeypatch)
+        response = client.get(reverse("prospect:kubeconfig", args=[token]))
+        assert response.status_code == 200
+        assert b"SIMULATED" in response.content
+
+    def test_not_when_the_template_does_not_allow_it(
+        self, client: Client, demo: Demo, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store_kubeconfig(demo)
+        token = share(demo).token
+        forbid_backend(monkeypatch)
+        assert_neutral(client.get(reverse("prospect:kubeconfig", args=[token])))
+        assert "kubeconfig" not in landing(client, token).text.lower()
+
+    @pytest.mark.parametrize("status", [Status.INSTALLING, Status.PAUSED])
+    def test_not_while_the_demo_is_not_ready(
+        self,
+        client: Client,
+        template: Any,
+        alice: Any,
+        status: Status,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        template.allow_kubeconfig_download = True
+        template.save()
+        demo = make_demo(template, alice, status)
+        store_kubeconfig(demo)
+        token = share(demo).token
+        forbid_backend(monkeypatch)
+        assert_neutral(client.get(reverse("prospect:kubeconfig", args=[token])))
+        assert "Download kubeconfig" not in landing(client, token).text
+
+    def test_not_when_none_was_stored(
+        self, client: Client, allowed: Demo, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        Demo.objects.filter(pk=allowed.pk).update(kubeconfig_sealed="")
+        token = share(allowed).token
+        forbid_backend(monkeypatch)
+        assert_neutral(client.get(reverse("prospect:kubeconfig", args=[token])))
+        assert "Download kubeconfig" not in landing(client, token).text
+
+    @pytest.mark.parametrize("spoil", ["other-key", "tampered"])
+    def test_an_unreadable_one_is_not_available_and_logged(
+        self,
+        client: Client,
+        allowed: Demo,
+        spoil: str,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        sealed = seal(KUBECONFIG)
+        unreadable = {
+            "other-key": Fernet(Fernet.generate_key()).encrypt(KUBECONFIG.encode()).decode(),
+            "tampered": sealed[:40] + ("A" if sealed[40] != "A" else "B") + sealed[41:],
+        }[spoil]
+        Demo.objects.filter(pk=allowed.pk).update(kubeconfig_sealed=unreadable)
+        token = share(allowed).token
+        forbid_backend(monkeypatch)
+        with caplog.at_level(logging.WARNING, logger="demos.sharing.links"):
+            assert_neutral(client.get(reverse("prospect:kubeconfig", args=[token])))
+        (record,) = [r for r in caplog.records if r.name == "demos.sharing.links"]
+        assert record.levelno == logging.WARNING
+        assert allowed.cluster_name in record.getMessage()
+        assert "SEALING_KEYS" in record.getMessage()
+        assert unreadable not in caplog.text
 
 
 class TestSalespersonSide:

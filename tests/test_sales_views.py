@@ -20,7 +20,7 @@ from django.utils import timezone
 from demos.backends.base import Observation, Phase
 from demos.engine import lifecycle, progress
 from demos.models import Demo, DemoEvent, DemoTemplate, Snapshot, SnapshotKind, Status
-from tests.conftest import make_demo, make_template
+from tests.conftest import finish_delete, make_demo, make_template
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -547,7 +547,7 @@ class TestPolling:
 
         # Anything the panel shows changes its version: the next poll renders it again.
         demo.refresh_from_db()
-        lifecycle.record_observation(demo, Observation(Phase.INSTALLING, "Installing app0."))
+        lifecycle.record_start(demo, demo.steps, Observation(Phase.INSTALLING, "Installing app0."))
         news = client.get(poll, **HTMX)
         assert news.status_code == 200
         assert "Creating the cluster" in news.content.decode()
@@ -638,7 +638,7 @@ class TestPolling:
         demo = starting_demo(template, alice)
         client = logged_in(alice)
         poll = next_poll_url(client.get(status_url(demo), **HTMX).content.decode())
-        lifecycle.finish_delete(lifecycle.delete_demo(demo=demo, actor=lifecycle.Actor.of(alice)))
+        finish_delete(lifecycle.delete_demo(demo=demo, actor=lifecycle.Actor.of(alice)))
         assert client.get(poll, **HTMX).status_code == 286
 
     def test_it_answers_286_once_the_demo_has_settled(self, alice: User, demo: Demo) -> None:

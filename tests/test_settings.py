@@ -15,6 +15,8 @@ PRODUCTION = {
     "SECRET_KEY": "x" * 60 + "-production-like-secret-key-for-the-deploy-check",
     "ALLOWED_HOSTS": "demos.example.com",
     "SITE_URL": "https://demos.example.com",
+    # A Fernet key (32 bytes, URL-safe base64); without one, check --deploy warns (portal.W001).
+    "SEALING_KEYS": "ZGVwbG95LWNoZWNrLW9ubHktc2VhbGluZy1rZXktMzI=",
 }
 
 

@@ -93,4 +93,4 @@ def request_admission() -> None:
     if Demo.objects.filter(status=Status.QUEUED).exists():
         from demos.engine import dispatch
 
-        dispatch.enqueue_maintenance("demos.engine.jobs.admit_job", "admit-queued")
+        dispatch.enqueue_maintenance("admit", "admit-queued")

@@ -1,14 +1,21 @@
 """Handing work to the background workers.
 
 Every job is enqueued after the surrounding transaction commits (a worker must never look for a
-row that is not there yet) and under a deterministic id such as `provision-<public id>`, so a
-double click, a retried request and the reconcile sweep all end up with one job, not several.
+row that is not there yet) and under a deterministic id. A demo's steps are numbered
+(`Demo.steps`): step `n` of a pause is `pause-<public id>-<n>`, so a double click, a retried request
+and the reconcile sweep all end up with one job per step, and a job that finds the demo already
+past its number knows it is stale and does nothing.
+
+Jobs are found in one registry (`demos.engine.jobs.REGISTRY`) by name; RQ is handed the function
+itself, never a dotted path built from strings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 import django_rq
@@ -20,9 +27,13 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
-from demos.models import Status
-
+# Per-demo steps. Workers take `maintenance` first (portal/settings.py), so the sweep, expiry
+# and heartbeat never wait behind a flood of steps.
 QUEUE = "demos"
+MAINTENANCE = "maintenance"
+# One step is short (one backend call and one observation); a restore through the vcluster CLI
+# is the longest. A worker killed mid-step is noticed by its missing heartbeat, not this.
+STEP_TIMEOUT = 900
 
 
 class Work(StrEnum):
@@ -36,27 +47,23 @@ class Work(StrEnum):
     CLEANUP = "cleanup"
 
 
-# Which job moves a demo out of each working state.
-WORK_FOR_STATUS: dict[str, Work] = {
-    Status.REQUESTED: Work.PROVISION,
-    Status.PROVISIONING: Work.PROVISION,
-    Status.INSTALLING: Work.PROVISION,
-    Status.PAUSING: Work.PAUSE,
-    Status.RESUMING: Work.RESUME,
-    Status.ARCHIVING: Work.ARCHIVE,
-    Status.DELETING: Work.DELETE,
-}
-
 _LIVE_STATES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
-def job_id(work: Work | str, public_id: UUID | str) -> str:
-    return f"{work}-{public_id}"
+def _job(name: str) -> Callable[..., Any]:
+    # Imported here: the jobs call the lifecycle, which calls this module.
+    from demos.engine.jobs import REGISTRY
+
+    return REGISTRY[name]
 
 
-def _queue() -> django_rq.queues.DjangoRQ:
+def step_id(work: Work | str, public_id: UUID | str, seq: int) -> str:
+    return f"{work}-{public_id}-{seq}"
+
+
+def _queue(name: str = QUEUE) -> django_rq.queues.DjangoRQ:
     # Enqueue immediately when called: every call here already runs after commit.
-    return django_rq.get_queue(QUEUE, commit_mode="auto")
+    return django_rq.get_queue(name, commit_mode="auto")
 
 
 def is_job_alive(jid: str) -> bool:
@@ -67,8 +74,8 @@ def is_job_alive(jid: str) -> bool:
         return False
     status = job.get_status(refresh=False)
     if status == JobStatus.SCHEDULED:
-        # A retry or delayed job is alive until it is overdue; one a minute late means RQ's
-        # scheduler is not running (its worker was killed), so the job counts as lost.
+        # A follow-up, retry or delayed job is alive until it is overdue; one a minute late means
+        # RQ's scheduler is not running (its worker was killed), so the job counts as lost.
         due = _scheduled_for(job)
         return due is None or timezone.now() - due < timedelta(minutes=1)
     if status in _LIVE_STATES:
@@ -92,51 +99,56 @@ def _scheduled_for(job: Job) -> datetime | None:
     return datetime.fromtimestamp(score, tz=timezone.UTC) if score is not None else None
 
 
-def enqueue_now(work: Work, public_id: UUID | str) -> bool:
-    """Enqueue unless a live job with the same id exists. True when a job was enqueued."""
-    jid = job_id(work, public_id)
+def enqueue_step_now(work: Work, public_id: UUID | str, seq: int, *, after: float = 0) -> bool:
+    """Enqueue step `seq` of `work` unless a live job for it exists. True when one was enqueued.
+
+    `after` seconds later when given: the follow-up of a step whose cluster is still on its way.
+    """
+    jid = step_id(work, public_id, seq)
     if is_job_alive(jid):
         return False
     retries = settings.DEMO_JOB_RETRIES
-    _queue().enqueue(
-        f"demos.engine.jobs.{work}_job",
-        str(public_id),
-        job_id=jid,
-        retry=Retry(max=retries, interval=[2, 10, 30][:retries] or 0) if retries else None,
-        on_failure=Callback("demos.engine.jobs.on_job_failure"),
-        job_timeout=3600,
-        result_ttl=600,
-        failure_ttl=7 * 24 * 3600,
-    )
+    options: dict[str, Any] = {
+        "job_id": jid,
+        "retry": Retry(max=retries, interval=[2, 10, 30][:retries] or 0) if retries else None,
+        "on_failure": Callback(_job("on_failure")),
+        "job_timeout": STEP_TIMEOUT,
+        # Steps leave nothing worth keeping when they succeed; failures stay a week to read.
+        "result_ttl": 0,
+        "failure_ttl": 7 * 24 * 3600,
+    }
+    function = _job(str(work))
+    if after > 0:
+        _queue().enqueue_in(timedelta(seconds=after), function, str(public_id), seq, **options)
+    else:
+        _queue().enqueue(function, str(public_id), seq, **options)
     return True
 
 
-def enqueue(work: Work, public_id: UUID | str) -> None:
-    """Enqueue `work` for a demo once the current transaction commits.
+def enqueue_step(work: Work, public_id: UUID | str, seq: int, *, after: float = 0) -> None:
+    """Enqueue a step once the current transaction commits.
 
     Robust: if Redis is down, the row still says what is wanted and the reconcile sweep enqueues
     it later, so the person's request succeeds instead of showing an error page.
     """
-    transaction.on_commit(lambda: enqueue_now(work, public_id), robust=True)
+    transaction.on_commit(lambda: enqueue_step_now(work, public_id, seq, after=after), robust=True)
 
 
-def enqueue_maintenance(func: str, jid: str, *args: object) -> bool:
+def enqueue_maintenance(name: str, jid: str, *args: object) -> bool:
     """Enqueue a sweep-like job once: a second request while one waits is a no-op."""
     if is_job_alive(jid):
         return False
-    django_rq.get_queue("maintenance", commit_mode="auto").enqueue(
-        func, *args, job_id=jid, result_ttl=60, job_timeout=300
-    )
+    _queue(MAINTENANCE).enqueue(_job(name), *args, job_id=jid, result_ttl=60, job_timeout=300)
     return True
 
 
 def request_pool_refill(template_id: int) -> None:
     """Top up a template's warm pool in the background after a spare was claimed."""
-    enqueue_maintenance(
-        "demos.engine.jobs.refill_pool_job",
-        f"refill-pool-{template_id}",
-        template_id,
-    )
+    enqueue_maintenance("refill_pool", f"refill-pool-{template_id}", template_id)
+
+
+def expiry_id(public_id: UUID | str) -> str:
+    return f"expire-{public_id}"
 
 
 def schedule_expiry(public_id: UUID | str, at: datetime) -> None:
@@ -147,12 +159,8 @@ def schedule_expiry(public_id: UUID | str, at: datetime) -> None:
     at = at.replace(microsecond=0) + timedelta(seconds=1)
 
     def schedule() -> None:
-        _queue().enqueue_at(
-            at,
-            "demos.engine.jobs.expire_job",
-            str(public_id),
-            job_id=job_id("expire", public_id),
-            result_ttl=600,
+        _queue(MAINTENANCE).enqueue_at(
+            at, _job("expire"), str(public_id), job_id=expiry_id(public_id), result_ttl=600
         )
 
     transaction.on_commit(schedule, robust=True)  # the sweep expires it on time regardless
@@ -160,9 +168,8 @@ def schedule_expiry(public_id: UUID | str, at: datetime) -> None:
 
 def cancel_expiry(public_id: UUID | str) -> None:
     def cancel() -> None:
-        queue = _queue()
         try:
-            job = Job.fetch(job_id("expire", public_id), connection=queue.connection)
+            job = Job.fetch(expiry_id(public_id), connection=_queue().connection)
         except NoSuchJobError:
             return
         if job.get_status(refresh=False) in _LIVE_STATES:

@@ -1,37 +1,47 @@
-"""Every change of a demo's state happens here, and nowhere else.
+"""Every change of a demo happens here, and nowhere else.
+
+One table, `TRANSITIONS`, says for each transition which states it leaves, the state it reaches,
+the background work that carries it out, and the event it writes. The lifecycle's functions, the
+buttons a page offers (`demos.sales.buttons`) and the tests all read it; nothing else lists which
+state allows what.
 
 Each transition is a compare-and-swap update (`filter(pk, status__in=allowed).update(...)`) that
 acts only when exactly one row changed, so two workers, the expiry job and the reconcile sweep can
 race without harm: whoever loses gets `InvalidTransition` and does nothing. Each transition writes
-a `DemoEvent`. Background work is enqueued after commit (see `demos.engine.dispatch`).
+a `DemoEvent`; one that hands the demo to background work numbers the next step and enqueues it
+after commit (see `demos.engine.dispatch`).
 
-Functions named `<verb>_demo` are what people ask for (views, admin, commands); the `begin_*`,
-`finish_*` and `record_*` functions are the workers' side.
+Functions named `<verb>_demo` are what people ask for (views, admin, commands). The workers' side
+(`demos.engine.operations`) calls the backend and reports what it saw here: whether a demo is
+ready, failed, overdue or worth another look is decided in this module, with one deadline
+(`deadline`) and one message for a demo that missed it (`overdue_message`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from demos.backends import get_backend
-from demos.backends.base import Observation
+from demos.backends.base import Observation, Phase
 from demos.durations import format_duration
 from demos.engine import capacity, dispatch, progress
 from demos.engine.dispatch import Work
-from demos.engine.specs import SpecError, render_spec
+from demos.engine.specs import Policy, SpecError, render_spec
 from demos.errors import InvalidTransition, LifecycleError
 from demos.models import (
     ACTIVE,
     KEPT,
     STARTING,
+    WORKING,
     Demo,
     DemoEvent,
     DemoTemplate,
@@ -43,6 +53,8 @@ from demos.models import (
 
 # No demo runs for less: templates cannot default to less, and nobody can start one for less.
 MIN_LIFETIME = timedelta(minutes=5)
+# Pause, resume, archive, delete and clean-up get this long before the demo is marked failed.
+OPERATION_TIMEOUT = timedelta(minutes=15)
 
 # What a person is told when their action no longer fits the demo's state.
 _STATE_EXPLAINED = {
@@ -60,6 +72,136 @@ _STATE_EXPLAINED = {
     Status.DELETED: "This demo has been deleted",
     Status.FAILED: "This demo has failed",
 }
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One move of the state machine."""
+
+    allowed: frozenset[str]
+    to: Status
+    kind: str  # the event's kind
+    message: str  # the event's text, unless the caller has a more specific one
+    # The background work that carries the change out; None when nothing more is to be done.
+    work: Work | None = None
+    # The action a person asks for with it (its button), if any; several may share one.
+    action: str = ""
+    # "…, so you cannot <verb> now."
+    verb: str = "do that"
+
+
+_RESTARTABLE = STARTING | {Status.READY, Status.PAUSED, Status.FAILED}
+
+TRANSITIONS: dict[str, Transition] = {
+    # What people ask for.
+    "cancel": Transition(
+        frozenset({Status.QUEUED}), Status.DELETED, "deleted", "Cancelled before it started.",
+        action="delete", verb="delete it",
+    ),
+    "delete": Transition(
+        _RESTARTABLE, Status.DELETING, "deleting", "Deleting the demo and its cluster.",
+        Work.DELETE, action="delete", verb="delete it",
+    ),
+    "extend": Transition(
+        frozenset({Status.READY}), Status.READY, "extended", "Extended.",
+        action="extend", verb="extend it",
+    ),
+    "pause": Transition(
+        frozenset({Status.READY}), Status.PAUSING, "pausing",
+        "Pausing: the cluster stops, its data is kept.",
+        Work.PAUSE, action="pause", verb="keep it for later",
+    ),
+    "resume": Transition(
+        frozenset({Status.PAUSED}), Status.RESUMING, "resuming", "Resuming the cluster.",
+        Work.RESUME, action="resume", verb="resume it",
+    ),
+    "archive": Transition(
+        frozenset({Status.READY}), Status.ARCHIVING, "archiving",
+        "Archiving: taking a snapshot, then deleting the cluster.",
+        Work.ARCHIVE, action="archive", verb="archive it",
+    ),
+    # A failed demo tries again the step it failed in (`retry_demo` picks the row).
+    "retry": Transition(
+        frozenset({Status.FAILED}), Status.REQUESTED, "retried", "Trying again.",
+        Work.PROVISION, action="retry", verb="retry it",
+    ),
+    "retry-pause": Transition(
+        frozenset({Status.FAILED}), Status.PAUSING, "retried", "Trying the pause again.",
+        Work.PAUSE, action="retry", verb="retry it",
+    ),
+    "retry-resume": Transition(
+        frozenset({Status.FAILED}), Status.RESUMING, "retried", "Trying the resume again.",
+        Work.RESUME, action="retry", verb="retry it",
+    ),
+    "retry-archive": Transition(
+        frozenset({Status.FAILED}), Status.ARCHIVING, "retried", "Trying the archive again.",
+        Work.ARCHIVE, action="retry", verb="retry it",
+    ),
+    "retry-delete": Transition(
+        frozenset({Status.FAILED}), Status.DELETING, "retried", "Trying the delete again.",
+        Work.DELETE, action="retry", verb="retry it",
+    ),
+    # What the system does on its own.
+    "admit": Transition(
+        frozenset({Status.QUEUED}), Status.REQUESTED, "admitted",
+        "Waiting for a worker to create the cluster.", Work.PROVISION,
+    ),
+    "expire-delete": Transition(
+        frozenset({Status.READY}), Status.DELETING, "expired", "Time is up: deleting the demo.",
+        Work.DELETE,
+    ),
+    "expire-pause": Transition(
+        frozenset({Status.READY}), Status.PAUSING, "expired",
+        "Time is up: pausing it for later.", Work.PAUSE,
+    ),
+    "expire-archive": Transition(
+        frozenset({Status.READY}), Status.ARCHIVING, "expired", "Time is up: archiving it.",
+        Work.ARCHIVE,
+    ),
+    "retire-spare": Transition(
+        STARTING | {Status.READY, Status.FAILED}, Status.DELETING, "retired",
+        "Warm-pool spare retired.", Work.DELETE, verb="retire it",
+    ),
+    "retention": Transition(
+        frozenset({Status.PAUSED}), Status.DELETING, "retention",
+        "Kept for the whole retention time: deleting it now.", Work.DELETE,
+    ),
+    # The workers' side: what a step found.
+    "begin": Transition(
+        frozenset({Status.REQUESTED}), Status.PROVISIONING, "provisioning", "Creating the cluster."
+    ),
+    "install": Transition(
+        frozenset({Status.PROVISIONING}), Status.INSTALLING, "installing",
+        "Cluster is up; installing the charts.",
+    ),
+    "ready": Transition(STARTING, Status.READY, "ready", "Ready."),
+    "resumed": Transition(
+        frozenset({Status.RESUMING}), Status.READY, "ready", "Resumed and ready again."
+    ),
+    "paused": Transition(frozenset({Status.PAUSING}), Status.PAUSED, "paused", "Kept for later."),
+    "archived": Transition(
+        frozenset({Status.ARCHIVING}), Status.ARCHIVED, "archived",
+        "Archived; the cluster is deleted.",
+    ),
+    "deleted": Transition(
+        frozenset({Status.DELETING}), Status.DELETED, "deleted",
+        "Deleted; nothing is left of its cluster.",
+    ),
+    "fail": Transition(
+        ACTIVE | {Status.PAUSING, Status.DELETING}, Status.FAILED, "failed", "Failed."
+    ),
+}  # fmt: skip
+
+# Which background work drives a demo out of each working state.
+WORK_FOR_STATUS: dict[str, Work] = {
+    **{rule.to: rule.work for rule in TRANSITIONS.values() if rule.work},
+    **dict.fromkeys(STARTING, Work.PROVISION),
+}
+
+
+def states_for(action: str) -> frozenset[str]:
+    """Every state in which a person's `action` may be asked for."""
+    return frozenset().union(*(t.allowed for t in TRANSITIONS.values() if t.action == action))
 
 
 @dataclass(frozen=True)
@@ -95,34 +237,93 @@ def record_event(
     )
 
 
+def refusal(demo: Demo, verb: str) -> str:
+    state = _STATE_EXPLAINED.get(demo.status, f"This demo is {demo.status}")
+    return f"{state}, so you cannot {verb} now."
+
+
 def transition(
     demo: Demo,
-    allowed: Iterable[str],
-    to: Status,
+    name: str,
     *,
-    kind: str,
-    message: str,
     actor: Actor = WORKER,
-    action: str = "do that",
+    message: str = "",
     data: dict[str, Any] | None = None,
     match: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Demo:
-    """Move `demo` from one of `allowed` to `to`, or raise `InvalidTransition`.
+    """Make transition `name` of the table, or raise `InvalidTransition`.
 
-    `match` adds conditions the row must still meet (e.g. still an unclaimed spare).
+    `match` adds conditions the row must still meet (e.g. still an unclaimed spare). A demo
+    leaving `ready` has no expiry any more, so its expiry job is cancelled; one handed to
+    background work gets its next step numbered and enqueued.
     """
+    rule = TRANSITIONS[name]
     now = timezone.now()
-    allowed = set(allowed)
-    changed = Demo.objects.filter(pk=demo.pk, status__in=allowed, **(match or {})).update(
-        status=to, status_changed_at=now, **fields
-    )
-    demo.refresh_from_db()
-    if changed != 1:
-        state = _STATE_EXPLAINED.get(demo.status, f"This demo is {demo.status}")
-        raise InvalidTransition(f"{state}, so you cannot {action} now.")
-    record_event(demo, kind, message, actor, data)
+    if rule.work:
+        fields.update(steps=F("steps") + 1, next_step_at=now)
+    with transaction.atomic():
+        changed = Demo.objects.filter(pk=demo.pk, status__in=rule.allowed, **(match or {})).update(
+            status=rule.to, status_changed_at=now, **fields
+        )
+        demo.refresh_from_db()
+        if changed != 1:
+            raise InvalidTransition(refusal(demo, rule.verb))
+        record_event(demo, rule.kind, message or rule.message, actor, data)
+        if Status.READY in rule.allowed and rule.to != Status.READY:
+            dispatch.cancel_expiry(demo.public_id)
+        if rule.work:
+            dispatch.enqueue_step(rule.work, demo.public_id, demo.steps)
     return demo
+
+
+# --- Deadlines --------------------------------------------------------------------------------
+
+
+def deadline(demo: Demo) -> datetime | None:
+    """When the work on a demo must be done, or None when no work is under way.
+
+    Starting counts from when the start began (the template's provisioning timeout, frozen in
+    the spec); every other operation from when it was asked for. Clean-up of a failed start
+    gets the same time as an operation.
+    """
+    if demo.status in STARTING:
+        return (demo.started_at or demo.requested_at) + Policy.of(demo).provisioning_timeout
+    if demo.status in WORKING or demo.status == Status.FAILED:
+        return demo.status_changed_at + OPERATION_TIMEOUT
+    return None
+
+
+def is_overdue(demo: Demo, now: datetime | None = None) -> bool:
+    due = deadline(demo)
+    return due is not None and (now or timezone.now()) >= due
+
+
+def overdue_message(demo: Demo) -> str:
+    """What the owner reads when work on their demo missed its deadline."""
+    if demo.status in STARTING:
+        note = demo.progress.get("note", "")
+        last = f" Last known state: {note}" if note else ""
+        timeout = format_duration(Policy.of(demo).provisioning_timeout)
+        return (
+            f"The demo was not ready within {timeout}, so it was stopped and cleaned up.{last} "
+            "Retry it; if it happens again, ask an admin to check the template."
+        )
+    return (
+        f"“{demo.get_status_display()}” did not finish within "
+        f"{format_duration(OPERATION_TIMEOUT)}. Retry it; if it keeps happening, ask an admin to "
+        "look at the host cluster."
+    )
+
+
+def fail_overdue(demo: Demo, now: datetime | None = None) -> bool:
+    """Fail a demo whose work missed its deadline. True when it was failed now."""
+    if demo.status == Status.FAILED or not is_overdue(demo, now):
+        return False
+    return fail_demo(demo, overdue_message(demo)).status == Status.FAILED
+
+
+# --- What people ask for ---------------------------------------------------------------------
 
 
 def _new_cluster_name() -> str:
@@ -139,23 +340,6 @@ def _frozen_spec(demo: Demo) -> dict[str, Any]:
         raise LifecycleError(
             f"The template “{demo.template.name}” has an error ({exc}). Ask an admin to fix it."
         ) from exc
-
-
-def _hand_over(
-    demo: Demo, allowed: Iterable[str], to: Status, work: Work, **transition_args: Any
-) -> Demo:
-    """Transition, then hand the demo to the background job that carries the change out.
-
-    A demo leaving `ready` has no expiry any more, so its expiry job is cancelled too.
-    """
-    with transaction.atomic():
-        demo = transition(demo, allowed, to, **transition_args)
-        dispatch.cancel_expiry(demo.public_id)
-        dispatch.enqueue(work, demo.public_id)
-    return demo
-
-
-# --- What people ask for ---------------------------------------------------------------------
 
 
 def start_demo(
@@ -308,66 +492,57 @@ def start_spare(*, template: DemoTemplate) -> Demo:
 
 def retire_spare(*, demo: Demo, reason: str) -> Demo:
     """Delete an unclaimed spare (recycling, shrinking, or clearing a failed one)."""
-    return _hand_over(
-        demo,
-        STARTING | {Status.READY, Status.FAILED},
-        Status.DELETING,
-        Work.DELETE,
-        kind="retired",
-        message=reason,
-        action="retire it",
-        match={"is_spare": True},
-    )
+    return transition(demo, "retire-spare", message=reason, match={"is_spare": True})
 
 
 def _admit(demo: Demo, actor: Actor = WORKER) -> Demo:
     now = timezone.now()
-    demo = transition(
+    return transition(
         demo,
-        {Status.QUEUED},
-        Status.REQUESTED,
-        kind="admitted",
-        message="Waiting for a worker to create the cluster.",
+        "admit",
         actor=actor,
         started_at=now,
         progress=progress.mark(demo.progress, "queued", "done", now),
     )
-    dispatch.enqueue(Work.PROVISION, demo.public_id)
-    return demo
 
 
 def extension_refusal(demo: Demo) -> str | None:
     """Why `demo` cannot be extended now, in words; None when it can."""
-    template = demo.template
-    if demo.status != Status.READY or demo.expires_at is None or demo.ready_at is None:
+    if (
+        demo.status not in TRANSITIONS["extend"].allowed
+        or demo.expires_at is None
+        or demo.ready_at is None
+    ):
         return (
             f"{_STATE_EXPLAINED.get(demo.status, 'This demo is not running')}; "
             "only a running demo can be extended."
         )
-    if demo.extension_count >= template.max_extensions:
+    policy = Policy.of(demo)
+    if demo.extension_count >= policy.max_extensions:
         return (
             f"This demo has been extended {demo.extension_count} times, the most "
-            f"“{template.name}” allows. Keep it for later instead, or start a new one."
+            f"“{demo.template.name}” allows. Keep it for later instead, or start a new one."
         )
-    if demo.expires_at >= demo.ready_at + template.max_lifetime:
+    if demo.expires_at >= demo.ready_at + policy.max_lifetime:
         return (
             "This demo already runs for the longest time allowed "
-            f"({format_duration(template.max_lifetime)})."
+            f"({format_duration(policy.max_lifetime)})."
         )
     return None
 
 
 def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
-    """Give a ready demo one more `extension_step`, within the template's bounds."""
-    template = demo.template
-    refusal = extension_refusal(demo)
-    if refusal:
-        raise (InvalidTransition if demo.status != Status.READY else LifecycleError)(refusal)
-    new_end = min(demo.expires_at + template.extension_step, demo.ready_at + template.max_lifetime)
+    """Give a ready demo one more extension step, within the bounds frozen at its start."""
+    refusal_text = extension_refusal(demo)
+    if refusal_text:
+        running = demo.status in TRANSITIONS["extend"].allowed
+        raise (LifecycleError if running else InvalidTransition)(refusal_text)
+    policy = Policy.of(demo)
+    new_end = min(demo.expires_at + policy.extension_step, demo.ready_at + policy.max_lifetime)
     with transaction.atomic():
         changed = Demo.objects.filter(
             pk=demo.pk,
-            status=Status.READY,
+            status__in=TRANSITIONS["extend"].allowed,
             expires_at=demo.expires_at,
             extension_count=demo.extension_count,
         ).update(expires_at=new_end, extension_count=demo.extension_count + 1, warnings_sent=[])
@@ -376,9 +551,9 @@ def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
         demo.refresh_from_db()
         record_event(
             demo,
-            "extended",
+            TRANSITIONS["extend"].kind,
             f"Extended until {timezone.localtime(new_end):%H:%M %Z} "
-            f"(extension {demo.extension_count} of {template.max_extensions}).",
+            f"(extension {demo.extension_count} of {policy.max_extensions}).",
             actor,
             {"expires_at": new_end.isoformat()},
         )
@@ -388,41 +563,14 @@ def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
 
 def delete_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Delete now. A queued demo just ends; anything with a cluster gets it removed."""
-    if demo.status == Status.QUEUED:
-        return transition(
-            demo,
-            {Status.QUEUED},
-            Status.DELETED,
-            kind="deleted",
-            message="Cancelled before it started.",
-            actor=actor,
-            action="delete it",
-            ended_at=timezone.now(),
-        )
-    return _hand_over(
-        demo,
-        STARTING | {Status.READY, Status.PAUSED, Status.FAILED},
-        Status.DELETING,
-        Work.DELETE,
-        kind="deleting",
-        message="Deleting the demo and its cluster.",
-        actor=actor,
-        action="delete it",
-    )
+    if demo.status in TRANSITIONS["cancel"].allowed:
+        return transition(demo, "cancel", actor=actor, ended_at=timezone.now())
+    return transition(demo, "delete", actor=actor)
 
 
 def pause_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Keep for later: stop the cluster, keep its data."""
-    return _hand_over(
-        demo,
-        {Status.READY},
-        Status.PAUSING,
-        Work.PAUSE,
-        kind="pausing",
-        message="Pausing: the cluster stops, its data is kept.",
-        actor=actor,
-        action="keep it for later",
-    )
+    return transition(demo, "pause", actor=actor)
 
 
 def resume_demo(*, demo: Demo, actor: Actor) -> Demo:
@@ -434,17 +582,7 @@ def resume_demo(*, demo: Demo, actor: Actor) -> Demo:
                 "There is no capacity to resume this demo right now. End another demo, or try "
                 "again in a few minutes."
             )
-        demo = transition(
-            demo,
-            {Status.PAUSED},
-            Status.RESUMING,
-            kind="resuming",
-            message="Resuming the cluster.",
-            actor=actor,
-            action="resume it",
-        )
-        dispatch.enqueue(Work.RESUME, demo.public_id)
-    return demo
+        return transition(demo, "resume", actor=actor)
 
 
 def archive_refusal() -> str | None:
@@ -460,47 +598,26 @@ def archive_refusal() -> str | None:
 
 def archive_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Snapshot the cluster to storage, then delete it."""
-    refusal = archive_refusal()
-    if refusal:
-        raise LifecycleError(refusal)
-    return _hand_over(
-        demo,
-        {Status.READY},
-        Status.ARCHIVING,
-        Work.ARCHIVE,
-        kind="archiving",
-        message="Archiving: taking a snapshot, then deleting the cluster.",
-        actor=actor,
-        action="archive it",
-    )
+    refusal_text = archive_refusal()
+    if refusal_text:
+        raise LifecycleError(refusal_text)
+    return transition(demo, "archive", actor=actor)
 
 
 def retry_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Try a failed demo's step again: start it again, or repeat the pause/archive/delete."""
-    target = Status(demo.failed_from) if demo.failed_from else Status.REQUESTED
-    if target in STARTING:
-        target = Status.REQUESTED
+    name = f"retry-{demo.failed_from}"
+    if name not in TRANSITIONS:
+        name = "retry"  # failed while starting (or running): start again from the beginning
+    fields: dict[str, Any] = {"error_message": "", "error_detail": "", "failed_from": ""}
     with transaction.atomic():
-        if target == Status.REQUESTED:
+        if TRANSITIONS[name].to == Status.REQUESTED:
             capacity.lock_admission()
-        demo = transition(
-            demo,
-            {Status.FAILED},
-            target,
-            kind="retried",
-            message="Trying again.",
-            actor=actor,
-            action="retry it",
-            error_message="",
-            error_detail="",
-            failed_from="",
-            started_at=timezone.now(),
-            progress=progress.initial(demo.spec, queued_done=True)
-            if target == Status.REQUESTED
-            else demo.progress,
-        )
-        dispatch.enqueue(dispatch.WORK_FOR_STATUS[target], demo.public_id)
-    return demo
+            fields.update(
+                started_at=timezone.now(),
+                progress=progress.initial(demo.spec, queued_done=True),
+            )
+        return transition(demo, name, actor=actor, **fields)
 
 
 def restore_snapshot(*, snapshot: Snapshot, owner: Any, start_token: str = "") -> Demo:
@@ -510,6 +627,8 @@ def restore_snapshot(*, snapshot: Snapshot, owner: Any, start_token: str = "") -
             "This snapshot cannot be restored here: the cluster backend has no restore support. "
             "Start a new demo instead."
         )
+    if snapshot.demo.status != Status.ARCHIVED:
+        raise LifecycleError("This demo is still being archived; restore it once it is archived.")
     if snapshot.discarded_at:
         raise LifecycleError("This snapshot has passed its retention time and was discarded.")
     return start_demo(
@@ -523,218 +642,52 @@ def restore_snapshot(*, snapshot: Snapshot, owner: Any, start_token: str = "") -
 
 
 def expire_demo(*, demo: Demo) -> Demo | None:
-    """End a demo whose time is up, as its template says. None when it is not due (any more)."""
-    if demo.status != Status.READY or demo.expires_at is None or demo.expires_at > timezone.now():
+    """End a demo whose time is up, as its frozen policy says. None when it is not due (any
+    more)."""
+    if demo.status != Status.READY or demo.expires_at is None:
         return None
-    action = demo.template.expiry_action
+    if demo.expires_at > timezone.now():
+        # Ran early (clock skew between hosts): come back at the real time.
+        dispatch.schedule_expiry(demo.public_id, demo.expires_at)
+        return None
+    action = ExpiryAction(Policy.of(demo).expiry_action)
     if action == ExpiryAction.ARCHIVE and archive_refusal():
         action = ExpiryAction.PAUSE  # keep it for later the only way that can come back
-    target, work, message = {
-        ExpiryAction.DELETE: (Status.DELETING, Work.DELETE, "Time is up: deleting the demo."),
-        ExpiryAction.PAUSE: (Status.PAUSING, Work.PAUSE, "Time is up: pausing it for later."),
-        ExpiryAction.ARCHIVE: (Status.ARCHIVING, Work.ARCHIVE, "Time is up: archiving it."),
-    }[ExpiryAction(action)]
     try:
-        return _hand_over(
-            demo,
-            {Status.READY},
-            target,
-            work,
-            kind="expired",
-            message=message,
-            actor=SCHEDULER,
-            data={"expiry_action": str(action)},
+        return transition(
+            demo, f"expire-{action}", actor=SCHEDULER, data={"expiry_action": str(action)}
         )
     except InvalidTransition:
         return None
 
 
-# --- The workers' side ------------------------------------------------------------------------
+def warn_of_expiry(demo: Demo, now: datetime) -> bool:
+    """Remind the owner that `demo` ends soon, once per lead time. True when a reminder went out.
 
+    Only the shortest lead that applies counts: a demo extended into the last ten minutes gets
+    one reminder, not two at once.
+    """
+    from demos.engine import notifications
 
-def begin_provisioning(demo: Demo) -> Demo:
-    if demo.status != Status.REQUESTED:
-        return demo
-    try:
-        return transition(
-            demo,
-            {Status.REQUESTED},
-            Status.PROVISIONING,
-            kind="provisioning",
-            message="Creating the cluster.",
-            attempts=demo.attempts + 1,
-            progress=progress.mark(demo.progress, "cluster", "active"),
-        )
-    except InvalidTransition:
-        return demo
-
-
-def record_observation(demo: Demo, observation: Observation) -> Demo:
-    """Store what the backend sees; announce each step that finished or started."""
-    new_progress, news = progress.apply_observation(demo.progress, observation)
-    fields: dict[str, Any] = {"progress": new_progress}
-    if observation.urls:
-        fields["urls"] = list(observation.urls)
-    if new_progress != demo.progress or fields.get("urls", demo.urls) != demo.urls:
-        Demo.objects.filter(pk=demo.pk, status__in=STARTING | {Status.RESUMING}).update(**fields)
-    for message in news:
-        record_event(demo, "progress", message)
-    if demo.status == Status.PROVISIONING and progress.cluster_is_up(new_progress):
-        # Another worker may have moved it on already; that is fine.
-        with contextlib.suppress(InvalidTransition):
-            demo = transition(
-                demo,
-                {Status.PROVISIONING},
-                Status.INSTALLING,
-                kind="installing",
-                message="Cluster is up; installing the charts.",
-            )
-    demo.refresh_from_db()
-    return demo
-
-
-def finish_provisioning(demo: Demo, observation: Observation) -> Demo:
-    now = timezone.now()
-    live_url = observation.urls[0] if observation.urls else demo.spec.get("entry_url", "")
-    # An unclaimed spare has no lifetime yet: its clock starts when someone claims it.
-    expires_at = None if demo.is_spare else now + demo.lifetime
-    started = demo.started_at or demo.requested_at
-    demo = transition(
-        demo,
-        STARTING,
-        Status.READY,
-        kind="ready",
-        message=f"Ready after {format_duration(now - started)}.",
-        live_url=live_url,
-        urls=list(observation.urls),
-        ready_at=now,
-        expires_at=expires_at,
-        time_to_ready=now - started,
-        progress=progress.all_done(demo.progress, now),
-        data={"seconds_to_ready": round((now - started).total_seconds(), 3)},
+    leads = sorted(settings.DEMO_EXPIRY_WARNINGS, reverse=True)
+    if demo.status != Status.READY or demo.expires_at is None or demo.is_spare:
+        return False
+    due = [lead for lead in leads if demo.expires_at - now <= lead]
+    if not due:
+        return False
+    minutes = int(due[-1].total_seconds() // 60)
+    if minutes in demo.warnings_sent:
+        return False
+    claimed = Demo.objects.filter(
+        pk=demo.pk, status=Status.READY, warnings_sent=demo.warnings_sent
+    ).update(warnings_sent=[*demo.warnings_sent, *(int(d.total_seconds() // 60) for d in due)])
+    if not claimed:
+        return False
+    notifications.expiry_warning(demo, demo.expires_at - now)
+    record_event(
+        demo, "warned", f"Reminded the owner that the demo ends in {minutes} minutes.", SCHEDULER
     )
-    if expires_at is not None:
-        dispatch.schedule_expiry(demo.public_id, expires_at)
-    return demo
-
-
-def finish_resume(demo: Demo, observation: Observation) -> Demo:
-    now = timezone.now()
-    expires_at = now + demo.lifetime
-    demo = transition(
-        demo,
-        {Status.RESUMING},
-        Status.READY,
-        kind="ready",
-        message="Resumed and ready again.",
-        ready_at=now,
-        expires_at=expires_at,
-        keep_until=None,
-        extension_count=0,
-        warnings_sent=[],
-        urls=list(observation.urls) or demo.urls,
-    )
-    Snapshot.objects.filter(demo=demo, kind=SnapshotKind.PAUSED, discarded_at=None).update(
-        discarded_at=now, restorable=False, note="Resumed."
-    )
-    dispatch.schedule_expiry(demo.public_id, expires_at)
-    return demo
-
-
-def finish_pause(demo: Demo) -> Demo:
-    now = timezone.now()
-    keep_until = now + demo.template.retention
-    with transaction.atomic():
-        demo = transition(
-            demo,
-            {Status.PAUSING},
-            Status.PAUSED,
-            kind="paused",
-            message=f"Kept for later until {keep_until:%Y-%m-%d}.",
-            keep_until=keep_until,
-            expires_at=None,
-        )
-        Snapshot.objects.create(
-            demo=demo,
-            template=demo.template,
-            kind=SnapshotKind.PAUSED,
-            location=f"paused in place ({demo.cluster_name})",
-            restorable=True,
-            expires_at=keep_until,
-        )
-    return demo
-
-
-def finish_archive(demo: Demo, location: str, restorable: bool) -> Demo:
-    now = timezone.now()
-    keep_until = now + demo.template.retention
-    with transaction.atomic():
-        demo = transition(
-            demo,
-            {Status.ARCHIVING},
-            Status.ARCHIVED,
-            kind="archived",
-            message=f"Archived to {location}; the cluster is deleted.",
-            ended_at=now,
-            keep_until=keep_until,
-            expires_at=None,
-            data={"location": location},
-        )
-        Snapshot.objects.create(
-            demo=demo,
-            template=demo.template,
-            kind=SnapshotKind.ARCHIVED,
-            location=location,
-            restorable=restorable,
-            expires_at=keep_until,
-        )
-    transaction.on_commit(capacity.request_admission)
-    return demo
-
-
-def finish_delete(demo: Demo) -> Demo:
-    now = timezone.now()
-    demo = transition(
-        demo,
-        {Status.DELETING},
-        Status.DELETED,
-        kind="deleted",
-        message="Deleted; nothing is left of its cluster.",
-        ended_at=now,
-        expires_at=None,
-    )
-    Snapshot.objects.filter(demo=demo, discarded_at=None, kind=SnapshotKind.PAUSED).update(
-        discarded_at=now, restorable=False
-    )
-    transaction.on_commit(capacity.request_admission)
-    return demo
-
-
-def fail_demo(demo: Demo, message: str, detail: str = "", *, cleanup: bool | None = None) -> Demo:
-    """Mark a demo failed with a readable cause; remove a half-made cluster when it started."""
-    failed_from = demo.status
-    if cleanup is None:
-        cleanup = failed_from in STARTING
-    try:
-        demo = transition(
-            demo,
-            ACTIVE | {Status.PAUSING, Status.DELETING},
-            Status.FAILED,
-            kind="failed",
-            message=message,
-            data={"detail": detail[-4000:]} if detail else None,
-            error_message=message,
-            error_detail=detail,
-            failed_from=failed_from,
-            progress=progress.mark_failed(demo.progress),
-        )
-    except InvalidTransition:
-        return demo
-    dispatch.cancel_expiry(demo.public_id)
-    if cleanup:
-        dispatch.enqueue(Work.CLEANUP, demo.public_id)
-    transaction.on_commit(capacity.request_admission)
-    return demo
+    return True
 
 
 def admit_queued() -> list[Demo]:
@@ -756,16 +709,8 @@ def discard_kept(demo: Demo) -> Demo | None:
     now = timezone.now()
     if demo.keep_until is None or demo.keep_until > now or demo.status not in KEPT:
         return None
-    if demo.status == Status.PAUSED:
-        return _hand_over(
-            demo,
-            {Status.PAUSED},
-            Status.DELETING,
-            Work.DELETE,
-            kind="retention",
-            message="Kept for the whole retention time: deleting it now.",
-            actor=SCHEDULER,
-        )
+    if demo.status in TRANSITIONS["retention"].allowed:
+        return transition(demo, "retention", actor=SCHEDULER)
     with transaction.atomic():
         changed = Demo.objects.filter(pk=demo.pk, keep_until=demo.keep_until).update(
             keep_until=None
@@ -775,4 +720,295 @@ def discard_kept(demo: Demo) -> Demo | None:
                 discarded_at=now, restorable=False, note="Retention time ended."
             )
             record_event(demo, "retention", "The archive passed its retention time.", SCHEDULER)
+    return demo
+
+
+# --- The workers' side: what a step found, and what follows from it ---------------------------
+
+
+def next_step(demo: Demo, seq: int) -> Demo:
+    """The work on `demo` is not done yet: fail it if it missed its deadline, otherwise schedule
+    the next look in DEMO_OBSERVE_INTERVAL seconds.
+
+    `seq` is the step that is asking; if the demo has moved on meanwhile (a person deleted it,
+    another step got there first), nothing is scheduled.
+    """
+    if fail_overdue(demo):
+        return demo
+    work = Work.CLEANUP if demo.status == Status.FAILED else WORK_FOR_STATUS.get(demo.status)
+    if work is None:
+        return demo
+    after = settings.DEMO_OBSERVE_INTERVAL
+    changed = Demo.objects.filter(pk=demo.pk, status=demo.status, steps=seq).update(
+        steps=seq + 1, next_step_at=timezone.now() + timedelta(seconds=after)
+    )
+    if changed:
+        demo.steps = seq + 1
+        dispatch.enqueue_step(work, demo.public_id, seq + 1, after=after)
+    return demo
+
+
+def begin_provisioning(demo: Demo) -> Demo:
+    """The first step of a start: count the attempt and mark the cluster step active."""
+    try:
+        return transition(
+            demo,
+            "begin",
+            attempts=demo.attempts + 1,
+            progress=progress.mark(demo.progress, "cluster", "active"),
+        )
+    except InvalidTransition:
+        return demo
+
+
+def record_start(
+    demo: Demo, seq: int, observation: Observation, *, kubeconfig: str | None = None
+) -> Demo:
+    """Take in what a step of a start saw, and decide: ready, failed, overdue, or look again.
+
+    `kubeconfig` is the external kubeconfig the worker captured once the cluster was ready (for
+    prospects' downloads); it is stored sealed, so the web tier never asks the cluster.
+    """
+    demo = _record_observation(demo, observation)
+    if demo.status not in STARTING:
+        return demo  # deleted or failed meanwhile: nothing more to do here
+    if observation.phase == Phase.READY:
+        return _finish_start(demo, observation, kubeconfig)
+    if observation.phase == Phase.FAILED:
+        return fail_demo(demo, observation.message, observation.detail)
+    return next_step(demo, seq)
+
+
+def _record_observation(demo: Demo, observation: Observation) -> Demo:
+    """Store what the backend sees; announce each step that finished or failed."""
+    new_progress, news = progress.apply_observation(demo.progress, observation)
+    new_progress["note"] = observation.message
+    fields: dict[str, Any] = {"progress": new_progress}
+    if observation.urls:
+        fields["urls"] = list(observation.urls)
+    if new_progress != demo.progress or fields.get("urls", demo.urls) != demo.urls:
+        Demo.objects.filter(pk=demo.pk, status__in=STARTING).update(**fields)
+    for message in news:
+        record_event(demo, "progress", message)
+    if demo.status in TRANSITIONS["install"].allowed and progress.cluster_is_up(new_progress):
+        try:
+            return transition(demo, "install")
+        except InvalidTransition:
+            pass  # another step moved it on already; that is fine
+    demo.refresh_from_db()
+    return demo
+
+
+def _sealed(kubeconfig: str | None) -> str:
+    if not kubeconfig:
+        return ""
+    from portal.sealing import seal
+
+    return seal(kubeconfig)
+
+
+def _finish_start(demo: Demo, observation: Observation, kubeconfig: str | None) -> Demo:
+    now = timezone.now()
+    live_url = observation.urls[0] if observation.urls else demo.spec.get("entry_url", "")
+    # An unclaimed spare has no lifetime yet: its clock starts when someone claims it.
+    expires_at = None if demo.is_spare else now + demo.lifetime
+    started = demo.started_at or demo.requested_at
+    demo = transition(
+        demo,
+        "ready",
+        message=f"Ready after {format_duration(now - started)}.",
+        live_url=live_url,
+        urls=list(observation.urls),
+        ready_at=now,
+        expires_at=expires_at,
+        time_to_ready=now - started,
+        progress=progress.all_done(demo.progress, now),
+        kubeconfig_sealed=_sealed(kubeconfig),
+        data={"seconds_to_ready": round((now - started).total_seconds(), 3)},
+    )
+    if expires_at is not None:
+        dispatch.schedule_expiry(demo.public_id, expires_at)
+    return demo
+
+
+def record_resume(
+    demo: Demo, seq: int, observation: Observation | None, *, kubeconfig: str | None = None
+) -> Demo:
+    """Take in a resume step: None while the backend has not started the cluster again."""
+    if observation is not None and observation.phase == Phase.READY:
+        return _finish_resume(demo, observation, kubeconfig)
+    if observation is not None and observation.phase == Phase.FAILED:
+        return fail_demo(demo, observation.message, observation.detail, cleanup=False)
+    return next_step(demo, seq)
+
+
+def _finish_resume(demo: Demo, observation: Observation, kubeconfig: str | None) -> Demo:
+    now = timezone.now()
+    expires_at = now + demo.lifetime
+    with transaction.atomic():
+        demo = transition(
+            demo,
+            "resumed",
+            ready_at=now,
+            expires_at=expires_at,
+            keep_until=None,
+            extension_count=0,
+            warnings_sent=[],
+            urls=list(observation.urls) or demo.urls,
+            kubeconfig_sealed=_sealed(kubeconfig) or demo.kubeconfig_sealed,
+        )
+        Snapshot.objects.filter(demo=demo, kind=SnapshotKind.PAUSED, discarded_at=None).update(
+            discarded_at=now, restorable=False, note="Resumed."
+        )
+        dispatch.schedule_expiry(demo.public_id, expires_at)
+    return demo
+
+
+def record_pause(demo: Demo, seq: int, *, paused: bool) -> Demo:
+    if not paused:
+        return next_step(demo, seq)
+    now = timezone.now()
+    keep_until = now + Policy.of(demo).retention
+    with transaction.atomic():
+        demo = transition(
+            demo,
+            "paused",
+            message=f"Kept for later until {keep_until:%Y-%m-%d}.",
+            keep_until=keep_until,
+            expires_at=None,
+        )
+        Snapshot.objects.create(
+            demo=demo,
+            template=demo.template,
+            kind=SnapshotKind.PAUSED,
+            location=f"paused in place ({demo.cluster_name})",
+            restorable=True,
+            expires_at=keep_until,
+        )
+    return demo
+
+
+def archive_location(demo: Demo, choose: Callable[[], str]) -> str:
+    """Where this demo's archive goes: chosen once (by `choose`), so every step of the archive,
+    and a retry of it, follows the same snapshot."""
+    if not demo.archive_location:
+        Demo.objects.filter(pk=demo.pk, archive_location="").update(archive_location=choose())
+        demo.refresh_from_db(fields=["archive_location"])
+    return demo.archive_location
+
+
+def archived_snapshot(demo: Demo) -> Snapshot | None:
+    """The snapshot this archive saved, once it is complete."""
+    return Snapshot.objects.filter(
+        demo=demo, kind=SnapshotKind.ARCHIVED, location=demo.archive_location
+    ).first()
+
+
+def record_snapshot(demo: Demo, *, restorable: bool) -> Snapshot:
+    """The archive's snapshot is complete: keep a row for it (its retention starts once the
+    cluster is gone), so later steps go straight on to deleting the cluster."""
+    with transaction.atomic():
+        snapshot, created = Snapshot.objects.get_or_create(
+            demo=demo,
+            kind=SnapshotKind.ARCHIVED,
+            location=demo.archive_location,
+            defaults={"template": demo.template, "restorable": restorable},
+        )
+        if created:
+            record_event(
+                demo,
+                "snapshot",
+                f"Snapshot saved to {demo.archive_location}.",
+                data={"location": demo.archive_location},
+            )
+    return snapshot
+
+
+def record_archive_delete(demo: Demo, seq: int, *, deleted: bool) -> Demo:
+    if not deleted:
+        return next_step(demo, seq)
+    now = timezone.now()
+    keep_until = now + Policy.of(demo).retention
+    location = demo.archive_location
+    with transaction.atomic():
+        demo = transition(
+            demo,
+            "archived",
+            message=f"Archived to {location}; the cluster is deleted.",
+            ended_at=now,
+            keep_until=keep_until,
+            expires_at=None,
+            kubeconfig_sealed="",
+            data={"location": location},
+        )
+        Snapshot.objects.filter(demo=demo, kind=SnapshotKind.ARCHIVED, location=location).update(
+            expires_at=keep_until
+        )
+        transaction.on_commit(capacity.request_admission)
+    return demo
+
+
+def record_delete(demo: Demo, seq: int, *, deleted: bool) -> Demo:
+    if not deleted:
+        return next_step(demo, seq)
+    now = timezone.now()
+    with transaction.atomic():
+        demo = transition(demo, "deleted", ended_at=now, expires_at=None, kubeconfig_sealed="")
+        Snapshot.objects.filter(demo=demo, discarded_at=None, kind=SnapshotKind.PAUSED).update(
+            discarded_at=now, restorable=False
+        )
+        transaction.on_commit(capacity.request_admission)
+    return demo
+
+
+def record_cleanup(demo: Demo, seq: int, *, deleted: bool) -> Demo:
+    """A failed start's half-made cluster: removed, or look again (the orphan sweep takes over
+    once the clean-up runs out of time)."""
+    if deleted:
+        record_event(demo, "cleaned-up", "Removed the half-created cluster.")
+        return demo
+    if is_overdue(demo):
+        record_event(
+            demo,
+            "cleanup-stalled",
+            "The half-created cluster is not gone yet; the periodic clean-up keeps trying.",
+        )
+        return demo
+    return next_step(demo, seq)
+
+
+def record_transient(demo: Demo, message: str, detail: str) -> None:
+    """A step met a temporary problem; its job is retried with backoff."""
+    record_event(
+        demo, "retrying", f"Temporary problem: {message} Retrying.", data={"detail": detail[-4000:]}
+    )
+
+
+def fail_demo(demo: Demo, message: str, detail: str = "", *, cleanup: bool | None = None) -> Demo:
+    """Mark a demo failed with a readable cause; remove a half-made cluster when it started."""
+    failed_from = demo.status
+    if cleanup is None:
+        cleanup = failed_from in STARTING
+    try:
+        with transaction.atomic():
+            demo = transition(
+                demo,
+                "fail",
+                message=message,
+                data={"detail": detail[-4000:]} if detail else None,
+                error_message=message,
+                error_detail=detail,
+                failed_from=failed_from,
+                progress=progress.mark_failed(demo.progress),
+                kubeconfig_sealed="",
+            )
+            if cleanup:
+                Demo.objects.filter(pk=demo.pk).update(
+                    steps=F("steps") + 1, next_step_at=timezone.now()
+                )
+                demo.refresh_from_db(fields=["steps", "next_step_at"])
+                dispatch.enqueue_step(Work.CLEANUP, demo.public_id, demo.steps)
+            transaction.on_commit(capacity.request_admission)
+    except InvalidTransition:
+        pass
     return demo

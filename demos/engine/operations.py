@@ -1,39 +1,30 @@
-"""The background steps: each drives one demo toward the state its status asks for.
+"""The background steps: each makes one short move on a demo's cluster and reports what it saw.
 
-Each function takes a public id, re-reads the row, talks to the cluster backend, and records the
-outcome through `demos.engine.lifecycle`. All are safe to run twice or concurrently: backend
-calls are idempotent and every state change is a compare-and-swap. A transient `BackendError`
-propagates so RQ retries the job with backoff; a definite one fails the demo with its readable
-message.
+A step never waits for a cluster. It makes its backend call (apply, one observation, pause,
+delete…), hands the outcome to `demos.engine.lifecycle`, and the lifecycle decides: done, failed,
+overdue, or look again in DEMO_OBSERVE_INTERVAL seconds as a new job. So a handful of workers
+drives hundreds of demos in flight, and a worker killed mid-step loses one short step, which the
+reconcile sweep enqueues again.
+
+Each step takes the demo's public id and the step's number. A step whose number is not the
+demo's current one is stale (a person acted meanwhile, or another copy ran first) and does
+nothing. Backend calls are idempotent and every state change is a compare-and-swap, so running a
+step twice does no harm. A transient `BackendError` propagates so RQ retries the job with
+backoff; a definite one fails the demo with its readable message.
+
+`faults.strike` marks the points where the fault drills kill a worker; it does nothing otherwise.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
-from datetime import timedelta
-
-from django.conf import settings
-from django.utils import timezone
 
 from demos.backends import get_backend
-from demos.backends.base import (
-    BackendError,
-    ClusterBackend,
-    Observation,
-    Phase,
-    SnapshotPhase,
-    Spec,
-)
+from demos.backends.base import BackendError, ClusterBackend, Observation, Phase, SnapshotPhase
 from demos.engine import lifecycle
-from demos.engine.lifecycle import record_event
-from demos.models import STARTING, Demo, Status
-
-log = logging.getLogger(__name__)
-
-# Pause, resume, snapshot and delete get this long before the demo is marked failed.
-OPERATION_TIMEOUT = timedelta(minutes=15)
+from demos.engine.dispatch import Work
+from demos.engine.faults import strike
+from demos.models import Demo, Status
 
 
 def load(public_id: str) -> Demo | None:
@@ -42,209 +33,147 @@ def load(public_id: str) -> Demo | None:
     )
 
 
-def _wait_for[T](
-    demo: Demo, status: Status, check: Callable[[], T | None], timeout: timedelta, what: str
-) -> T | None:
-    """Call `check` until it returns a value, the demo leaves `status`, or time runs out."""
-    deadline = timezone.now() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if not Demo.objects.filter(pk=demo.pk, status=status).exists():
-            return None
-        if timezone.now() >= deadline:
-            raise BackendError(
-                f"{what} did not finish within {int(timeout.total_seconds() // 60)} minutes. "
-                "Try again; if it keeps happening, ask an admin to look at the host cluster.",
-                transient=False,
-            )
-        time.sleep(settings.DEMO_OBSERVE_INTERVAL)
+def _current(public_id: str, seq: int, work: Work) -> Demo | None:
+    """The demo, if step `seq` of `work` is still the one to take."""
+    demo = load(public_id)
+    if demo is None or demo.steps != seq:
+        return None
+    if work == Work.CLEANUP:
+        return demo if demo.status == Status.FAILED else None
+    return demo if lifecycle.WORK_FOR_STATUS.get(demo.status) == work else None
 
 
-def _guarded(demo: Demo, step: Callable[[], None], *, cleanup: bool | None = None) -> None:
+def _guarded(demo: Demo, step: Callable[[], object], *, cleanup: bool | None = None) -> None:
     """Run a step; turn a definite backend failure into a failed demo, let transient ones retry."""
     try:
         step()
     except BackendError as exc:
         if exc.transient:
-            record_event(
-                demo,
-                "retrying",
-                f"Temporary problem: {exc.message} Retrying.",
-                data={"detail": exc.detail[-4000:]},
-            )
+            lifecycle.record_transient(demo, exc.message, exc.detail)
             raise
         demo.refresh_from_db()
         lifecycle.fail_demo(demo, exc.message, exc.detail, cleanup=cleanup)
 
 
-def provision(public_id: str) -> None:
-    demo = load(public_id)
-    if demo is None or demo.status not in STARTING:
+def _create(backend: ClusterBackend, demo: Demo) -> None:
+    if demo.restored_from is not None:
+        backend.restore(demo.spec, demo.restored_from.location)
+    else:
+        backend.apply(demo.spec)
+
+
+def _kubeconfig(backend: ClusterBackend, demo: Demo, observation: Observation) -> str | None:
+    """The external kubeconfig, captured here in the worker once the cluster is ready, so the
+    web tier never has to ask the cluster for it."""
+    if observation.phase != Phase.READY or not demo.spec.get("allow_kubeconfig_download"):
+        return None
+    return backend.kubeconfig(demo.cluster_name)
+
+
+def provision(public_id: str, seq: int) -> None:
+    demo = _current(public_id, seq, Work.PROVISION)
+    if demo is None:
         return
-    demo = lifecycle.begin_provisioning(demo)
     backend = get_backend()
 
     def step() -> None:
         nonlocal demo
-        if demo.restored_from is not None:
-            backend.restore(demo.spec, demo.restored_from.location)
-        else:
-            backend.apply(demo.spec)
-        timeout = timedelta(seconds=demo.spec.get("provisioning_timeout_seconds", 900))
-        deadline = (demo.started_at or demo.requested_at) + timeout
-        while True:
-            observation = _observe(backend, demo.spec)
-            demo = lifecycle.record_observation(demo, observation)
-            if demo.status not in STARTING:
-                return  # deleted or failed meanwhile: nothing more to do here
-            if observation.phase == Phase.READY:
-                lifecycle.finish_provisioning(demo, observation)
-                return
-            if observation.phase == Phase.FAILED:
-                lifecycle.fail_demo(demo, observation.message, observation.detail)
-                return
-            if timezone.now() >= deadline:
-                lifecycle.fail_demo(
-                    demo, _timeout_message(timeout, observation), observation.detail
-                )
-                return
-            time.sleep(settings.DEMO_OBSERVE_INTERVAL)
+        if demo.status == Status.REQUESTED:
+            demo = lifecycle.begin_provisioning(demo)
+            strike("provision:after-begin")
+            _create(backend, demo)
+            strike("provision:after-apply")
+        observation = backend.observe(demo.spec)
+        if observation.phase == Phase.ABSENT:
+            # Nothing there although the start began: the step that applied it was lost before
+            # its call went through. Applying is idempotent, so apply again.
+            _create(backend, demo)
+            observation = backend.observe(demo.spec)
+        kubeconfig = _kubeconfig(backend, demo, observation)
+        strike("observe:before-record")
+        if observation.phase == Phase.READY:
+            strike("ready:before-commit")
+        lifecycle.record_start(demo, seq, observation, kubeconfig=kubeconfig)
 
     _guarded(demo, step)
 
 
-def _observe(backend: ClusterBackend, spec: Spec, attempts: int = 3) -> Observation:
-    """Observe, riding out a brief API hiccup: a blip should not restart the whole attempt."""
-    for attempt in range(1, attempts):
-        try:
-            return backend.observe(spec)
-        except BackendError as exc:
-            if not exc.transient:
-                raise
-            time.sleep(max(settings.DEMO_OBSERVE_INTERVAL, 0.2) * attempt)
-    return backend.observe(spec)  # the last try: its error goes to the job's own retries
-
-
-def _timeout_message(timeout: timedelta, observation: Observation) -> str:
-    minutes = int(timeout.total_seconds() // 60)
-    last = f" Last known state: {observation.message}" if observation.message else ""
-    return (
-        f"The demo was not ready within {minutes} minutes, so it was stopped and cleaned up.{last} "
-        "Retry it; if it happens again, ask an admin to check the template."
-    )
-
-
-def _run_until_done(
-    public_id: str,
-    status: Status,
-    what: str,
-    call: Callable[[Demo], bool],
-    finish: Callable[[Demo], object],
-) -> None:
-    """Repeat an idempotent backend call until it reports done, then record the outcome."""
-    demo = load(public_id)
-    if demo is None or demo.status != status:
+def pause(public_id: str, seq: int) -> None:
+    demo = _current(public_id, seq, Work.PAUSE)
+    if demo is None:
         return
 
     def step() -> None:
-        if _wait_for(demo, status, lambda: call(demo), OPERATION_TIMEOUT, what):
-            finish(demo)
+        paused = get_backend().pause(demo.cluster_name)
+        strike("pause:after-call")
+        lifecycle.record_pause(demo, seq, paused=paused)
 
     _guarded(demo, step, cleanup=False)
 
 
-def pause(public_id: str) -> None:
-    _run_until_done(
-        public_id,
-        Status.PAUSING,
-        "Pausing",
-        lambda demo: get_backend().pause(demo.cluster_name),
-        lifecycle.finish_pause,
-    )
-
-
-def resume(public_id: str) -> None:
-    demo = load(public_id)
-    if demo is None or demo.status != Status.RESUMING:
+def resume(public_id: str, seq: int) -> None:
+    demo = _current(public_id, seq, Work.RESUME)
+    if demo is None:
         return
     backend = get_backend()
 
-    def ready() -> Observation | None:
-        observation = backend.observe(demo.spec)
-        if observation.phase == Phase.FAILED:
-            raise BackendError(observation.message, observation.detail)
-        return observation if observation.phase == Phase.READY else None
-
     def step() -> None:
-        if not _wait_for(
-            demo,
-            Status.RESUMING,
-            lambda: backend.resume(demo.cluster_name),
-            OPERATION_TIMEOUT,
-            "Resuming",
-        ):
-            return
-        observation = _wait_for(demo, Status.RESUMING, ready, OPERATION_TIMEOUT, "Resuming")
-        if observation:
-            lifecycle.finish_resume(demo, observation)
+        observation = backend.observe(demo.spec) if backend.resume(demo.cluster_name) else None
+        strike("resume:after-call")
+        kubeconfig = _kubeconfig(backend, demo, observation) if observation else None
+        lifecycle.record_resume(demo, seq, observation, kubeconfig=kubeconfig)
 
     _guarded(demo, step, cleanup=False)
 
 
-def archive(public_id: str) -> None:
-    demo = load(public_id)
-    if demo is None or demo.status != Status.ARCHIVING:
+def archive(public_id: str, seq: int) -> None:
+    """Snapshot the cluster (one look at the snapshot per step), then delete it."""
+    demo = _current(public_id, seq, Work.ARCHIVE)
+    if demo is None:
         return
     backend = get_backend()
-    location = demo.progress.get("archive_location") or backend.snapshot_location(demo.cluster_name)
-    if demo.progress.get("archive_location") != location:
-        # Remember where this archive goes, so a retried job follows the same snapshot.
-        Demo.objects.filter(pk=demo.pk).update(
-            progress={**demo.progress, "archive_location": location}
-        )
-
-    def snapshot_done() -> bool:
-        result = backend.snapshot(demo.cluster_name, location)
-        if result.phase == SnapshotPhase.FAILED:
-            raise BackendError(f"The snapshot failed: {result.message}", transient=False)
-        return result.phase == SnapshotPhase.COMPLETED
 
     def step() -> None:
-        if not _wait_for(demo, Status.ARCHIVING, snapshot_done, OPERATION_TIMEOUT, "The snapshot"):
-            return
-        record_event(
-            demo, "snapshot", f"Snapshot saved to {location}.", data={"location": location}
+        location = lifecycle.archive_location(
+            demo, lambda: backend.snapshot_location(demo.cluster_name)
         )
-        if _wait_for(
-            demo,
-            Status.ARCHIVING,
-            lambda: backend.delete(demo.cluster_name),
-            OPERATION_TIMEOUT,
-            "Deleting the archived cluster",
-        ):
-            lifecycle.finish_archive(demo, location, backend.can_restore)
+        if lifecycle.archived_snapshot(demo) is None:
+            result = backend.snapshot(demo.cluster_name, location)
+            if result.phase == SnapshotPhase.FAILED:
+                raise BackendError(f"The snapshot failed: {result.message}", transient=False)
+            if result.phase != SnapshotPhase.COMPLETED:
+                lifecycle.next_step(demo, seq)
+                return
+            strike("archive:after-snapshot")
+            lifecycle.record_snapshot(demo, restorable=backend.can_restore)
+        deleted = backend.delete(demo.cluster_name)
+        strike("delete:after-call")
+        lifecycle.record_archive_delete(demo, seq, deleted=deleted)
 
     _guarded(demo, step, cleanup=False)
 
 
-def delete(public_id: str) -> None:
-    _run_until_done(
-        public_id,
-        Status.DELETING,
-        "Deleting",
-        lambda demo: get_backend().delete(demo.cluster_name),
-        lifecycle.finish_delete,
-    )
+def delete(public_id: str, seq: int) -> None:
+    demo = _current(public_id, seq, Work.DELETE)
+    if demo is None:
+        return
+
+    def step() -> None:
+        deleted = get_backend().delete(demo.cluster_name)
+        strike("delete:after-call")
+        lifecycle.record_delete(demo, seq, deleted=deleted)
+
+    _guarded(demo, step, cleanup=False)
 
 
-def cleanup(public_id: str) -> None:
+def cleanup(public_id: str, seq: int) -> None:
     """Remove what a failed start left behind; the demo stays `failed` so its owner sees why."""
-    _run_until_done(
-        public_id,
-        Status.FAILED,
-        "Cleaning up",
-        lambda demo: get_backend().delete(demo.cluster_name),
-        lambda demo: record_event(demo, "cleaned-up", "Removed the half-created cluster."),
-    )
+    demo = _current(public_id, seq, Work.CLEANUP)
+    if demo is None:
+        return
+
+    def step() -> None:
+        deleted = get_backend().delete(demo.cluster_name)
+        lifecycle.record_cleanup(demo, seq, deleted=deleted)
+
+    _guarded(demo, step, cleanup=False)

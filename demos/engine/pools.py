@@ -20,7 +20,7 @@ from demos.engine import lifecycle
 from demos.engine.capacity import CapacityError
 from demos.engine.specs import personal_variables_used
 from demos.errors import LifecycleError
-from demos.models import STARTING, Demo, DemoTemplate, Status
+from demos.models import LIVE, STARTING, Demo, DemoTemplate, Status
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def wanted_size(template: DemoTemplate, now: datetime) -> int:
 def pool_levels() -> dict[int, dict[str, int]]:
     """Per template id: spares ready and starting (for the catalog and the fleet view)."""
     rows = (
-        Demo.objects.filter(is_spare=True, status__in=STARTING | {Status.READY})
+        Demo.objects.filter(is_spare=True, status__in=LIVE)
         .values("template_id")
         .annotate(
             ready=Count("pk", filter=Q(status=Status.READY)),
@@ -67,7 +67,7 @@ def keep_pools_full(now: datetime | None = None) -> PoolReport:
     _clear_failed_spares()
     # Templates with a pool, or with live spares left over from one (to shrink them). The
     # subquery reads only live spares through the status index, never the demo history.
-    live_spares = Demo.objects.filter(is_spare=True, status__in=STARTING | {Status.READY})
+    live_spares = Demo.objects.filter(is_spare=True, status__in=LIVE)
     templates = DemoTemplate.objects.filter(
         Q(warm_pool_size__gt=0) | Q(pk__in=live_spares.values("template_id"))
     )
@@ -95,7 +95,7 @@ def refill(
             f"{template.slug}: uses {', '.join(sorted(personal))}, so it cannot be pre-started"
         )
         wanted = 0
-    live = list(spares.filter(status__in=STARTING | {Status.READY}).order_by("-requested_at"))
+    live = list(spares.filter(status__in=LIVE).order_by("-requested_at"))
     for demo in live[wanted:]:
         # Shrink: starting spares first (cheapest to drop), then the newest ready ones.
         if _retire(demo, "Pool is shrinking (outside its schedule or made smaller)."):

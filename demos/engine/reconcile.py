@@ -16,21 +16,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from demos.backends import get_backend
 from demos.backends.base import BackendError
-from demos.engine import dispatch, lifecycle, notifications, pools
-from demos.models import KEPT, STARTING, WORKING, Demo, Status
+from demos.engine import dispatch, lifecycle, pools
+from demos.models import KEPT, Demo, Status
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
 # Work enqueued this recently may simply not have been picked up yet.
 REENQUEUE_GRACE = timedelta(seconds=15)
-# States in which a failed demo still owns a cluster worth keeping (its data).
-_FAILED_KEEPING = {Status.PAUSING, Status.RESUMING, Status.ARCHIVING, Status.PAUSED}
 
 
 @dataclass
@@ -93,77 +91,50 @@ def expire_due(now: datetime) -> int:
 
 
 def warn_before_expiry(now: datetime) -> int:
-    leads = sorted(settings.DEMO_EXPIRY_WARNINGS, reverse=True)
+    leads = settings.DEMO_EXPIRY_WARNINGS
     if not leads:
         return 0
     soon = Demo.objects.filter(
-        status=Status.READY, expires_at__gt=now, expires_at__lte=now + leads[0], is_spare=False
+        status=Status.READY, expires_at__gt=now, expires_at__lte=now + max(leads), is_spare=False
     ).select_related("owner", "template")
-    sent = 0
-    for demo in soon[:BATCH]:
-        # Only the shortest lead that applies: a demo extended into the last ten minutes gets
-        # one warning, not two at once.
-        due = [lead for lead in leads if demo.expires_at - now <= lead]
-        lead = due[-1]
-        minutes = int(lead.total_seconds() // 60)
-        if minutes in demo.warnings_sent:
-            continue
-        claimed = Demo.objects.filter(
-            pk=demo.pk, status=Status.READY, warnings_sent=demo.warnings_sent
-        ).update(warnings_sent=[*demo.warnings_sent, *(int(d.total_seconds() // 60) for d in due)])
-        if claimed:
-            notifications.expiry_warning(demo, demo.expires_at - now)
-            lifecycle.record_event(
-                demo,
-                "warned",
-                f"Reminded the owner that the demo ends in {minutes} minutes.",
-                lifecycle.SCHEDULER,
-            )
-            sent += 1
-    return sent
+    # Soonest first: with more candidates than a batch, those about to end are told first.
+    return sum(
+        1 for demo in soon.order_by("expires_at")[:BATCH] if lifecycle.warn_of_expiry(demo, now)
+    )
 
 
 def fail_stuck(now: datetime) -> int:
-    failed = 0
-    candidates = Demo.objects.filter(
-        status__in=WORKING, status_changed_at__lte=now - timedelta(minutes=1)
-    ).select_related("template")
-    for demo in candidates[:BATCH]:
-        if demo.status in STARTING:
-            timeout = timedelta(seconds=demo.spec.get("provisioning_timeout_seconds", 900))
-            started = demo.started_at or demo.requested_at
-            # Grace on top of the job's own deadline, so the sweep only catches a dead job.
-            if now - started < timeout + timedelta(minutes=2):
-                continue
-            message = (
-                f"The demo was not ready within {int(timeout.total_seconds() // 60)} minutes, so "
-                "it was stopped and cleaned up. Retry it; if it happens again, ask an admin."
-            )
-        else:
-            if now - demo.status_changed_at < timedelta(minutes=20):
-                continue
-            message = (
-                f"“{demo.get_status_display()}” did not finish within 20 minutes. Retry it, or "
-                "delete the demo."
-            )
-        if lifecycle.fail_demo(demo, message).status == Status.FAILED:
-            failed += 1
-    return failed
+    """Fail working demos past their deadline that no step is failing (its job was lost while
+    Redis was away, or the step keeps dying). Oldest first, so the longest stuck go first."""
+    candidates = (
+        Demo.objects.working()
+        .filter(status_changed_at__lte=now - timedelta(minutes=1))
+        .select_related("template")
+        .order_by("status_changed_at")
+    )
+    return sum(1 for demo in candidates[:BATCH] if lifecycle.fail_overdue(demo, now))
 
 
 def reenqueue_lost_work(now: datetime) -> int:
+    """Enqueue again each step that is due, yet has no live job: its worker was killed, or
+    Redis lost it. Oldest due first."""
+    cutoff = now - REENQUEUE_GRACE
+    due = (
+        Demo.objects.working()
+        .filter(Q(next_step_at__lte=cutoff) | Q(next_step_at=None, status_changed_at__lte=cutoff))
+        .order_by(F("next_step_at").asc(nulls_first=True))
+    )
     requeued = 0
-    working = Demo.objects.filter(status__in=WORKING, status_changed_at__lte=now - REENQUEUE_GRACE)
-    for public_id, status in working.values_list("public_id", "status")[:BATCH]:
-        if dispatch.enqueue_now(dispatch.WORK_FOR_STATUS[status], public_id):
-            log.warning("Re-enqueued lost %s job for demo %s", status, public_id)
+    for public_id, status, seq in due.values_list("public_id", "status", "steps")[:BATCH]:
+        if dispatch.enqueue_step_now(lifecycle.WORK_FOR_STATUS[status], public_id, seq):
+            log.warning("Re-enqueued lost %s step %s for demo %s", status, seq, public_id)
             requeued += 1
     return requeued
 
 
 def apply_retention(now: datetime) -> int:
     expired = Demo.objects.filter(status__in=KEPT, keep_until__lte=now).select_related("template")
-    return sum(1 for demo in expired[:BATCH] if lifecycle.discard_kept(demo))
+    return sum(1 for demo in expired.order_by("keep_until")[:BATCH] if lifecycle.discard_kept(demo))
 
 
 def delete_orphans() -> list[str]:
@@ -174,10 +145,7 @@ def delete_orphans() -> list[str]:
         return []
     owned = set(
         Demo.objects.filter(cluster_name__in=names)
-        .filter(
-            Q(status__in=WORKING | {Status.READY, Status.PAUSED})
-            | Q(status=Status.FAILED, failed_from__in=_FAILED_KEEPING)
-        )
+        .owning_clusters()
         .values_list("cluster_name", flat=True)
     )
     deleted = []

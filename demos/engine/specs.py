@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -215,5 +217,41 @@ def render_spec(demo: Demo) -> dict[str, Any]:
         },
         "allow_kubeconfig_download": template.allow_kubeconfig_download,
         "provisioning_timeout_seconds": int(template.provisioning_timeout.total_seconds()),
+        "policy": {
+            "extension_step_seconds": _seconds(template.extension_step),
+            "max_extensions": template.max_extensions,
+            "max_lifetime_seconds": _seconds(template.max_lifetime),
+            "expiry_action": str(template.expiry_action),
+            "retention_seconds": _seconds(template.retention),
+        },
         "variables": variables,
     }
+
+
+def _seconds(duration: timedelta) -> int:
+    return int(duration.total_seconds())
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules a demo lives by, frozen into its spec at start: editing the template later
+    changes new demos only."""
+
+    extension_step: timedelta
+    max_extensions: int
+    max_lifetime: timedelta
+    expiry_action: str
+    retention: timedelta
+    provisioning_timeout: timedelta
+
+    @classmethod
+    def of(cls, demo: Demo) -> Policy:
+        frozen = demo.spec["policy"]
+        return cls(
+            extension_step=timedelta(seconds=frozen["extension_step_seconds"]),
+            max_extensions=frozen["max_extensions"],
+            max_lifetime=timedelta(seconds=frozen["max_lifetime_seconds"]),
+            expiry_action=frozen["expiry_action"],
+            retention=timedelta(seconds=frozen["retention_seconds"]),
+            provisioning_timeout=timedelta(seconds=demo.spec["provisioning_timeout_seconds"]),
+        )

@@ -22,6 +22,7 @@ from demos.durations import format_duration, percentile
 from demos.engine import capacity, pools
 from demos.models import (
     ACTIVE,
+    ON_THE_FLEET,
     Demo,
     DemoEvent,
     DemoTemplate,
@@ -45,7 +46,7 @@ def fleet_demos(now: datetime | None = None) -> QuerySet[Demo]:
     """Every demo that runs, waits, is kept for later, or failed recently. Spares excluded
     (they are counted per template in `warm_pools`)."""
     now = now or timezone.now()
-    listed = Q(status__in=ACTIVE | {Status.QUEUED, Status.PAUSED, Status.DELETING})
+    listed = Q(status__in=ON_THE_FLEET)
     listed |= Q(status=Status.ARCHIVED, keep_until__isnull=False)
     listed |= Q(status=Status.FAILED, status_changed_at__gte=now - FAILED_LISTED_FOR)
     return (

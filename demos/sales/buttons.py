@@ -18,21 +18,26 @@ from demos.access import can_act_on
 from demos.durations import format_duration
 from demos.engine import lifecycle
 from demos.engine.lifecycle import Actor
-from demos.models import STARTING, Demo, Status
+from demos.engine.specs import Policy
+from demos.models import Demo, Status
 
 
 @dataclass(frozen=True)
 class DemoAction:
-    """One thing a person can ask of a demo, carried out by a lifecycle function."""
+    """One thing a person can ask of a demo, carried out by a lifecycle function. The states
+    that allow it come from the lifecycle's transition table."""
 
     name: str
     perform: Callable[..., Demo]
-    statuses: frozenset[str]
     tone: str  # "primary", "secondary" or "danger": how prominent its button is
     in_lists: bool  # offered as a quick action in lists of demos, not only on the demo page
     # Actions that are hard to undo ask first; the others act at once.
     confirm: str = ""
     confirm_label: str = ""
+
+    @property
+    def statuses(self) -> frozenset[str]:
+        return lifecycle.states_for(self.name)
 
     def run(self, demo: Demo, user: Any) -> Demo:
         return self.perform(demo=demo, actor=Actor.of(user))
@@ -50,14 +55,13 @@ class OfferedAction:
     confirm_label: str
 
 
-EXTEND = DemoAction("extend", lifecycle.extend_demo, frozenset({Status.READY}), "primary", True)
-PAUSE = DemoAction("pause", lifecycle.pause_demo, frozenset({Status.READY}), "secondary", True)
-RESUME = DemoAction("resume", lifecycle.resume_demo, frozenset({Status.PAUSED}), "primary", True)
-RETRY = DemoAction("retry", lifecycle.retry_demo, frozenset({Status.FAILED}), "primary", True)
+EXTEND = DemoAction("extend", lifecycle.extend_demo, "primary", True)
+PAUSE = DemoAction("pause", lifecycle.pause_demo, "secondary", True)
+RESUME = DemoAction("resume", lifecycle.resume_demo, "primary", True)
+RETRY = DemoAction("retry", lifecycle.retry_demo, "primary", True)
 ARCHIVE = DemoAction(
     "archive",
     lifecycle.archive_demo,
-    frozenset({Status.READY}),
     "secondary",
     False,
     confirm="Archive this demo? A snapshot is kept so you can restore it later, and the running "
@@ -67,7 +71,6 @@ ARCHIVE = DemoAction(
 DELETE = DemoAction(
     "delete",
     lifecycle.delete_demo,
-    frozenset({Status.QUEUED, *STARTING, Status.READY, Status.PAUSED, Status.FAILED}),
     "danger",
     True,
     confirm="Delete this demo? Its cluster and everything in it are removed. This cannot be "
@@ -91,15 +94,15 @@ _LABELS = {
 
 def _label(action: DemoAction, demo: Demo) -> str:
     if action is EXTEND:
-        return f"Extend by {format_duration(demo.template.extension_step)}"
-    if action is DELETE and demo.status == Status.QUEUED:
+        return f"Extend by {format_duration(Policy.of(demo).extension_step)}"
+    if action is DELETE and demo.status in lifecycle.TRANSITIONS["cancel"].allowed:
         return "Cancel"
     return _LABELS[action.name]
 
 
 def _hint(action: DemoAction, demo: Demo) -> str:
     if action is EXTEND:
-        left = demo.template.max_extensions - demo.extension_count
+        left = Policy.of(demo).max_extensions - demo.extension_count
         return f"{left} extension{'s' if left != 1 else ''} left"
     if action is RESUME:
         return f"Runs for {format_duration(demo.lifetime)} again"

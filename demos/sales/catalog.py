@@ -20,7 +20,7 @@ from demos.engine.lifecycle import start_demo
 from demos.engine.pools import pool_levels
 from demos.errors import LifecycleError
 from demos.guards import login_required
-from demos.models import ACTIVE, Demo, DemoTemplate, Status
+from demos.models import OPEN, Demo, DemoTemplate
 from demos.sales.forms import StartDemoForm
 
 # How many of a template's latest demos the typical time to ready is the median of.
@@ -78,7 +78,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
     ]
     running = (
         demos_visible_to(request.user)
-        .filter(owner=request.user, status__in=ACTIVE | {Status.QUEUED, Status.FAILED})
+        .filter(owner=request.user, status__in=OPEN)
         .order_by("-requested_at")
     )
     return render(request, "demos/catalog.html", {"cards": cards, "running": running})

@@ -23,7 +23,7 @@ from demos.access import (
     sees_everyones_demos,
 )
 from demos.guards import login_required
-from demos.models import KEPT, Demo, Status
+from demos.models import OPEN, Demo, Status
 from demos.sales.buttons import available_actions
 from demos.sales.panel import DemoRow, panel_context, render_row, render_status_update
 from demos.sales.poll import panel_state
@@ -104,7 +104,7 @@ def my_demos(request: HttpRequest) -> HttpResponse:
     # Archived demos are kept while their snapshot is (keep_until), then they count as ended.
     kept_filter = Q(status=Status.PAUSED) | Q(status=Status.ARCHIVED, keep_until__isnull=False)
     ended_filter = Q(status=Status.DELETED) | Q(status=Status.ARCHIVED, keep_until__isnull=True)
-    active = demos.exclude(status__in=KEPT | {Status.DELETED}).order_by("-requested_at")
+    active = demos.filter(status__in=OPEN).order_by("-requested_at")
     kept = demos.filter(kept_filter).order_by("keep_until")
     ended = demos.filter(ended_filter).order_by("-ended_at", "-requested_at")[:ENDED_SHOWN]
 

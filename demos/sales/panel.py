@@ -19,6 +19,7 @@ from django.utils import timezone
 from demos.access import can_act_on, sees_everyones_demos
 from demos.engine import progress
 from demos.engine.capacity import queue_position
+from demos.engine.specs import Policy
 from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
 from demos.sales.buttons import OfferedAction, available_actions
 from demos.sales.forms import RestoreSnapshotForm
@@ -154,6 +155,7 @@ def panel_context(
     position = queue_position(demo)
     return {
         "demo": demo,
+        "policy": Policy.of(demo),
         "headline": headline(demo),
         "steps": steps_of(demo, position),
         "steps_display": steps_display(demo),

@@ -27,6 +27,7 @@ from demos.engine import notifications
 from demos.engine.lifecycle import Actor, record_event
 from demos.errors import LifecycleError
 from demos.models import ENDED, Demo, ShareLink, ShareLinkVisit, Status
+from portal.sealing import SealingError, unseal
 
 # Demos a prospect can still reach (or is told are on their way back).
 _SHAREABLE = {
@@ -212,14 +213,29 @@ def request_more_time(link: ShareLink) -> bool:
     return True
 
 
-def kubeconfig_for(link: ShareLink) -> str | None:
-    """A kubeconfig for the prospect, only when the template allows it and the backend has one."""
-    demo = link.demo
-    if not demo.spec.get("allow_kubeconfig_download") or demo.status != Status.READY:
-        return None
-    from demos.backends import get_backend
+def offers_kubeconfig(demo: Demo) -> bool:
+    """Whether the prospect is offered a kubeconfig: the template allows it, the demo is ready
+    and the worker stored one when it became ready."""
+    return bool(
+        demo.spec.get("allow_kubeconfig_download")
+        and demo.status == Status.READY
+        and demo.kubeconfig_sealed
+    )
 
-    return get_backend().kubeconfig(demo.cluster_name)
+
+def kubeconfig_for(link: ShareLink) -> str | None:
+    """The kubeconfig for the prospect, from the database: the web tier never asks the cluster.
+
+    None when it is not offered (see `offers_kubeconfig`) or no configured key opens it.
+    """
+    demo = link.demo
+    if not offers_kubeconfig(demo):
+        return None
+    try:
+        return unseal(demo.kubeconfig_sealed)
+    except SealingError as exc:
+        log.warning("Kubeconfig of demo %s not served: %s", demo.cluster_name, exc)
+        return None
 
 
 class FailureLimiter:

@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from demos.models import SETTLED, ShareLink, Status
+from demos.models import SETTLED, ShareLink
 from demos.sharing import links
 from portal.clients import client_address
 
@@ -90,8 +90,7 @@ def _context(link: ShareLink) -> dict[str, Any]:
         "spec": demo.spec,
         "ends_at": links.link_expires_at(link),
         "poll_seconds": POLL_SECONDS["busy" if busy else "ready"],
-        "can_download_kubeconfig": demo.spec.get("allow_kubeconfig_download")
-        and demo.status == Status.READY,
+        "can_download_kubeconfig": links.offers_kubeconfig(demo),
     }
 
 

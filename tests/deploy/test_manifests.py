@@ -291,6 +291,8 @@ class TestPortalProcesses:
         objects = render(tree)
         data = config_data(objects)
         secret_dir = data["SECRET_KEY_FILE"].rsplit("/", 1)[0]
+        # The worker seals kubeconfigs and the web unseals them: both read the keys from there.
+        assert data["SEALING_KEYS_FILE"].rsplit("/", 1)[0] == secret_dir
         for c in portal_containers(objects):
             refs = [e["configMapRef"]["name"] for e in c.spec["envFrom"]]
             assert refs, c.label
@@ -299,6 +301,7 @@ class TestPortalProcesses:
             volume = {v["name"]: v for v in c.pod["volumes"]}[mounts[secret_dir]]
             assert volume["secret"]["secretName"] == "portal-secrets", c.label
             assert "SECRET_KEY" not in env_sources(c), c.label
+            assert "SEALING_KEYS" not in env_sources(c), c.label
 
     def test_every_configmap_key_is_a_setting_the_portal_reads(self, tree: str) -> None:
         # A renamed setting would otherwise leave a key here that nothing reads.
@@ -311,10 +314,13 @@ class TestPortalProcesses:
         # Every value parses (booleans, numbers, lists) and the deploy checks find no error.
         secret_key = tmp_path / "SECRET_KEY"
         secret_key.write_text("x" * 64)
+        sealing_keys = tmp_path / "SEALING_KEYS"
+        sealing_keys.write_text("ZGVwbG95LWNoZWNrLW9ubHktc2VhbGluZy1rZXktMzI=\n")
         env = {
             "PATH": os.environ["PATH"],
             **config_data(render(tree)),
             "SECRET_KEY_FILE": str(secret_key),
+            "SEALING_KEYS_FILE": str(sealing_keys),
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         }
         result = subprocess.run(

@@ -35,7 +35,9 @@ class TestProbeCommand:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(django_rq, "get_connection", lambda queue: _DeadRedis())
-        with pytest.raises(CommandError, match=r"redis \(queue demos\): .*Connection refused"):
+        with pytest.raises(
+            CommandError, match=r"redis \(queue maintenance\): .*Connection refused"
+        ):
             probe("--redis")
 
     def test_it_fails_with_the_reason_when_the_database_is_down(

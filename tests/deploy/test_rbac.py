@@ -340,7 +340,7 @@ class TestWhatStaysOutOfReach:
 
     def test_the_web_account_holds_nothing(self) -> None:
         # k8s/base/serviceaccounts.yaml: web, cron and the migration Job run as `portal`, which
-        # needs no API access today (kubeconfig downloads are off unless an operator adds a role).
+        # needs no API access (prospects' kubeconfigs are served from the database).
         rbac = demo_rbac()
         for namespace in (*OTHER_NAMESPACES, "vcluster-demo-1", None):
             assert rbac.rules_for(WEB_ACCOUNT, namespace) == [], namespace

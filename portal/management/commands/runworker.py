@@ -1,13 +1,21 @@
+"""`manage.py runworker`: an RQ worker on the portal's queues, with the scheduler on.
+
+The process outlives Redis. A running worker waits for Redis itself (portal/worker.py); when Redis
+is gone at start-up, or goes in a way the worker cannot ride out, this command waits with the same
+backoff and starts a fresh worker. Exiting instead would, on Kubernetes, restart the pod with a
+growing back-off (CrashLoopBackOff) for as long as Redis is away, and for minutes after.
+"""
+
+import signal
 import sys
 
 import django_rq
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django_rq.utils import reset_db_connections
-from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.logutils import setup_loghandlers
 
-from portal.worker import WORKER_TTL, PortalWorker
+from portal.worker import REDIS_LOST, WORKER_TTL, PortalWorker, RedisOutage
 
 
 class Command(BaseCommand):
@@ -16,12 +24,59 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--burst", action="store_true", help="Stop when the queues are empty.")
         parser.add_argument("--name", default=None, help="Worker name (default: RQ's own).")
+        parser.add_argument(
+            "--queues",
+            nargs="+",
+            choices=settings.RQ_QUEUE_NAMES,
+            metavar="QUEUE",
+            help=(
+                "Only these queues (default: all). They are still taken in the order of "
+                "RQ_QUEUE_NAMES. `--queues maintenance` makes a worker that only runs the "
+                "sweep, expiry and heartbeat jobs."
+            ),
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         setup_loghandlers("INFO")
-        worker = django_rq.get_worker(
-            *settings.RQ_QUEUE_NAMES,
-            name=options["name"],
+        wanted = options["queues"] or settings.RQ_QUEUE_NAMES
+        # RQ takes the first non-empty queue in the order given: keep the portal's priority.
+        queues = [name for name in settings.RQ_QUEUE_NAMES if name in wanted]
+        burst = bool(options["burst"])
+        # Imported once here rather than in every forked work horse.
+        import demos.engine.jobs  # noqa: F401
+
+        outage = RedisOutage(django_rq.get_connection(queues[0]), "runworker")
+        previous: PortalWorker | None = None
+        while True:
+            worker: PortalWorker | None = None
+            try:
+                if previous is not None:
+                    # It can no longer say so itself; a worker reusing its --name needs it.
+                    previous.register_death()
+                    previous = None
+                worker = self._worker(queues, options["name"])
+                reset_db_connections()  # never share a database connection with a work horse
+                worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+                return
+            except REDIS_LOST as exc:
+                if burst:
+                    sys.exit(f"Cannot reach Redis at REDIS_URL: {exc}")
+                if worker is not None:
+                    if worker.stop_requested:
+                        return
+                    # That worker's signal handlers would write to Redis: plain ones until the
+                    # next worker installs its own.
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    worker.let_go()
+                    previous = worker
+                outage.wait(exc)
+                outage.over()
+
+    def _worker(self, queues: list[str], name: object) -> PortalWorker:
+        return django_rq.get_worker(
+            *queues,
+            name=name,
             # Heartbeats this often while a job runs; the reconcile sweep treats a job whose
             # heartbeat is three intervals old as lost (its worker was killed) and re-enqueues it.
             job_monitoring_interval=settings.RQ_JOB_MONITORING_INTERVAL,
@@ -31,11 +86,3 @@ class Command(BaseCommand):
             worker_class=PortalWorker,
             worker_ttl=WORKER_TTL,
         )
-        # Imported once here rather than in every forked work horse.
-        import demos.engine.jobs  # noqa: F401
-
-        reset_db_connections()  # never share a database connection with the forked work horse
-        try:
-            worker.work(burst=bool(options["burst"]), with_scheduler=True, logging_level="INFO")
-        except RedisConnectionError as exc:
-            sys.exit(f"Cannot reach Redis at REDIS_URL: {exc}")
