@@ -131,6 +131,32 @@ class TestFailures:
         assert demo.status == Status.READY
         assert SimulatedCluster.objects.filter(name=demo.cluster_name).count() == 1
 
+    @pytest.mark.parametrize("point", ["provision:after-apply", "ready:before-commit"])
+    def test_a_worker_killed_at_a_named_point_loses_one_step_that_the_sweep_redrives(
+        self, worker_env: dict[str, str], alice: Any, tmp_path: Any, point: str
+    ) -> None:
+        armed = tmp_path / "fault"
+        armed.write_text(point)
+        first = WorkerProcess({**worker_env, "DEMO_FAULT_FILE": str(armed)})
+        first.start()
+        demo = _start(make_template(), alice)
+        assert first.process is not None
+        first.process.wait(20)  # the whole worker died there, not only the job's process
+        assert (tmp_path / "fault.struck").read_text().startswith(point)
+        demo.refresh_from_db()
+        assert demo.status in (Status.PROVISIONING, Status.INSTALLING)
+
+        second = WorkerProcess(worker_env)
+        second.start()
+        try:
+            with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+                assert reconcile.sweep().requeued == 1
+            demo = wait_for_status(demo, Status.READY, Status.FAILED)
+        finally:
+            second.stop()
+        assert demo.status == Status.READY
+        assert demo.events.filter(kind="ready").count() == 1
+
     def test_work_lost_with_redis_is_recovered_by_reconcile(
         self, worker_env: dict[str, str], rq_redis: Any, alice: Any
     ) -> None:

@@ -12,6 +12,7 @@ itself, never a dotted path built from strings.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -22,6 +23,8 @@ import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_rq.connection_utils import get_redis_connection
+from redis import Redis
 from rq import Callback, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -63,7 +66,20 @@ def step_id(work: Work | str, public_id: UUID | str, seq: int) -> str:
 
 def _queue(name: str = QUEUE) -> django_rq.queues.DjangoRQ:
     # Enqueue immediately when called: every call here already runs after commit.
-    return django_rq.get_queue(name, commit_mode="auto")
+    return django_rq.get_queue(name, connection=_connection(name), commit_mode="auto")
+
+
+def _connection(name: str) -> Redis:
+    """One Redis connection pool per process and configuration: django-rq opens a new client
+    (and TCP connection) per call, which would cost a connection per step. redis-py's pool
+    notices a fork and starts afresh in the work horse."""
+    config = settings.RQ_QUEUES[name]
+    return _pool(tuple(sorted((key, str(value)) for key, value in config.items())))
+
+
+@functools.cache
+def _pool(config: tuple[tuple[str, str], ...]) -> Redis:
+    return get_redis_connection(dict(config))
 
 
 def is_job_alive(jid: str) -> bool:
@@ -99,14 +115,19 @@ def _scheduled_for(job: Job) -> datetime | None:
     return datetime.fromtimestamp(score, tz=timezone.UTC) if score is not None else None
 
 
-def enqueue_step_now(work: Work, public_id: UUID | str, seq: int, *, after: float = 0) -> bool:
-    """Enqueue step `seq` of `work` unless a live job for it exists. True when one was enqueued.
-
-    `after` seconds later when given: the follow-up of a step whose cluster is still on its way.
-    """
-    jid = step_id(work, public_id, seq)
-    if is_job_alive(jid):
+def enqueue_lost_step(work: Work, public_id: UUID | str, seq: int) -> bool:
+    """Enqueue step `seq` again unless a live job for it exists. True when one was enqueued."""
+    if is_job_alive(step_id(work, public_id, seq)):
         return False
+    enqueue_step_now(work, public_id, seq)
+    return True
+
+
+def enqueue_step_now(work: Work, public_id: UUID | str, seq: int, *, after: float = 0) -> None:
+    """Enqueue step `seq` of `work`, `after` seconds from now when given (the next look at a
+    cluster that is still on its way). Each step's number is new, so no job with its id exists;
+    only the sweep, re-driving a step, asks first (`enqueue_lost_step`)."""
+    jid = step_id(work, public_id, seq)
     retries = settings.DEMO_JOB_RETRIES
     options: dict[str, Any] = {
         "job_id": jid,
@@ -122,7 +143,6 @@ def enqueue_step_now(work: Work, public_id: UUID | str, seq: int, *, after: floa
         _queue().enqueue_in(timedelta(seconds=after), function, str(public_id), seq, **options)
     else:
         _queue().enqueue(function, str(public_id), seq, **options)
-    return True
 
 
 def enqueue_step(work: Work, public_id: UUID | str, seq: int, *, after: float = 0) -> None:

@@ -126,7 +126,7 @@ def reenqueue_lost_work(now: datetime) -> int:
     )
     requeued = 0
     for public_id, status, seq in due.values_list("public_id", "status", "steps")[:BATCH]:
-        if dispatch.enqueue_step_now(lifecycle.WORK_FOR_STATUS[status], public_id, seq):
+        if dispatch.enqueue_lost_step(lifecycle.WORK_FOR_STATUS[status], public_id, seq):
             log.warning("Re-enqueued lost %s step %s for demo %s", status, seq, public_id)
             requeued += 1
     return requeued

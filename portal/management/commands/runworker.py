@@ -8,6 +8,7 @@ growing back-off (CrashLoopBackOff) for as long as Redis is away, and for minute
 
 import signal
 import sys
+from importlib import import_module
 
 import django_rq
 from django.conf import settings
@@ -42,8 +43,14 @@ class Command(BaseCommand):
         # RQ takes the first non-empty queue in the order given: keep the portal's priority.
         queues = [name for name in settings.RQ_QUEUE_NAMES if name in wanted]
         burst = bool(options["burst"])
-        # Imported once here rather than in every forked work horse.
+        # Imported once here rather than in every forked work horse: each step is a short job,
+        # and a horse that imports its backend and the sealing library first pays for it in
+        # every step.
         import demos.engine.jobs  # noqa: F401
+        import portal.sealing  # noqa: F401
+        from demos.backends import BACKENDS
+
+        import_module(BACKENDS[settings.DEMO_BACKEND].rsplit(".", 1)[0])
 
         outage = RedisOutage(django_rq.get_connection(queues[0]), "runworker")
         previous: PortalWorker | None = None
