@@ -84,8 +84,6 @@ STARTS_WHILE_REDIS_DOWN = 4
 OPERATION_DEMOS = 3
 # BENCH_DRILLS=strike,db runs only those.
 DRILLS = ("strike", "kill", "scheduler", "redis", "db", "errors")
-# States in which a failed demo still owns its cluster (demos.engine.reconcile keeps these).
-_FAILED_KEEPING = ("pausing", "resuming", "archiving", "paused")
 # The state each operation leaves a demo in.
 _OUTCOME = {
     "start": "ready",
@@ -447,9 +445,7 @@ class Drills:
         return self._db(lambda: self._census(tokens))
 
     def _census(self, tokens: list[str]) -> Census:
-        from django.db.models import Q
-
-        from demos.models import SETTLED, WORKING, Demo, SimulatedCluster, Status
+        from demos.models import SETTLED, Demo, SimulatedCluster, Status
 
         rows = {
             token: (status, message)
@@ -457,10 +453,7 @@ class Drills:
                 "start_token", "status", "error_message"
             )
         }
-        live = Demo.objects.filter(
-            Q(status__in=WORKING | {Status.READY, Status.PAUSED})
-            | Q(status=Status.FAILED, failed_from__in=_FAILED_KEEPING)
-        ).values("cluster_name")
+        live = Demo.objects.owning_clusters().values("cluster_name")
         failed = [message for status, message in rows.values() if status == Status.FAILED]
         return Census(
             missing=sum(1 for token in tokens if token not in rows),

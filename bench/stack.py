@@ -383,8 +383,19 @@ class Stack:
         return [pid for pid in children_of({proc.pid}) if is_work_horse(pid)]
 
     def busy_workers(self) -> list[Proc]:
-        """Workers running a job right now (their work horse is alive)."""
-        return [proc for proc in self.workers() if self.horses_of(proc)]
+        """Workers running a job right now, as they tell RQ (jobs run in the worker's own
+        process, so there is no work horse to look for)."""
+        import redis
+        from rq import Worker
+
+        client = redis.Redis.from_url(require_loopback(self.env["REDIS_URL"]), socket_timeout=5)
+        try:
+            busy = {w.pid for w in Worker.all(connection=client) if w.get_state() == "busy"}
+        except redis.RedisError:
+            return []
+        finally:
+            client.close()
+        return [proc for proc in self.workers() if proc.pid in busy]
 
     def check_alive(self) -> None:
         for proc in self.procs:

@@ -13,18 +13,29 @@ Here every worker looks after the scheduler every `SCHEDULER_CHECK`, idle or bus
 lock of a scheduler that has stopped beating (`release_dead_scheduler_locks`, token-checked, so a
 live holder keeps it) and starts its own scheduler when none of its own runs. An idle worker does
 it in its dequeue loop, which wakes every `IDLE_WAKEUP` seconds. A busy worker's main process does
-it in the loop where it waits for its work horse, which RQ already wakes every
-`job_monitoring_interval` to send heartbeats (capped here at `SCHEDULER_CHECK`). So as long as
+it in the loop where it waits for the job in hand, which wakes every `job_monitoring_interval` to
+send heartbeats (capped here at `SCHEDULER_CHECK`). So as long as
 one worker lives, a dead scheduler is replaced within `SCHEDULER_STALE_AFTER` + `SCHEDULER_CHECK`
 + its first one-second tick, about 16 seconds, whatever the workers are doing.
 
-Why in the workers' main processes: while a job runs, that process only waits for its horse, and
-RQ wakes it periodically anyway. The scheduler stays where RQ runs it, under RQ's own lock
+Why in the workers' main threads: while a job runs, that thread only waits for it, and wakes
+periodically anyway. The scheduler stays where RQ runs it, under RQ's own lock
 protocol, and nothing is added to run or deploy. The cron process, the other candidate, is never
 busy but is a single replica that is down during every rollout (`Recreate`) and node loss: the
 workers would have to take over then anyway, so it would only be a second home for the same duty.
 A thread in each worker would race the main loop over the same scheduler object and fork the
 scheduler from a thread.
+
+One process, no fork per job
+----------------------------
+RQ's worker forks a work horse for every job. The portal's jobs are short steps (one backend call
+each), so the fork, the horse's new database and Redis connections and its bookkeeping cost far
+more than the step: 74 ms of CPU per step with a horse against 11 ms without, measured with
+`make bench` ("provisioning fan-out"). This worker runs each job on one long-lived job thread of
+its own process, so connections last across jobs, while the main thread does what it did while a
+horse ran: heartbeats, the scheduler, stop signals. Job timeouts raise in the job thread
+(`TimerDeathPenalty`). A crash of the job's code takes the worker with it, as losing the pod
+would; the reconcile sweep re-runs the step that was in hand.
 
 Redis outages
 -------------
@@ -33,7 +44,7 @@ failure (a timed-out connection, registering, a state change after a job, its ma
 heartbeat while a job runs), and after Redis restarts without its data it goes on beating for a
 registration that no longer exists, so nobody counts the worker. This worker:
 
-- while a job runs, skips what it cannot write (heartbeats, the job's working time): the horse
+- while a job runs, skips what it cannot write (heartbeats, the job's working time): the job
   carries on and must still be watched;
 - anywhere else, waits (`RedisOutage.wait`): one warning, then PINGs with capped exponential
   backoff and jitter, and when Redis answers it writes its registration again (`register_again`)
@@ -50,6 +61,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,6 +76,7 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.scripts import release_lock
+from rq.timeouts import TimerDeathPenalty
 from rq.utils import now, utcparse
 from rq.worker import WorkerStatus
 
@@ -192,6 +206,10 @@ class PortalWorker(Worker):
 
     _scheduler_checked_at: datetime | None = None
     _burst = False
+    _job_future: Future[None] | None = None
+    _executor: ThreadPoolExecutor | None = None
+    # Job timeouts raise in the job thread (RQ's default uses SIGALRM, main thread only).
+    death_penalty_class = TimerDeathPenalty
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -274,7 +292,7 @@ class PortalWorker(Worker):
             self.redis_outage.lost(exc)
 
     def maintain_heartbeats(self, job: Job) -> None:
-        # Runs in the main process every `job_monitoring_interval` while the horse works.
+        # Runs in the main thread every `job_monitoring_interval` while a job runs.
         self._redis_call(super().maintain_heartbeats, job)
         self.look_after_scheduler()
 
@@ -287,21 +305,67 @@ class PortalWorker(Worker):
         # RQ retries a refused connection in there, but a timed-out one would end the worker.
         return self._redis_call(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
 
+    # Running jobs: in this process, on its job thread.
+
+    @property
+    def job_running(self) -> bool:
+        return self._job_future is not None
+
     def execute_job(self, job: Job, queue: Any) -> None:
+        """Run the job on this worker's job thread while this thread keeps the heartbeats and
+        looks after the scheduler, as it would while waiting for a forked work horse."""
         try:
-            super().execute_job(job, queue)
+            self.prepare_execution(job)
+            self._job_future = self._job_thread().submit(self._perform, job, queue)
+            while True:
+                try:
+                    self._job_future.result(timeout=self.job_monitoring_interval)
+                    break
+                except FutureTimeout:
+                    self._beat_while_running(job)
         except REDIS_LOST as exc:
-            # Its end could not be written (RQ reads the job's status after a horse that failed).
-            # Redis has forgotten the job or will count it abandoned, and the reconcile sweep
-            # re-runs what its demo still needs: nothing to quit over.
+            # Its end could not be written. Redis has forgotten the job or will count it
+            # abandoned, and the reconcile sweep re-runs what its demo still needs: nothing to
+            # quit over.
             if self._burst:
                 raise
             self.redis_outage.lost(exc)
             logger.warning("Worker %s: the end of job %s was not recorded", self.name, job.id)
-            if self.horse_pid:
-                self.wait_for_horse()
-                self._horse_pid = 0
-            self.set_state(WorkerStatus.IDLE)
+            if self._job_future is not None:
+                with suppress(Exception):
+                    self._job_future.result()
+        finally:
+            self._job_future = None
+        self.set_state(WorkerStatus.IDLE)
+
+    def _beat_while_running(self, job: Job) -> None:
+        if self._job_future is None or self._job_future.done():
+            return
+        # The job may end on its thread between the check above and the beat (RQ clears the
+        # execution then): nothing is left to beat for.
+        with suppress(AttributeError):
+            self.maintain_heartbeats(job)
+
+    def _job_thread(self) -> ThreadPoolExecutor:
+        # One thread for the worker's life, so its database connection lasts across jobs.
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job")
+        return self._executor
+
+    @staticmethod
+    def _close_unusable_connections() -> None:
+        from django.db import close_old_connections
+
+        close_old_connections()
+
+    def _perform(self, job: Job, queue: Any) -> None:
+        # As Django does around each request: drop a connection the database closed or that
+        # passed DATABASE_CONN_MAX_AGE, so a restarted PostgreSQL costs one job, not all.
+        self._close_unusable_connections()
+        try:
+            self.perform_job(job, queue)
+        finally:
+            self._close_unusable_connections()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:
@@ -339,15 +403,15 @@ class PortalWorker(Worker):
         super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
 
     def _redis_call(self, call: Callable[..., Any], *args: Any) -> Any:
-        """`call(*args)`; if Redis is gone: raise in a burst worker or a work horse, skip while a
-        job runs (its horse must still be watched), else wait for Redis and call again."""
+        """`call(*args)`; if Redis is gone: raise in a burst worker, skip while a job runs (it
+        must still be watched), else wait for Redis and call again."""
         while True:
             try:
                 result = call(*args)
             except REDIS_LOST as exc:
-                if self._burst or self.is_horse:
+                if self._burst:
                     raise
-                if self.horse_pid:
+                if self.job_running:
                     self.redis_outage.lost(exc)
                     return None
                 self.redis_outage.wait(exc)
@@ -363,7 +427,7 @@ class PortalWorker(Worker):
             with self.connection.pipeline() as pipeline:
                 pipeline.hset(self.key, mapping=self.serialize())
                 pipeline.hset(self.key, "state", self._state)
-                if self.horse_pid and self.execution:
+                if self.job_running and self.execution:
                     pipeline.hset(self.key, "current_job", self.execution.job_id)
                 worker_registration.register(self, pipeline)
                 pipeline.expire(self.key, self.worker_ttl + 60)
@@ -385,9 +449,8 @@ class PortalWorker(Worker):
             if not self.pubsub_thread.is_alive() and self.pubsub:
                 with suppress(RedisError, OSError):
                     self.pubsub.close()
-        if self.horse_pid:
-            logger.warning(
-                "Worker %s: waiting for work horse %s to finish its job", self.name, self.horse_pid
-            )
-            self.wait_for_horse()
-            self._horse_pid = 0
+        if self._job_future is not None:
+            logger.warning("Worker %s: waiting for the job in hand to finish", self.name)
+            with suppress(Exception):
+                self._job_future.result()
+            self._job_future = None

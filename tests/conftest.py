@@ -261,7 +261,7 @@ class WorkerProcess:
         wait_for(lambda: Worker.count(connection=redis) > 0, 20, "worker did not register")
 
     def kill(self) -> None:
-        """SIGKILL the worker and its work horse, as an out-of-memory kill would."""
+        """SIGKILL the worker with the job it runs and its scheduler, as losing the pod would."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)

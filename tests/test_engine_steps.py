@@ -245,3 +245,21 @@ class TestKubeconfigCapture:
         self, template: Any, alice: Any, rq_redis: Any
     ) -> None:
         assert make_demo(template, alice).kubeconfig_sealed == ""
+
+
+class TestStepsThatKeepFailing:
+    @pytest.mark.django_db(transaction=True)
+    def test_after_the_last_retry_the_demo_fails_with_a_readable_message(
+        self, alice: Any, rq_redis: Any, settings: Any
+    ) -> None:
+        settings.DEMO_JOB_RETRIES = 1
+        settings.DEMO_SIM_ERROR_RATE = 1.0  # every backend call fails, transiently
+        demo = lifecycle.start_demo(template=make_template(), owner=alice)
+        run_jobs()
+        demo.refresh_from_db()
+        assert demo.status == Status.FAILED
+        assert demo.error_message.startswith("The cluster API did not answer")
+        assert "kept failing after several attempts" in demo.error_message
+        # Each attempt left its trace; the traceback is in the event log, not the headline.
+        assert demo.events.filter(kind="retrying").count() >= 2
+        assert "Traceback" in demo.events.get(kind="failed").data["detail"]

@@ -253,7 +253,7 @@ class TestRedisOutages:
         client = private_redis.client
         name = _both_at_work(private_redis)
         Queue("demos", connection=client).enqueue("tests.worker_jobs.hold", HOLD, job_timeout=60)
-        wait_for(lambda: client.hlen(f"{HOLD}:horses"), 15, "the long job did not start")
+        wait_for(lambda: client.scard(f"{HOLD}:workers"), 15, "the long job did not start")
 
         private_redis.crash()
         time.sleep(6)

@@ -18,15 +18,15 @@ def record(key: str, label: str) -> None:
 def record_and_stop(key: str, label: str) -> None:
     """`record`, then ask the worker running this job to stop after it (a warm shutdown)."""
     record(key, label)
-    os.kill(os.getppid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)  # jobs run in the worker's own process
 
 
 def hold(key: str, timeout: float = 60) -> None:
     """Keep a worker busy until the Redis key `key` exists (or `timeout` passes), whether Redis
-    answers meanwhile or not. The hash `key:horses` maps this work horse's pid to its worker's, so
-    a test can kill both; `key:ended` is set when it is done."""
+    answers meanwhile or not. The set `key:workers` holds the pid of each worker process running
+    one; `key:ended` is set when it is done."""
     redis = django_rq.get_connection("maintenance")
-    redis.hset(f"{key}:horses", str(os.getpid()), str(os.getppid()))
+    redis.sadd(f"{key}:workers", str(os.getpid()))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -2,11 +2,10 @@
 
 Off unless `DEMO_FAULT_FILE` names a file (the drills set it; production never does). The file
 holds the name of one point. The first process to reach that point claims the file by renaming
-it (atomic, so exactly one process strikes), writes which point struck and where, and kills the
-whole worker with SIGKILL: the RQ worker, its work horse and its scheduler, as losing the pod
-would. RQ puts each work horse in a process group of its own, so the worker's group (its parent's)
-is killed first, then the horse's. The drills start each worker in a session of its own, so
-nothing else dies with it.
+it (atomic, so exactly one process strikes), writes which point struck and where, and kills its
+process group with SIGKILL: the worker that runs the job (jobs run in the worker's own process,
+see portal/worker.py) and its scheduler, as losing the pod would. The drills start each worker in
+a session of its own, so nothing else dies with it.
 
 Striking at a named point instead of a random moment makes every round hit the window it means
 to, including the one between a backend call and the commit that records it.
@@ -52,15 +51,4 @@ def strike(point: str) -> None:
     except OSError:
         return  # not armed, or another process struck first
     claimed.write_text(f"{point} {os.getpid()}\n")
-    if _is_work_horse():
-        os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)
     os.killpg(os.getpgid(0), signal.SIGKILL)
-
-
-def _is_work_horse() -> bool:
-    """Whether this process is a forked RQ work horse (its parent is `manage.py runworker`)."""
-    try:
-        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"runworker" in parent

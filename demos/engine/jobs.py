@@ -90,18 +90,9 @@ def on_step_failure(
     if demo is None or demo.steps != seq:
         return  # the demo moved on meanwhile: this step's failure no longer matters
     detail = "".join(traceback.format_exception(exc_type, exc_value, tb))
-    if isinstance(exc_value, BackendError):
-        message = (
-            f"{exc_value.message} This kept failing after several attempts; try again later, "
-            "or delete the demo."
-        )
-    else:
+    if not isinstance(exc_value, BackendError):
         log.error("Job %s failed for demo %s", job.id, demo.public_id, exc_info=exc_value)
-        message = (
-            "Something went wrong in the portal while working on this demo. The details are in "
-            "the event log; try again, or ask an admin if it keeps happening."
-        )
-    lifecycle.fail_demo(demo, message, detail)
+    lifecycle.fail_after_retries(demo, exc_value, detail)
 
 
 # Every job the portal enqueues, by the name `dispatch` uses.

@@ -31,7 +31,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from demos.backends import get_backend
-from demos.backends.base import Observation, Phase
+from demos.backends.base import BackendError, Observation, Phase
 from demos.durations import format_duration
 from demos.engine import capacity, dispatch, progress
 from demos.engine.dispatch import Work
@@ -982,6 +982,21 @@ def record_transient(demo: Demo, message: str, detail: str) -> None:
     record_event(
         demo, "retrying", f"Temporary problem: {message} Retrying.", data={"detail": detail[-4000:]}
     )
+
+
+def fail_after_retries(demo: Demo, error: BaseException, detail: str) -> Demo:
+    """A step kept failing through all its retries: fail the demo with what the owner can do."""
+    if isinstance(error, BackendError):
+        message = (
+            f"{error.message} This kept failing after several attempts; try again later, or "
+            "delete the demo."
+        )
+    else:
+        message = (
+            "Something went wrong in the portal while working on this demo. The details are in "
+            "the event log; try again, or ask an admin if it keeps happening."
+        )
+    return fail_demo(demo, message, detail)
 
 
 def fail_demo(demo: Demo, message: str, detail: str = "", *, cleanup: bool | None = None) -> Demo:

@@ -43,9 +43,7 @@ class Command(BaseCommand):
         # RQ takes the first non-empty queue in the order given: keep the portal's priority.
         queues = [name for name in settings.RQ_QUEUE_NAMES if name in wanted]
         burst = bool(options["burst"])
-        # Imported once here rather than in every forked work horse: each step is a short job,
-        # and a horse that imports its backend and the sealing library first pays for it in
-        # every step.
+        # Imported before the first job, so none pays for the imports.
         import demos.engine.jobs  # noqa: F401
         import portal.sealing  # noqa: F401
         from demos.backends import BACKENDS
@@ -62,7 +60,7 @@ class Command(BaseCommand):
                     previous.register_death()
                     previous = None
                 worker = self._worker(queues, options["name"])
-                reset_db_connections()  # never share a database connection with a work horse
+                reset_db_connections()  # the job thread opens its own
                 worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
                 return
             except REDIS_LOST as exc:
