@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from demos.catalog.validation import repository_problems
 from demos.engine import capacity, lifecycle
-from demos.engine.lifecycle import Actor
+from demos.engine.lifecycle import Actor, requests
 from demos.engine.specs import SpecError, render_spec
 from demos.models import Demo, DemoTemplate, Status, TemplateChart
 from demos.sharing.links import create_share_link
@@ -356,7 +356,7 @@ class TestAdmission:
 
             return recorded
 
-        monkeypatch.setattr(lifecycle, "render_spec", spy("render", lifecycle.render_spec))
+        monkeypatch.setattr(requests, "render_spec", spy("render", requests.render_spec))
         monkeypatch.setattr(capacity, "lock_admission", spy("lock", capacity.lock_admission))
         monkeypatch.setattr(capacity, "check_user_limit", spy("check", capacity.check_user_limit))
         lifecycle.start_demo(template=template, owner=alice)
