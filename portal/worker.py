@@ -30,7 +30,7 @@ One process, no fork per job
 ----------------------------
 RQ's worker forks a work horse for every job. The portal's jobs are short steps (one backend call
 each), so the fork, the horse's new database and Redis connections and its bookkeeping cost far
-more than the step: 74 ms of CPU per step with a horse against 11 ms without, measured with
+more than the step: 74 ms of CPU per step with a horse against 12 to 16 ms without, measured with
 `make bench` ("provisioning fan-out"). This worker runs each job on one long-lived job thread of
 its own process, so connections last across jobs, while the main thread does what it did while a
 horse ran: heartbeats, the scheduler, stop signals. Job timeouts raise in the job thread

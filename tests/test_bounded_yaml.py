@@ -12,6 +12,7 @@ from django.test import Client
 from demos.bounded_yaml import MAX_BYTES, BoundedYAMLError, load_bounded
 from demos.engine import lifecycle
 from demos.engine.specs import SpecError, parse_yaml
+from demos.errors import LifecycleError
 from demos.models import Demo, DemoTemplate, TemplateChart
 from tests.conftest import change_url, form_data, snapshot
 
@@ -134,7 +135,7 @@ class TestStart:
         # Saved before the loader existed (or straight into the database).
         TemplateChart.objects.filter(template=template, position=0).update(values=alias_bomb(4))
         started = time.monotonic()
-        with pytest.raises(lifecycle.LifecycleError, match="anchors and aliases"):
+        with pytest.raises(LifecycleError, match="anchors and aliases"):
             lifecycle.start_demo(template=template, owner=alice)
         assert time.monotonic() - started < 2
         assert not Demo.objects.exists()

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from demos.engine import lifecycle
 from demos.engine.lifecycle import Actor
+from demos.errors import LifecycleError
 from demos.models import Demo, ShareLink, Status
 from demos.sharing import links, prospect
 from portal.clients import client_address
@@ -102,7 +103,7 @@ class TestTokens:
             assert_neutral(landing(Client(), token))
 
     def test_a_link_cannot_outlive_its_demo(self, demo: Demo) -> None:
-        with pytest.raises(lifecycle.LifecycleError, match="cannot outlive"):
+        with pytest.raises(LifecycleError, match="cannot outlive"):
             share(demo, expires_at=demo.expires_at + timedelta(minutes=1))
 
     def test_a_following_link_is_extended_with_the_demo(

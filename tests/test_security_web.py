@@ -26,6 +26,7 @@ from demos.catalog.validation import repository_problems
 from demos.engine import capacity, lifecycle
 from demos.engine.lifecycle import Actor, requests
 from demos.engine.specs import SpecError, render_spec
+from demos.errors import LifecycleError
 from demos.models import Demo, DemoTemplate, Status, TemplateChart
 from demos.sharing.links import create_share_link
 from tests.conftest import PASSWORD, change_url, form_data, make_demo, snapshot
@@ -124,7 +125,7 @@ class TestChartRepositories:
         TemplateChart.objects.filter(template=template, position=0).update(
             repository="oci://registry.kube-system.svc.cluster.local/charts"
         )
-        with pytest.raises(lifecycle.LifecycleError, match="cluster-internal or local name"):
+        with pytest.raises(LifecycleError, match="cluster-internal or local name"):
             lifecycle.start_demo(template=template, owner=alice)
 
 
