@@ -600,15 +600,7 @@ def run_portal_phases(run_figures: list[Figure], scale: Scale, logs: Path) -> li
             f"starting gunicorn ({scale.web_workers}x{scale.web_threads} gthread), "
             f"{scale.rq_workers} workers, one cron"
         )
-        stack.start_web(port, scale.web_workers, scale.web_threads)
-        for index in range(scale.rq_workers):
-            stack.start_worker(index)
-        stack.start_cron()
-        probe = Browser(port)
-        st.wait_until(lambda: _answers(probe), 60, "gunicorn to answer /healthz", 0.2)
-        st.wait_until(
-            lambda: st.worker_count(st.REDIS_URL) >= scale.rq_workers, 60, "the workers", 0.2
-        )
+        stack.start_portal(port, scale.web_workers, scale.web_threads, scale.rq_workers)
         stack.start_memory_sampler()
         browser = Browser(port, sessions[0])
         warm_up(run, browser, "webshop")
@@ -671,14 +663,6 @@ def chosen_phases(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     if unknown:
         raise SystemExit(f"BENCH_PHASES: unknown {', '.join(sorted(unknown))}; use {PHASES}")
     return tuple(phase for phase in PHASES if phase in wanted)
-
-
-def _answers(browser: Browser) -> bool:
-    try:
-        return browser.get("/healthz").status == 200
-    except OSError:
-        browser.close()
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -187,3 +187,12 @@ def closed_loop(
         thread.join(seconds + 120)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def answers_health(browser: Browser) -> bool:
+    """Whether the portal behind `browser` answers /healthz (False while it is starting)."""
+    try:
+        return browser.get("/healthz").status == 200
+    except OSError:
+        browser.close()
+        return False

@@ -52,7 +52,7 @@ from typing import Any
 
 from bench import figures as fig
 from bench import stack as st
-from bench.client import Browser
+from bench.client import Browser, answers_health
 from bench.figures import Figure
 from bench.salesperson import Answer, act, log_in, new_token, try_start
 from bench.scale import Scale, from_env
@@ -348,15 +348,8 @@ class Drills:
             f"{STEP_SECONDS:g} s per simulated step"
         )
         self.stack.start_web(self.port, self.scale.web_workers, self.scale.web_threads)
-        st.wait_until(self._web_answers, 60, "gunicorn to answer /healthz", 0.2)
+        st.wait_until(lambda: answers_health(self.browser), 60, "gunicorn to answer /healthz", 0.2)
         log_in(self.browser, self.owner.username, password)
-
-    def _web_answers(self) -> bool:
-        try:
-            return self.browser.get("/healthz").status == 200
-        except OSError:
-            self.browser.close()
-            return False
 
     def start_workers(self, tally: Tally | None = None, **extra_env: str) -> None:
         env = {**self.env, **extra_env}

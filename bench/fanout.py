@@ -254,19 +254,7 @@ def run(scale: Scale, logs: Path, setup_django: Callable[[dict[str, str]], None]
             f"starting gunicorn ({scale.web_workers}x{scale.web_threads} gthread), "
             f"{scale.fanout_rq_workers} workers, one cron; {scale.fanout_step_seconds:g} s steps"
         )
-        stack.start_web(port, scale.web_workers, scale.web_threads)
-        for index in range(scale.fanout_rq_workers):
-            stack.start_worker(index)
-        stack.start_cron()
-        probe = Browser(port)
-        st.wait_until(lambda: _answers(probe), 60, "gunicorn to answer /healthz", 0.2)
-        probe.close()
-        st.wait_until(
-            lambda: st.worker_count(st.REDIS_URL) >= scale.fanout_rq_workers,
-            60,
-            "the workers",
-            0.2,
-        )
+        stack.start_portal(port, scale.web_workers, scale.web_threads, scale.fanout_rq_workers)
         starter = Starter(start_path(), port, sessions, users)
         outcome = measure(scale, starter, stack)
         stack.check_alive()
@@ -276,14 +264,6 @@ def run(scale: Scale, logs: Path, setup_django: Callable[[dict[str, str]], None]
         st.drop_database(database)
         st.flush_redis(st.REDIS_URL)
     return fanout_figures(outcome)
-
-
-def _answers(browser: Browser) -> bool:
-    try:
-        return browser.get("/healthz").status == 200
-    except OSError:
-        browser.close()
-        return False
 
 
 def write(figures: list[Figure], out: Path) -> None:

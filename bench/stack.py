@@ -376,6 +376,21 @@ class Stack:
     def start_cron(self, env: dict[str, str] | None = None) -> Proc:
         return self._spawn("cron", "cron", [PYTHON, "manage.py", "runcron"], env)
 
+    def start_portal(self, port: int, web_workers: int, web_threads: int, rq_workers: int) -> None:
+        """gunicorn, `rq_workers` workers and one cron, returning once the web answers /healthz
+        and every worker has registered."""
+        from bench.client import Browser, answers_health
+
+        self.start_web(port, web_workers, web_threads)
+        for index in range(rq_workers):
+            self.start_worker(index)
+        self.start_cron()
+        probe = Browser(port)
+        wait_until(lambda: answers_health(probe), 60, "gunicorn to answer /healthz", 0.2)
+        probe.close()
+        redis_url = self.env["REDIS_URL"]
+        wait_until(lambda: worker_count(redis_url) >= rq_workers, 60, "the workers", 0.2)
+
     def workers(self) -> list[Proc]:
         return [proc for proc in self.procs if proc.role == "worker" and proc.alive()]
 
