@@ -3,11 +3,13 @@
 Starts the portal as in production (gunicorn with gthread workers, real `manage.py runworker`
 processes, one `manage.py runcron`) against a PostgreSQL database and a Redis database of its
 own, with the simulated backend at zero step durations so that every millisecond measured is the
-portal's. Prints a table and writes `bench/results/latest.json`.
+portal's. Each phase runs `BENCH_REPEATS` times (3 by default, once at small scale), each time
+in a process of its own; the table gives every figure's median over the runs and their spread,
+beside the floor measured in the same run. Writes `bench/results/latest.json`.
 
     BENCH_SCALE=small python -m bench      # a smoke run of a few minutes
     python -m bench                        # the published figures
-    BENCH_PHASES=fanout python -m bench    # only some phases (sweep, portal, fanout)
+    BENCH_PHASES=scale python -m bench     # only some phases (sweep, portal, scale, fanout)
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -32,7 +33,7 @@ from typing import Any
 from bench import fanout
 from bench import figures as fig
 from bench import stack as st
-from bench.client import HTMX, Browser, LoadResult, closed_loop, next_poll
+from bench.client import HTMX, Browser, LoadResult, closed_loop, next_poll, without_version
 from bench.figures import Figure, ms
 from bench.salesperson import post_start, public_id_of, start_form
 from bench.scale import Scale, from_env
@@ -57,9 +58,18 @@ class Run:
     notes: list[str] = field(default_factory=list)
     # Raw samples by phase, kept with the logs (BENCH_KEEP_LOGS=1) for a closer look.
     samples: dict[str, list[Any]] = field(default_factory=dict)
+    job_floor: Any = None  # bench.floor.JobFloor, measured before the starts
 
-    def add(self, name: str, value: float | None, unit: str, target: str | None = None) -> None:
-        self.figures.append(Figure.of(name, value, unit, target))
+    def add(
+        self,
+        name: str,
+        value: float | None,
+        unit: str,
+        target: str | None = None,
+        *,
+        floor: float | None = None,
+    ) -> None:
+        self.figures.append(Figure.of(name, value, unit, target, floor=floor))
 
 
 def cpu_snapshot(stack: st.Stack) -> dict[str, float]:
@@ -198,8 +208,20 @@ def sequential_starts(run: Run, browser: Browser, slug: str) -> None:
     posts = [t.posted for t in timings]
     seen = [t.seen for t in timings]
     ids = [t.public_id for t in timings]
-    run.add("start-to-ready overhead, median", ms(statistics.median(samples)), "ms")
-    run.add("start-to-ready overhead, p95", ms(percentile(samples, 95)), "ms", "<= 200")
+    job = run.job_floor
+    run.add(
+        "start-to-ready overhead, median",
+        ms(statistics.median(samples)),
+        "ms",
+        floor=ms(job.median) if job else None,
+    )
+    run.add(
+        "start-to-ready overhead, p95",
+        ms(percentile(samples, 95)),
+        "ms",
+        "<= 200",
+        floor=ms(job.p95) if job else None,
+    )
     run.add("start-to-ready overhead, max", ms(max(samples)), "ms")
     run.add("start-to-ready: start request (POST), p95", ms(percentile(posts, 95)), "ms")
     run.add(
@@ -411,13 +433,6 @@ POLL_ROUNDS = 3
 FOLLOWED = {"status fragment"}  # the full renders stay on their version-less URL
 
 
-def without_version(path: str) -> str:
-    """A poll URL minus the panel version it carries, so the answer is always rendered."""
-    parts = urllib.parse.urlsplit(path)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "v"]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
 def pollers(run: Run, users: list[Any], sessions: list[str], slug: str) -> None:
     from bench import portal_data
     from demos.models import DemoTemplate
@@ -470,13 +485,30 @@ def pollers(run: Run, users: list[Any], sessions: list[str], slug: str) -> None:
     for browser in browsers:
         browser.close()
 
+    def cpu(total: PollTotals) -> float:
+        return ms(total.web_cpu / max(total.result.requests, 1))
+
+    floor = totals["trivial view (no session)"]
     for name, total in totals.items():
         result = total.result
         if result.errors:
             run.notes.append(f"{name}: {result.errors} errors, statuses {result.statuses}")
-        run.add(f"{name}: throughput", result.per_second, "req/s")
-        run.add(f"{name}: p95", ms(percentile(result.latencies, 95)), "ms")
-        run.add(f"{name}: web CPU per request", ms(total.web_cpu / max(result.requests, 1)), "ms")
+        beside = name != "trivial view (no session)"
+        run.add(
+            f"{name}: throughput",
+            result.per_second,
+            "req/s",
+            floor=floor.result.per_second if beside else None,
+        )
+        run.add(
+            f"{name}: p95",
+            ms(percentile(result.latencies, 95)),
+            "ms",
+            floor=ms(percentile(floor.result.latencies, 95)) if beside else None,
+        )
+        run.add(
+            f"{name}: web CPU per request", cpu(total), "ms", floor=cpu(floor) if beside else None
+        )
         if name == "status fragment":
             run.add(f"{name}: errors", result.errors, "requests", "== 0")
             no_news = result.statuses.get(HTTPStatus.NO_CONTENT, 0) / max(result.requests, 1)
@@ -604,6 +636,11 @@ def run_portal_phases(run_figures: list[Figure], scale: Scale, logs: Path) -> li
         stack.start_memory_sampler()
         browser = Browser(port, sessions[0])
         warm_up(run, browser, "webshop")
+        from bench import floor
+
+        run.job_floor = floor.job_round_trips(scale.scale_job_round_trips)
+        run.add("floor: no-op job round trip, median", ms(run.job_floor.median), "ms")
+        run.add("floor: no-op job round trip, p95", ms(run.job_floor.p95), "ms")
         with cpu_use(run, "sequential starts"):
             sequential_starts(run, browser, "webshop")
         stack.check_alive()
@@ -652,7 +689,13 @@ def run_fanout_subcommand(args: argparse.Namespace) -> int:
     return 0
 
 
-PHASES = ("sweep", "portal", "fanout")
+def scale_phase(run_figures: list[Figure], scale: Scale, logs: Path) -> None:
+    from bench import at_scale
+
+    run_figures.extend(at_scale.run(scale, logs, setup_django))
+
+
+PHASES = ("sweep", "portal", "scale", "fanout")
 
 
 def chosen_phases(environ: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -663,6 +706,46 @@ def chosen_phases(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     if unknown:
         raise SystemExit(f"BENCH_PHASES: unknown {', '.join(sorted(unknown))}; use {PHASES}")
     return tuple(phase for phase in PHASES if phase in wanted)
+
+
+def run_phase_subcommand(args: argparse.Namespace) -> int:
+    """One run of one phase, in a process of its own: each run sets Django up afresh against
+    its own database (Django can be set up once per process)."""
+    scale = from_env()
+    logs = Path(args.logs)
+    figures: list[Figure] = []
+    notes: list[str] = []
+    try:
+        if args.phase == "sweep":
+            sweep_scaling(figures, scale, logs)
+        elif args.phase == "portal":
+            notes += run_portal_phases(figures, scale, logs)
+        elif args.phase == "scale":
+            scale_phase(figures, scale, logs)
+        else:
+            fanout_phase(figures, scale, logs)
+    except st.BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    Path(args.out).write_text(
+        json.dumps({"figures": [f.as_dict() for f in figures], "notes": notes})
+    )
+    return 0
+
+
+def run_phase(phase: str, scale: Scale, logs: Path, repeat: int) -> tuple[list[Figure], list[str]]:
+    out = logs / f"{phase}-{repeat}.json"
+    timeout = 3600 + scale.fanout_timeout + 3 * scale.ready_timeout
+    result = subprocess.run(
+        [st.PYTHON, "-m", "bench", "phase", phase, "--logs", str(logs), "--out", str(out)],
+        cwd=st.ROOT,
+        check=False,
+        timeout=timeout,
+    )
+    if result.returncode:
+        raise st.BenchError(f"phase {phase} failed in run {repeat} (its messages are above)")
+    document = json.loads(out.read_text())
+    return [Figure(**item) for item in document["figures"]], document["notes"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -676,40 +759,50 @@ def main(argv: list[str] | None = None) -> int:
     fanout_parser = sub.add_parser("fanout", help="internal: the provisioning fan-out alone")
     fanout_parser.add_argument("--logs", required=True)
     fanout_parser.add_argument("--out", required=True)
+    phase_parser = sub.add_parser("phase", help="internal: one run of one phase")
+    phase_parser.add_argument("phase", choices=PHASES)
+    phase_parser.add_argument("--logs", required=True)
+    phase_parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return run_sweep_subcommand(args)
     if args.command == "fanout":
         return run_fanout_subcommand(args)
+    if args.command == "phase":
+        return run_phase_subcommand(args)
 
     scale = from_env()
     phases = chosen_phases()
-    machine = st.describe_machine()
-    log(f"scale {scale.name}; phases {', '.join(phases)}; machine {machine}")
+    repeats = max(scale.repeats, 1)
+    stamp = st.run_stamp(scale.name, list(phases), repeats)
+    log(f"scale {scale.name}; phases {', '.join(phases)}; {repeats} runs of each; {stamp}")
     started = time.monotonic()
-    results: list[Figure] = []
+    runs: list[list[Figure]] = [[] for _ in range(repeats)]
     notes: list[str] = []
     try:
         with st.scratch_dir("portal-bench-") as logs:
-            if "sweep" in phases:
-                sweep_scaling(results, scale, logs)
-            if "portal" in phases:
-                notes += run_portal_phases(results, scale, logs)
-            if "fanout" in phases:
-                fanout_phase(results, scale, logs)
+            # Phase by phase, each repeated before the next: a phase's runs see the machine in
+            # about the same state, and a slow phase shows as spread, not as a shifted median.
+            for phase in phases:
+                for repeat in range(repeats):
+                    log(f"phase {phase}, run {repeat + 1} of {repeats}")
+                    figures, phase_notes = run_phase(phase, scale, logs, repeat)
+                    runs[repeat] += figures
+                    notes += [f"{phase} run {repeat + 1}: {note}" for note in phase_notes]
     except st.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    machine["load_average_1m_after"] = round(os.getloadavg()[0], 2)
+    stamp["seconds"] = round(time.monotonic() - started)
+    stamp["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     latest, kept = fig.report(
-        results,
-        f"Demo portal benchmark ({scale.name} scale)",
+        runs,
+        stamp,
+        f"Demo portal benchmark ({scale.name} scale, median of {repeats} runs)",
         "bench",
         complete=phases == PHASES,
     )
     for note in notes:
         print(f"note: {note}")
-    print(f"machine: {json.dumps(machine)}")
     wrote = f"{latest.name} and " if latest != kept else "(only some ran) "
     log(f"done in {time.monotonic() - started:.0f} s; wrote {wrote}runs/{kept.name}")
     return 0

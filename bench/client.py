@@ -37,9 +37,14 @@ class Response:
 class Browser:
     """One salesperson's browser tab: one keep-alive connection and its cookies."""
 
-    def __init__(self, port: int, session_key: str = "", timeout: float = 60) -> None:
+    def __init__(
+        self, port: int, session_key: str = "", timeout: float = 60, first_rows_only: bool = False
+    ) -> None:
         self.port = port
         self.timeout = timeout
+        # Starts a download, reads its header line and first row, then hangs up: what a person
+        # waits for before a download is under way (`Response.seconds` is that time).
+        self.first_rows_only = first_rows_only
         # A CSRF secret the browser would have got from any form page; Django accepts a
         # 32-character secret in the cookie and the same value in the form.
         self.csrf = "".join(secrets.choice(_CSRF_ALPHABET) for _ in range(32))
@@ -76,7 +81,7 @@ class Browser:
             try:
                 conn.request(method, path, body=body, headers=sent)
                 raw = conn.getresponse()
-                data = raw.read()
+                data = self._first_rows(raw) if self.first_rows_only else raw.read()
                 break
             except _RECONNECT:
                 self.close()
@@ -88,9 +93,21 @@ class Browser:
             if name.lower() == "set-cookie":
                 cookie_name, _, rest = value.partition("=")
                 self.cookies[cookie_name.strip()] = rest.split(";", 1)[0]
-        if raw.getheader("Connection", "").lower() == "close":
-            self.close()
+        if self.first_rows_only or raw.getheader("Connection", "").lower() == "close":
+            self.close()  # a download cut short leaves the connection mid-response
         return Response(raw.status, response_headers, data, elapsed)
+
+    @staticmethod
+    def _first_rows(raw: http.client.HTTPResponse) -> bytes:
+        """The body up to the end of its second line (a CSV's header and first row), or all of
+        it when shorter."""
+        data = b""
+        while data.count(b"\n") < 2:
+            chunk = raw.read1(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
         return self.request("GET", path, headers=headers)
@@ -113,6 +130,13 @@ def next_poll(body: bytes, current: str) -> str:
     return html.unescape(match.group(1)) if match else current
 
 
+def without_version(path: str) -> str:
+    """A poll URL minus the panel version it carries, so the answer is always rendered."""
+    parts = urllib.parse.urlsplit(path)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "v"]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
 @dataclass
 class LoadResult:
     requests: int = 0
@@ -133,12 +157,14 @@ def closed_loop(
     headers: dict[str, str] | None = None,
     ok: Sequence[int] = (200,),
     follow: bool = False,
+    observe: Callable[[Response], None] | None = None,
 ) -> LoadResult:
     """Each browser sends its next request as soon as the last one answered, for `seconds`.
 
     Closed-loop load finds the throughput the server can sustain: with one request in flight per
     poller, the server (not the client's pacing) sets the rate. With `follow`, each browser
-    polls the URL the last answer's `hx-get` names, as htmx does.
+    polls the URL the last answer's `hx-get` names, as htmx does. `observe` sees every answer
+    counted (from the browsers' threads, so it must be thread-safe).
     """
     result = LoadResult()
     lock = threading.Lock()
@@ -163,6 +189,8 @@ def closed_loop(
             statuses[response.status] = statuses.get(response.status, 0) + 1
             if response.status in ok:
                 mine.append(response.seconds)
+                if observe is not None:
+                    observe(response)
                 if follow:
                     path = next_poll(response.body, path)
             else:
@@ -182,6 +210,78 @@ def closed_loop(
         thread.start()
     began = time.perf_counter()
     window["end"] = began + seconds
+    start.wait()
+    for thread in threads:
+        thread.join(seconds + 120)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def paced_loop(
+    browsers: Sequence[Browser],
+    path_for: Callable[[int], str],
+    seconds: float,
+    interval: float,
+    headers: dict[str, str] | None = None,
+    ok: Sequence[int] = (200,),
+    observe: Callable[[Response], None] | None = None,
+) -> LoadResult:
+    """Each browser sends one request every `interval` seconds (from a random moment within the
+    first interval, so they do not all arrive together), for `seconds`.
+
+    This is how people and polling pages load a server: the offered rate is fixed, so latency
+    shows what one request waits and costs. A closed loop instead keeps every client busy, and
+    its latency is the number of clients over the throughput (Little's law), whatever a single
+    request costs. A browser whose answer came late sends its next request at once, without
+    catching up on the ones it missed.
+    """
+    result = LoadResult()
+    lock = threading.Lock()
+    start = threading.Barrier(len(browsers) + 1)
+    window: dict[str, float] = {}
+    offsets = [secrets.SystemRandom().uniform(0, interval) for _ in browsers]
+
+    def run(index: int) -> None:
+        browser = browsers[index]
+        path = path_for(index)
+        mine: list[float] = []
+        statuses: dict[int, int] = {}
+        errors = 0
+        start.wait()
+        due = window["began"] + offsets[index]
+        while due < window["end"]:
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            due = max(due + interval, time.perf_counter())
+            try:
+                response = browser.get(path, headers)
+            except OSError:
+                errors += 1
+                browser.close()
+                continue
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+            if response.status in ok:
+                mine.append(response.seconds)
+                if observe is not None:
+                    observe(response)
+            else:
+                errors += 1
+        with lock:
+            result.latencies.extend(mine)
+            result.requests += len(mine)
+            result.errors += errors
+            for status, count in statuses.items():
+                result.statuses[status] = result.statuses.get(status, 0) + count
+
+    threads = [
+        threading.Thread(target=run, args=(index,), name=f"paced-{index}", daemon=True)
+        for index in range(len(browsers))
+    ]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    window.update(began=began, end=began + seconds)
     start.wait()
     for thread in threads:
         thread.join(seconds + 120)

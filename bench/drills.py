@@ -915,16 +915,18 @@ def main() -> int:
     seed = seed_from_env()
     drills = chosen_drills()
     log(f"scale {scale.name}; seed {seed} (BENCH_DRILL_SEED={seed} repeats this run)")
-    log(f"drills {', '.join(drills)}; machine {st.describe_machine()}")
+    stamp = st.run_stamp(scale.name, drills, 1)
+    stamp["seed"] = seed
+    log(f"drills {', '.join(drills)}; {stamp}")
     began = time.monotonic()
     try:
-        return _run(scale, seed, drills, began)
+        return _run(scale, seed, drills, began, stamp)
     except st.BenchError as exc:
         print(f"drills: {exc}", file=sys.stderr)
         return 1
 
 
-def _run(scale: Scale, seed: int, chosen: list[str], began: float) -> int:
+def _run(scale: Scale, seed: int, chosen: list[str], began: float, stamp: dict[str, Any]) -> int:
     results: list[Figure] = [Figure.of("drill seed", seed, "seed")]
     notes: list[str] = []
     with st.scratch_dir("portal-drills-") as logs:
@@ -974,7 +976,8 @@ def _run(scale: Scale, seed: int, chosen: list[str], began: float) -> int:
             st.drop_database(DRILL_DB)
             redis.stop()
     latest, kept = fig.report(
-        results,
+        [results],
+        {**stamp, "seconds": round(time.monotonic() - began)},
         f"Demo portal fault drills ({scale.name} scale)",
         "drills",
         complete=chosen == list(DRILLS),

@@ -39,77 +39,218 @@ def target_met(value: float | None, target: str | None) -> bool | None:
 
 @dataclass(frozen=True)
 class Figure:
+    """One figure of one run of a phase. `floor` is what the same measure gave, in the same run,
+    for something that does nothing (a trivial view, a no-op job): the physical floor beside
+    it."""
+
     name: str
     value: float | None
     unit: str
     target: str | None = None
     met: bool | None = None
+    floor: float | None = None
 
     @classmethod
-    def of(cls, name: str, value: float | None, unit: str, target: str | None = None) -> Figure:
-        if isinstance(value, float):
-            value = round(value, 3)
-        return cls(name, value, unit, target, target_met(value, target))
+    def of(
+        cls,
+        name: str,
+        value: float | None,
+        unit: str,
+        target: str | None = None,
+        *,
+        floor: float | None = None,
+    ) -> Figure:
+        return cls(name, _rounded(value), unit, target, target_met(value, target), _rounded(floor))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 3) if isinstance(value, float) else value
 
 
 def ms(seconds: float) -> float:
     return seconds * 1000
 
 
-def format_table(figures: Iterable[Figure], title: str = "") -> str:
-    rows = [("figure", "value", "unit", "target", "met")]
-    for figure in figures:
-        value = "n/a" if figure.value is None else f"{figure.value:g}"
-        met = {True: "yes", False: "NO", None: ""}[figure.met]
-        rows.append((figure.name, value, figure.unit, figure.target or "", met))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+@dataclass(frozen=True)
+class Summary:
+    """A figure over every run of its phase: the median, the spread, and each run's value. `met`
+    follows from the median, so one lucky or unlucky run neither makes nor breaks a target."""
+
+    name: str
+    value: float | None  # the median of the runs that gave a value
+    unit: str
+    target: str | None
+    met: bool | None
+    floor: float | None  # the median of the runs' floors
+    low: float | None
+    high: float | None
+    runs: tuple[float | None, ...]  # None: that run did not give this figure a value
+
+    @property
+    def spread_percent(self) -> float | None:
+        """(max - min) as a percentage of the median; None without two values to compare."""
+        if self.value in (None, 0) or self.low is None or self.high is None:
+            return None
+        if len([v for v in self.runs if v is not None]) < 2:
+            return None
+        return 100 * (self.high - self.low) / abs(self.value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "unit": self.unit,
+            "target": self.target,
+            "met": self.met,
+            "floor": self.floor,
+            "min": self.low,
+            "max": self.high,
+            "runs": list(self.runs),
+        }
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    numbers = [v for v in values if v is not None]
+    return _rounded(float(statistics.median(numbers))) if numbers else None
+
+
+def summarise(runs: Sequence[Sequence[Figure]]) -> list[Summary]:
+    """One summary per figure name, in the order figures first appeared, over `runs` (each the
+    figures of one run of every phase)."""
+    names: dict[str, Figure] = {}
+    for figures in runs:
+        for figure in figures:
+            names.setdefault(figure.name, figure)
+    by_run = [{figure.name: figure for figure in figures} for figures in runs]
+    out = []
+    for name, first in names.items():
+        found = [run.get(name) for run in by_run]
+        values = tuple(f.value if f is not None else None for f in found)
+        numbers = [v for v in values if v is not None]
+        value = _median(values)
+        out.append(
+            Summary(
+                name=name,
+                value=value,
+                unit=first.unit,
+                target=first.target,
+                met=target_met(value, first.target),
+                floor=_median([f.floor if f is not None else None for f in found]),
+                low=min(numbers) if numbers else None,
+                high=max(numbers) if numbers else None,
+                runs=values,
+            )
+        )
+    return out
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
+def format_table(summaries: Iterable[Summary], title: str = "") -> str:
+    """figure, median (with its unit), spread over the runs, target, met, floor."""
+    rows = [("figure", "median", "spread", "target", "met", "floor")]
+    for item in summaries:
+        spread = ""
+        if item.spread_percent is not None:
+            spread = f"{_number(item.low)}-{_number(item.high)} ({item.spread_percent:.0f}%)"
+        met = {True: "yes", False: "NO", None: ""}[item.met]
+        floor = "" if item.floor is None else f"{item.floor:g} {item.unit}"
+        median = f"{_number(item.value)} {item.unit}"
+        rows.append((item.name, median, spread, item.target or "", met, floor))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
     lines = [title] if title else []
     for index, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1])]
-        cells += [cell.ljust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
+        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2])]
+        cells += [cell.ljust(width) for cell, width in zip(row[3:], widths[3:], strict=True)]
         lines.append("  ".join(cells).rstrip())
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
 
-def validate(document: Any) -> list[dict[str, Any]]:
+# What every results file says about where and when its figures were taken.
+STAMP_FIELDS = {
+    "commit": str,
+    "dirty": bool,
+    "python": str,
+    "postgresql": str,
+    "cpus": int,
+    "load_average": list,
+    "started_at": str,
+    "repeats": int,
+}
+FIGURE_FIELDS = {"name", "value", "unit", "target", "met", "floor", "min", "max", "runs"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def validate(document: Any) -> dict[str, Any]:
     """Check the JSON shape runs are compared by; raise ValueError naming what is wrong."""
-    if not isinstance(document, list):
-        raise ValueError("results must be a list of figures")
-    for index, item in enumerate(document):
-        if not isinstance(item, dict) or set(item) != {"name", "value", "unit", "target", "met"}:
-            raise ValueError(f"figure {index} must have exactly name, value, unit, target, met")
-        if not isinstance(item["name"], str) or not item["name"]:
+    if not isinstance(document, dict) or set(document) != {"run", "figures"}:
+        raise ValueError("results must be an object with exactly run and figures")
+    stamp = document["run"]
+    if not isinstance(stamp, dict):
+        raise ValueError("run must be an object")
+    for key, kind in STAMP_FIELDS.items():
+        if not isinstance(stamp.get(key), kind) or (kind is int and isinstance(stamp[key], bool)):
+            raise ValueError(f"run.{key} must be a {kind.__name__}")
+    if len(stamp["load_average"]) != 3 or not all(map(_is_number, stamp["load_average"])):
+        raise ValueError("run.load_average must be the 1, 5 and 15 minute averages")
+    if not isinstance(document["figures"], list):
+        raise ValueError("figures must be a list")
+    for index, item in enumerate(document["figures"]):
+        if not isinstance(item, dict) or set(item) != FIGURE_FIELDS:
+            raise ValueError(f"figure {index} must have exactly {', '.join(sorted(FIGURE_FIELDS))}")
+        name = item["name"]
+        if not isinstance(name, str) or not name:
             raise ValueError(f"figure {index}: name must be a non-empty string")
-        if item["value"] is not None and not isinstance(item["value"], int | float):
-            raise ValueError(f"figure {item['name']}: value must be a number or null")
+        for key in ("value", "floor", "min", "max"):
+            if item[key] is not None and not _is_number(item[key]):
+                raise ValueError(f"figure {name}: {key} must be a number or null")
         if not isinstance(item["unit"], str):
-            raise ValueError(f"figure {item['name']}: unit must be a string")
+            raise ValueError(f"figure {name}: unit must be a string")
+        if not isinstance(item["runs"], list) or not item["runs"]:
+            raise ValueError(f"figure {name}: runs must list each run's value")
+        if not all(v is None or _is_number(v) for v in item["runs"]):
+            raise ValueError(f"figure {name}: runs must be numbers or null")
         if item["target"] is not None:
             target_met(0, item["target"])  # raises on a malformed target
         if item["met"] is not None and not isinstance(item["met"], bool):
-            raise ValueError(f"figure {item['name']}: met must be true, false or null")
+            raise ValueError(f"figure {name}: met must be true, false or null")
         if item["met"] != target_met(item["value"], item["target"]):
-            raise ValueError(f"figure {item['name']}: met does not follow from value and target")
+            raise ValueError(f"figure {name}: met does not follow from value and target")
+        if item["value"] is not None and not (item["min"] <= item["value"] <= item["max"]):
+            raise ValueError(f"figure {name}: the median must lie between min and max")
     return document
 
 
 def write_results(
-    figures: Sequence[Figure], stem: str, directory: Path = RESULTS_DIR, *, complete: bool = True
+    summaries: Sequence[Summary],
+    stamp: Mapping[str, Any],
+    stem: str,
+    directory: Path = RESULTS_DIR,
+    *,
+    complete: bool = True,
 ) -> tuple[Path, Path]:
-    """Write `<stem>-latest.json` (or `latest.json`) and a timestamped copy under `runs/`.
+    """Write `<stem>-latest.json` (or `latest.json`) and a timestamped copy under `runs/`: the
+    run's stamp and its figures.
 
     A run of only some phases or drills (`complete=False`) writes the timestamped copy alone, so
     the latest file always holds a whole run."""
-    document = validate([figure.as_dict() for figure in figures])
+    document = validate(
+        {"run": dict(stamp), "figures": [summary.as_dict() for summary in summaries]}
+    )
     text = json.dumps(document, indent=2) + "\n"
     latest = directory / ("latest.json" if stem == "bench" else f"{stem}-latest.json")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kept = directory / "runs" / f"{stem}-{stamp}.json"
+    moment = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = directory / "runs" / f"{stem}-{moment}.json"
     kept.parent.mkdir(parents=True, exist_ok=True)
     if complete:
         latest.write_text(text)
@@ -118,15 +259,22 @@ def write_results(
 
 
 def report(
-    figures: Sequence[Figure], title: str, stem: str, *, complete: bool = True
+    runs: Sequence[Sequence[Figure]],
+    stamp: Mapping[str, Any],
+    title: str,
+    stem: str,
+    *,
+    complete: bool = True,
 ) -> tuple[Path, Path]:
-    """Print the table and the targets missed, and write the JSON files (see `write_results`)."""
+    """Print the table of medians and the targets missed, and write the JSON files (see
+    `write_results`). `runs` holds the figures of each repeat."""
+    summaries = summarise(runs)
     print()
-    print(format_table(figures, title))
-    written = write_results(figures, stem, complete=complete)
-    missed = [figure.name for figure in figures if figure.met is False]
+    print(format_table(summaries, title))
+    written = write_results(summaries, stamp, stem, complete=complete)
+    missed = [item.name for item in summaries if item.met is False]
     if missed:
-        print("targets missed: " + "; ".join(missed))
+        print("targets missed (median of the runs): " + "; ".join(missed))
     return written
 
 

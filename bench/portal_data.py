@@ -19,6 +19,7 @@ from demos import roles
 from demos.engine import lifecycle, progress
 from demos.engine.specs import render_spec
 from demos.models import Demo, DemoTemplate, SimulatedCluster, Status, TemplateChart
+from demos.studio.versions import Actor, record_row_as_version
 
 CHARTS = ("shop", "payments")
 
@@ -82,6 +83,8 @@ def template(slug: str, *, pool_size: int = 0, **fields: Any) -> DemoTemplate:
             namespace=name,
             values="ingress:\n  host: ${DEMO_HOST}\nreplicas: 1\n",
         )
+    # Published, as an admin would: the catalog offers published templates only.
+    record_row_as_version(template=created, actor=Actor(label="bench"), note="Bench template.")
     return created
 
 

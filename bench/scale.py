@@ -42,6 +42,18 @@ class Scale:
     drill_rq_workers: int
     drill_strike_timeout: float  # how long an armed point may wait to be reached
     drill_recover_timeout: float  # how long a round may take to recover after its fault
+    # Pages at scale (bench/at_scale.py) on a data set of this size (bench/dataset.py).
+    scale_demos: int  # historical demos, over a year
+    scale_live: int  # running, starting, queued and paused demos
+    scale_salespeople: int
+    scale_managers: int
+    scale_templates: int
+    scale_clients: int  # concurrent clients per page
+    scale_seconds: float  # measuring time per page and load, over all rounds
+    scale_pace: float  # seconds between two requests of one paced client
+    scale_job_round_trips: int  # no-op jobs for the floor
+    # How many times each phase runs; every figure is the median of its runs.
+    repeats: int
 
 
 FULL = Scale(
@@ -79,6 +91,16 @@ FULL = Scale(
     # that re-enqueues it runs every 30 s, and an overdue scheduled job counts as lost after a
     # minute: four minutes leave room for the rest of the batch to finish after that.
     drill_recover_timeout=240.0,
+    scale_demos=100_000,
+    scale_live=5_000,
+    scale_salespeople=200,
+    scale_managers=10,
+    scale_templates=20,
+    scale_clients=20,
+    scale_seconds=9.0,
+    scale_pace=1.0,
+    scale_job_round_trips=50,
+    repeats=3,
 )
 
 SMALL = replace(
@@ -103,6 +125,12 @@ SMALL = replace(
     drill_strike_rounds=3,
     drill_redis_rounds=1,
     drill_demos=4,
+    scale_demos=5_000,
+    scale_live=500,
+    scale_seconds=3.0,
+    scale_job_round_trips=20,
+    # A smoke run: once. Its figures say the harness works, not how fast the portal is.
+    repeats=1,
 )
 
 SCALES = {"full": FULL, "small": SMALL}

@@ -12,3 +12,8 @@ ROOT_URLCONF = "bench.urls"
 # production configuration needs them collected, and the checkout must stay untouched.
 if os.environ.get("BENCH_STATIC_ROOT"):
     STATIC_ROOT = Path(os.environ["BENCH_STATIC_ROOT"])
+
+# Pages at scale count each request's queries (bench/query_count.py). Outermost, so the
+# session and user loading of the middleware below are counted too.
+if os.environ.get("BENCH_COUNT_QUERIES"):
+    MIDDLEWARE = ["bench.query_count.QueryCountMiddleware", *MIDDLEWARE]  # noqa: F405

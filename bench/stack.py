@@ -560,6 +560,49 @@ def worker_totals(redis_url: str) -> dict[str, WorkerTotals]:
         client.close()
 
 
+def source_commit() -> tuple[str, bool]:
+    """The checkout's commit and whether it has changes not in it (untracked files included).
+    Read-only: `--no-optional-locks` keeps git from refreshing its index."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "--no-optional-locks", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit, bool(git("status", "--porcelain"))
+
+
+def run_stamp(scale: str, phases: list[str], repeats: int) -> dict[str, Any]:
+    """Where and when a run's figures were taken, as every results file records it: the
+    commit, the versions, the machine, and how loaded it was when the run began."""
+    from datetime import UTC, datetime
+
+    machine = describe_machine()
+    commit, dirty = source_commit()
+    return {
+        "commit": commit,
+        "dirty": dirty,
+        "python": machine["python"],
+        "postgresql": machine["postgresql"],
+        "redis": machine["redis"],
+        "cpus": machine["cores"],
+        "memory_gib": machine["memory_gib"],
+        "arch": machine["arch"],
+        "load_average": [round(value, 2) for value in os.getloadavg()],
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scale": scale,
+        "phases": phases,
+        "repeats": repeats,
+    }
+
+
 def describe_machine() -> dict[str, Any]:
     """Cores, memory and versions, described generically (no host names or paths)."""
     import platform

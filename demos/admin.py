@@ -35,13 +35,15 @@ from demos.models import (
     Snapshot,
     TemplateChart,
 )
+from demos.studio.versions import Actor, record_row_as_version
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
-# Saved with the form; `version` is left out so a concurrent bump is never overwritten.
+# Saved with the form; `version` (and the published version record) are left out so a
+# concurrent bump or publication is never overwritten.
 _SAVED_FIELDS = [
     field.name
     for field in DemoTemplate._meta.concrete_fields
-    if not field.primary_key and field.name not in ("version", "created_at")
+    if not field.primary_key and field.name not in ("version", "created_at", "published_version")
 ]
 
 
@@ -105,8 +107,9 @@ class DemoTemplateAdmin(admin.ModelAdmin):
             "Version",
             {
                 "fields": ["version", "running_versions", "created_at", "updated_at"],
-                "description": "Saving a change makes a new version. Running demos keep the "
-                "spec they started from.",
+                "description": "Saving a change publishes a new version at once. Running "
+                "demos keep the spec they started from. Template admins: the template studio "
+                "(/studio/) keeps drafts, test launches, history and roll back.",
             },
         ),
         (
@@ -195,10 +198,22 @@ class DemoTemplateAdmin(admin.ModelAdmin):
         self, request: HttpRequest, form: ModelForm, formsets: list[BaseFormSet], change: bool
     ) -> None:
         super().save_related(request, form, formsets, change)
+        template = form.instance
+        was_published = template.published_version_id is not None
         # The same test as the admin's own change message, so the history and the version
         # always agree on whether something changed.
         if change and construct_change_message(form, formsets, add=False):
-            services.bump_template_version(template=form.instance)
+            services.bump_template_version(template=template)
+            # The row is the published content: record it as a version, as the studio does. A
+            # studio draft that was never published stays unpublished (its content is the draft).
+            if was_published:
+                record_row_as_version(
+                    template=template, actor=Actor(request.user), note="Saved in the Django admin."
+                )
+        elif not change:
+            record_row_as_version(
+                template=template, actor=Actor(request.user), note="Created in the Django admin."
+            )
         if "unsafe_vcluster_overrides" in form.changed_data:
             # Who set what, in full: the history is the audit trail of host-level trust.
             text = form.instance.unsafe_vcluster_overrides or "(cleared)"
@@ -224,6 +239,12 @@ class DemoTemplateAdmin(admin.ModelAdmin):
         copies = []
         for template in queryset:
             copy = services.duplicate_template(template=template)
+            # Published as its version 1 (and disabled, as a copy is): enabling it offers it.
+            record_row_as_version(
+                template=copy,
+                actor=Actor(request.user),
+                note=f"Duplicated from {template.slug} version {template.version}.",
+            )
             self.log_addition(
                 request, copy, f"Duplicated from “{template}” (version {template.version})."
             )

@@ -5,6 +5,7 @@ Every change of `Demo.status` goes through `demos.engine.lifecycle`; nothing els
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -94,6 +95,17 @@ class DemoTemplate(models.Model):
     warm_pool_max_age = models.DurationField(default=timedelta(hours=12))
 
     version = models.PositiveIntegerField(default=1, editable=False)
+    # What the catalog offers and demos start from: this row holds the published content, and
+    # edits wait in a `TemplateDraft` until published. Empty until the first publication, and
+    # a template that was never published is not offered anywhere.
+    published_version = models.ForeignKey(
+        "TemplateVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -126,6 +138,97 @@ class TemplateChart(models.Model):
 
     def __str__(self) -> str:
         return f"{self.release_name} ({self.chart} {self.version})"
+
+
+class TemplateSpeed(models.Model):
+    """How long a template's demos typically take to be ready: the median of its latest demos,
+    kept up to date as each becomes ready (demos.engine.speeds), so the catalog reads one row per
+    template instead of scanning its history on every view."""
+
+    template = models.OneToOneField(
+        DemoTemplate, on_delete=models.CASCADE, primary_key=True, related_name="speed"
+    )
+    typical_time_to_ready = models.DurationField(null=True, blank=True)
+    samples = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.template_id}: {self.typical_time_to_ready}"
+
+
+class TemplateVersion(models.Model):
+    """One published state of a template, never changed afterwards.
+
+    `content` is the template document (settings, charts and their values) in the shape the
+    studio exports as YAML, so any two versions can be compared and any one published again.
+    """
+
+    template = models.ForeignKey(DemoTemplate, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    content = models.JSONField()
+    published_at = models.DateTimeField(default=timezone.now)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    published_by_label = models.CharField(
+        max_length=100, blank=True, help_text="Who published it when not a person, e.g. seed."
+    )
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "number"], name="unique_version_number_per_template"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} version {self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Demos record the version they started from: rewriting one would rewrite history.
+        if not self._state.adding:
+            raise ValueError("A published template version never changes; publish a new one.")
+        super().save(*args, **kwargs)
+
+    @property
+    def published_by_name(self) -> str:
+        if self.published_by is not None:
+            return self.published_by.get_full_name() or self.published_by.get_username()
+        return self.published_by_label or "system"
+
+
+class TemplateDraft(models.Model):
+    """Unpublished edits of a template, as a template document (see `TemplateVersion`)."""
+
+    template = models.OneToOneField(DemoTemplate, on_delete=models.CASCADE, related_name="draft")
+    content = models.JSONField()
+    based_on = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version number it started from; empty for new."
+    )
+    saved_at = models.DateTimeField(default=timezone.now)
+    saved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    saved_by_label = models.CharField(max_length=100, blank=True)
+
+    def __str__(self) -> str:
+        return f"Draft of {self.template.name}"
+
+    @property
+    def saved_by_name(self) -> str:
+        if self.saved_by is not None:
+            return self.saved_by.get_full_name() or self.saved_by.get_username()
+        return self.saved_by_label or "system"
 
 
 class Status(models.TextChoices):
@@ -166,11 +269,17 @@ OPEN = frozenset(Status) - KEPT - {Status.DELETED}
 # deletes it until a person decides.
 FAILED_KEEPING = frozenset({Status.PAUSING, Status.RESUMING, Status.ARCHIVING, Status.PAUSED})
 
+# The sections of a person's demos besides the open ones. An archive is kept while its snapshot
+# is (keep_until), then it counts as ended. Also the conditions of the indexes that page them.
+IS_KEPT = Q(status=Status.PAUSED) | Q(status=Status.ARCHIVED, keep_until__isnull=False)
+IS_ENDED = Q(status=Status.DELETED) | Q(status=Status.ARCHIVED, keep_until__isnull=True)
+
 
 class DemoQuerySet(models.QuerySet["Demo"]):
     def visible(self) -> "DemoQuerySet":
-        """Demos a person can see: everything but unclaimed warm-pool spares."""
-        return self.filter(is_spare=False)
+        """Demos a person can see: everything but unclaimed warm-pool spares and template
+        admins' test launches (the template studio lists those)."""
+        return self.filter(is_spare=False, is_test_launch=False)
 
     def working(self) -> "DemoQuerySet":
         """Demos a background step is driving toward another state."""
@@ -191,8 +300,23 @@ class Demo(models.Model):
     """One launched demo environment, from request to its end."""
 
     public_id = models.UUIDField(default=_new_public_id, unique=True, editable=False)
-    template = models.ForeignKey(DemoTemplate, on_delete=models.PROTECT, related_name="demos")
+    # No index of their own: the composite indexes below start with these columns.
+    template = models.ForeignKey(
+        DemoTemplate, on_delete=models.PROTECT, related_name="demos", db_index=False
+    )
     template_version = models.PositiveIntegerField(default=1)
+    # The published version it started from. Empty for test launches (started from a draft)
+    # and for demos started before versions were kept.
+    from_version = models.ForeignKey(
+        TemplateVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="demos",
+    )
+    # Started from a draft in the template studio: only template admins see it there, and it
+    # stays out of everyone's lists of demos.
+    is_test_launch = models.BooleanField(default=False)
     spec = models.JSONField(default=dict, help_text="Frozen rendered spec it was started from.")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -200,6 +324,7 @@ class Demo(models.Model):
         null=True,
         blank=True,
         related_name="demos",
+        db_index=False,
     )
     prospect_name = models.CharField(max_length=100, blank=True)
     prospect_company = models.CharField(max_length=100, blank=True)
@@ -255,8 +380,37 @@ class Demo(models.Model):
             # proportional to the live demos, not the whole history.
             models.Index(fields=["expires_at"], name="demo_due_idx", condition=Q(status="ready")),
             models.Index(fields=["status", "status_changed_at"], name="demo_status_idx"),
+            # The queue in its order, and the fleet filtered by one status.
+            models.Index(fields=["status", "requested_at"], name="demo_status_requested_idx"),
+            # Newest first: lists of everyone's demos (read backwards, stopping after a page)
+            # and the CSV export (forwards, streamed).
+            models.Index(fields=["requested_at", "id"], name="demo_requested_idx"),
+            # Ended demos, most recently ended first, for everyone (managers) or one owner.
+            models.Index(fields=["-ended_at", "-id"], name="demo_ended_idx", condition=IS_ENDED),
+            models.Index(
+                fields=["owner", "-ended_at", "-id"],
+                name="demo_owner_ended_idx",
+                condition=IS_ENDED,
+            ),
+            # Kept demos in the order their time runs out: the lists, and retention's sweep.
+            models.Index(
+                fields=["keep_until", "id"],
+                name="demo_kept_idx",
+                condition=Q(status__in=sorted(KEPT)),
+            ),
             models.Index(fields=["owner", "status"], name="demo_owner_idx"),
             models.Index(fields=["template", "status"], name="demo_template_idx"),
+            # Warm-pool spares per template: the catalog and the pools read these on every view
+            # and sweep, among a history with none.
+            models.Index(
+                fields=["template", "status"], name="demo_spare_idx", condition=Q(is_spare=True)
+            ),
+            # A template's latest ready demos: its typical time to ready (demos.engine.speeds).
+            models.Index(
+                fields=["template", "-ready_at"],
+                name="demo_template_ready_idx",
+                condition=Q(time_to_ready__isnull=False),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -286,7 +440,8 @@ class Demo(models.Model):
 class DemoEvent(models.Model):
     """Append-only timeline and audit trail of a demo."""
 
-    demo = models.ForeignKey(Demo, on_delete=models.CASCADE, related_name="events")
+    # Indexed with the id below: a demo's timeline, and its newest event (the poll's version).
+    demo = models.ForeignKey(Demo, on_delete=models.CASCADE, related_name="events", db_index=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=40)
     actor = models.ForeignKey(
@@ -298,6 +453,13 @@ class DemoEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(fields=["demo", "id"], name="demoevent_demo_id_idx"),
+            # The fleet's failures of the last day, among a million events of every kind.
+            models.Index(
+                fields=["created_at"], name="demoevent_failed_idx", condition=Q(kind="failed")
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind}: {self.message}"

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from demos import roles
 from demos.models import DemoTemplate, ExpiryAction, TemplateChart
+from demos.studio.versions import Actor, record_row_as_version
 
 SAMPLE_CHART_REPOSITORY = "oci://registry.example.com/demo-portal/charts"
 
@@ -124,7 +125,8 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
 
 @transaction.atomic
 def seed_templates() -> list[DemoTemplate]:
-    """Create the sample templates that do not exist yet; leave existing ones alone."""
+    """Create the sample templates that do not exist yet, published as version 1; leave
+    existing ones alone."""
     created = []
     for sample in SAMPLE_TEMPLATES:
         fields = {key: value for key, value in sample.items() if key not in ("slug", "charts")}
@@ -141,6 +143,7 @@ def seed_templates() -> list[DemoTemplate]:
                 version="0.1.0",
                 **chart,
             )
+        record_row_as_version(template=template, actor=Actor(label="seed"), note="Sample template.")
         created.append(template)
     return created
 

@@ -21,5 +21,6 @@ urlpatterns = [
     ),
     path("simulated/<slug:cluster_name>/", simulated_app, name="simulated_app"),
     path("", include("demos.fleet.urls")),
+    path("studio/", include("demos.studio.urls")),
     path("", include("demos.sharing.urls")),
 ]

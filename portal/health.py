@@ -2,7 +2,6 @@
 
 import time
 
-import django_rq
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -10,6 +9,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 from rq import Worker
+
+from portal.redis_connection import connection_for
 
 HEARTBEAT_KEY = "portal:cron-heartbeat"
 # The cron process enqueues the heartbeat every HEARTBEAT_SECONDS; three missed beats is "down".
@@ -20,7 +21,7 @@ HEARTBEAT_STALE_AFTER = HEARTBEAT_SECONDS * 3
 def record_heartbeat() -> float:
     """Job run by the cron schedule on a worker: its timestamp shows cron and workers both run."""
     now = time.time()
-    django_rq.get_connection("maintenance").set(HEARTBEAT_KEY, now, ex=3600)
+    connection_for("maintenance").set(HEARTBEAT_KEY, now, ex=3600)
     return now
 
 
@@ -48,7 +49,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     report: dict[str, object] = {"database": "ok" if _database_ok() else "down"}
     healthy = report["database"] == "ok"
     try:
-        redis = django_rq.get_connection("maintenance")
+        redis = connection_for("maintenance")
         redis.ping()
         report["redis"] = "ok"
         report["workers"] = Worker.count(connection=redis)

@@ -213,9 +213,11 @@ AUTH_PASSWORD_VALIDATORS = [
 # password. Counting the pair, not the name alone, means nobody can lock a colleague out from
 # elsewhere. Attempts are kept in the database, so throttling works while Redis is down; admins
 # unlock in the admin (Access attempts) or with `manage.py axes_reset_username NAME`.
+# After it, Django's model backend with the signed-in user cached (portal/auth_backend.py);
+# sessions that name Django's own backend are read as this one's (portal/sessions.py).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "portal.auth_backend.CachedModelBackend",
 ]
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_COOLOFF_MINUTES = envint("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
@@ -316,17 +318,35 @@ RQ = {"COMMIT_MODE": "on_db_commit"}
 # time for every staff member.
 RQ_SHOW_ADMIN_LINK = False
 
-# Shared cache (rate limits, one-off notices) in the same Redis, under its own prefix.
+# Shared cache (rate limits, one-off notices) in the same Redis, under its own prefix. Its
+# errors reach the callers, which decide what a missing count means.
+#
+# `sessions` holds copies of database rows only (sessions and signed-in users), so a Redis error
+# there is a miss, never an error page: reads go to the database, writes are skipped, and
+# quarter-second socket timeouts plus a pause after each failure keep a dead Redis from slowing
+# pages down (portal/tolerant_cache.py). Entries live a minute at most, which bounds how long
+# anything it could not delete during an outage can outlive a sign-out.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "portal-cache",
-    }
+    },
+    "sessions": {
+        "BACKEND": "portal.tolerant_cache.TolerantRedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "portal-sessions",
+        "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
+    },
 }
 
-# Sessions stay in the database only: a Redis-cached session store would save a query per
-# request but turn every page into an error while Redis is down.
+# Sessions are read from Redis and kept in the database (Django's `cached_db`): a poll or page
+# of a signed-in person costs no query for the session, nor for the user (portal/auth_backend.py),
+# while every page still works with Redis down, from the database alone. Signing out and
+# password changes take effect at once either way: the database is the truth, and cached copies
+# are dropped with it.
+SESSION_ENGINE = "portal.sessions"
+SESSION_CACHE_ALIAS = "sessions"
 
 # Prospect links: failed lookups allowed per client network and window before it is refused.
 PROSPECT_FAILURE_LIMIT = envint("PROSPECT_FAILURE_LIMIT", 20, minimum=1)

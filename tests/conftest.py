@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -32,6 +33,7 @@ from demos.backends.simulated import SimulatedBackend
 from demos.catalog.forms import CHART_FIELDS, TEMPLATE_FIELDS
 from demos.engine import capacity, dispatch, lifecycle, operations
 from demos.models import Demo, DemoTemplate, Status, TemplateChart
+from demos.studio.versions import Actor, record_row_as_version
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery"
@@ -94,6 +96,8 @@ def make_template(slug: str = "webshop", charts: int = 2, **fields: Any) -> Demo
             namespace="demo",
             values="host: ${DEMO_HOST}\ngreeting: Hello ${PROSPECT_COMPANY}\n",
         )
+    # Published, as the catalog offers only published templates (the studio's tests make drafts).
+    record_row_as_version(template=template, actor=Actor(label="tests"), note="Test template.")
     return template
 
 
@@ -225,6 +229,18 @@ def _die_with_parent() -> None:
 
 PR_SET_PDEATHSIG = 1
 _started: list[WorkerProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fleet_figures() -> None:
+    """The fleet's time-to-ready figures are cached for a minute: each test computes its own."""
+    from django.core.cache import cache
+    from redis.exceptions import RedisError
+
+    from demos.fleet.selectors import TIME_TO_READY_CACHE_KEY
+
+    with contextlib.suppress(RedisError):
+        cache.delete(TIME_TO_READY_CACHE_KEY)
 
 
 @pytest.fixture(autouse=True)

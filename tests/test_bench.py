@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import re
 import statistics
 import threading
 from datetime import timedelta
@@ -11,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 
 from bench import drills, figures, scale, stack, strikes
 from bench.__main__ import chosen_phases
-from bench.client import Browser, closed_loop, next_poll
+from bench.client import Browser, closed_loop, next_poll, paced_loop
 from bench.figures import FanOut, Figure
 from demos.durations import percentile
 
@@ -38,6 +42,35 @@ class TestPercentile:
             percentile([1.0], 101)
 
 
+def _stamp(**changes: Any) -> dict[str, Any]:
+    stamp = {
+        "commit": "0123456789abcdef0123456789abcdef01234567",
+        "dirty": False,
+        "python": "3.13.0",
+        "postgresql": "15.20",
+        "cpus": 2,
+        "load_average": [0.5, 0.4, 0.3],
+        "started_at": "2026-12-03T13:03:00+00:00",
+        "repeats": 3,
+    }
+    return {**stamp, **changes}
+
+
+def _summary_dict(**changes: Any) -> dict[str, Any]:
+    item = {
+        "name": "x",
+        "value": 1,
+        "unit": "ms",
+        "target": None,
+        "met": None,
+        "floor": None,
+        "min": 1,
+        "max": 1,
+        "runs": [1],
+    }
+    return {**item, **changes}
+
+
 class TestFigures:
     def test_it_decides_met_from_the_target(self) -> None:
         assert Figure.of("p95", 150.0, "ms", "<= 200").met is True
@@ -46,62 +79,140 @@ class TestFigures:
         assert Figure.of("lost", 0, "demos", "== 0").met is True
         assert Figure.of("claim", None, "ms", "< 100").met is False
         assert Figure.of("memory", 80.0, "MiB").met is None
+        assert Figure.of("p95", 12.34567, "ms", floor=1.23456).floor == 1.235
 
-    def test_it_writes_the_json_shape_runs_are_compared_by(self, tmp_path: Path) -> None:
-        written = [
-            Figure.of("start-to-ready overhead, p95", 123.4567, "ms", "<= 200"),
-            Figure.of("peak memory (VmHWM): web worker", 77.3, "MiB"),
+    def test_it_writes_the_stamp_and_the_figures(self, tmp_path: Path) -> None:
+        runs = [
+            [
+                Figure.of("start-to-ready overhead, p95", 123.4567, "ms", "<= 200", floor=20.0),
+                Figure.of("peak memory (VmHWM): web worker", 77.3, "MiB"),
+            ]
         ]
-        latest, kept = figures.write_results(written, "bench", tmp_path)
+        summaries = figures.summarise(runs)
+        latest, kept = figures.write_results(summaries, _stamp(), "bench", tmp_path)
         assert latest == tmp_path / "latest.json"
         assert kept.parent == tmp_path / "runs"
         document = json.loads(latest.read_text())
         assert json.loads(kept.read_text()) == document
         assert figures.validate(document) == document
-        assert document[0] == {
+        assert document["run"]["commit"] == _stamp()["commit"]
+        assert document["figures"][0] == {
             "name": "start-to-ready overhead, p95",
             "value": 123.457,
             "unit": "ms",
             "target": "<= 200",
             "met": True,
+            "floor": 20.0,
+            "min": 123.457,
+            "max": 123.457,
+            "runs": [123.457],
         }
-        drills, _ = figures.write_results(written, "drills", tmp_path)
+        drills, _ = figures.write_results(summaries, _stamp(), "drills", tmp_path)
         assert drills.name == "drills-latest.json"
         # A run of some phases only leaves the latest file alone.
-        partial, kept = figures.write_results(written[:1], "bench", tmp_path, complete=False)
+        partial, kept = figures.write_results(
+            summaries[:1], _stamp(), "bench", tmp_path, complete=False
+        )
         assert partial == kept
         assert json.loads(latest.read_text()) == document
 
     @pytest.mark.parametrize(
         ("document", "complaint"),
         [
-            ({"name": "x"}, "must be a list"),
-            ([{"name": "x", "value": 1, "unit": "ms", "target": None}], "exactly"),
+            ([_summary_dict()], "object with exactly run and figures"),
+            ({"run": _stamp(), "figures": [], "extra": 1}, "exactly run and figures"),
+            ({"run": _stamp(commit=None), "figures": []}, "run.commit"),
+            ({"run": _stamp(dirty="no"), "figures": []}, "run.dirty"),
+            ({"run": _stamp(cpus=True), "figures": []}, "run.cpus"),
+            ({"run": _stamp(load_average=[1.0]), "figures": []}, "load_average"),
+            ({"run": _stamp(), "figures": [{"name": "x"}]}, "exactly"),
+            ({"run": _stamp(), "figures": [_summary_dict(value="fast")]}, "value must be a"),
+            ({"run": _stamp(), "figures": [_summary_dict(runs=[])]}, "each run"),
             (
-                [{"name": "x", "value": "fast", "unit": "ms", "target": None, "met": None}],
-                "value must be a number",
-            ),
-            (
-                [{"name": "x", "value": 1, "unit": "ms", "target": "about 2", "met": False}],
+                {"run": _stamp(), "figures": [_summary_dict(target="about 2", met=False)]},
                 "not a comparison",
             ),
             (
-                [{"name": "x", "value": 300, "unit": "ms", "target": "<= 200", "met": True}],
+                {"run": _stamp(), "figures": [_summary_dict(value=300, target="<= 200", met=True)]},
                 "does not follow",
             ),
+            ({"run": _stamp(), "figures": [_summary_dict(value=5, max=4)]}, "between min and max"),
         ],
     )
     def test_it_rejects_documents_of_another_shape(self, document: object, complaint: str) -> None:
-        with pytest.raises(ValueError, match=complaint):
+        with pytest.raises(ValueError, match=re.escape(complaint)):
             figures.validate(document)
 
-    def test_the_table_marks_missed_targets(self) -> None:
-        table = figures.format_table(
-            [Figure.of("a", 1.0, "ms", "<= 2"), Figure.of("b", 3.0, "ms", "<= 2")]
-        )
-        lines = table.splitlines()
-        assert lines[2].endswith("yes")
-        assert lines[3].endswith("NO")
+    def test_the_table_shows_median_spread_target_met_and_floor(self) -> None:
+        runs = [
+            [Figure.of("a", 1.0, "ms", "<= 2", floor=0.5), Figure.of("b", 3.0, "ms", "<= 2")],
+            [Figure.of("a", 1.5, "ms", "<= 2", floor=0.7), Figure.of("b", 2.5, "ms", "<= 2")],
+            [Figure.of("a", 3.0, "ms", "<= 2", floor=0.6), Figure.of("b", 4.0, "ms", "<= 2")],
+        ]
+        lines = figures.format_table(figures.summarise(runs)).splitlines()
+        assert lines[0].split() == ["figure", "median", "spread", "target", "met", "floor"]
+        assert lines[2].split() == [
+            "a",
+            "1.5",
+            "ms",
+            "1-3",
+            "(133%)",
+            "<=",
+            "2",
+            "yes",
+            "0.6",
+            "ms",
+        ]
+        assert lines[3].split() == ["b", "3", "ms", "2.5-4", "(50%)", "<=", "2", "NO"]
+
+
+class TestSummaries:
+    def test_met_follows_the_median_not_the_best_or_worst_run(self) -> None:
+        runs = [[Figure.of("p95", value, "ms", "<= 200")] for value in (150.0, 250.0, 190.0)]
+        (summary,) = figures.summarise(runs)
+        assert summary.value == 190.0
+        assert summary.met is True
+        assert (summary.low, summary.high) == (150.0, 250.0)
+        assert summary.runs == (150.0, 250.0, 190.0)
+        assert summary.spread_percent == pytest.approx(100 * 100 / 190)
+        worse = [[Figure.of("p95", value, "ms", "<= 200")] for value in (150.0, 250.0, 210.0)]
+        assert figures.summarise(worse)[0].met is False
+
+    def test_a_run_without_the_figure_is_recorded_as_missing(self) -> None:
+        runs = [
+            [Figure.of("a", 1.0, "ms"), Figure.of("claim", None, "ms", "< 100")],
+            [Figure.of("a", 2.0, "ms"), Figure.of("claim", 90.0, "ms", "< 100")],
+            [Figure.of("a", 4.0, "ms")],
+        ]
+        first, claim = figures.summarise(runs)
+        assert first.value == 2.0
+        assert claim.runs == (None, 90.0, None)
+        assert claim.value == 90.0
+        assert claim.spread_percent is None  # one value: nothing to spread
+        nothing = figures.summarise([[Figure.of("claim", None, "ms", "< 100")]])[0]
+        assert nothing.value is None
+        assert nothing.met is False
+
+    def test_figures_keep_the_order_they_first_appeared_in(self) -> None:
+        runs = [
+            [Figure.of("b", 1.0, "ms"), Figure.of("a", 1.0, "ms")],
+            [Figure.of("c", 1.0, "ms"), Figure.of("b", 1.0, "ms")],
+        ]
+        assert [s.name for s in figures.summarise(runs)] == ["b", "a", "c"]
+
+
+class TestStamp:
+    def test_every_results_file_says_where_and_when(self) -> None:
+        stamp = stack.run_stamp("small", ["scale"], 1)
+        commit, dirty = stack.source_commit()
+        assert stamp["commit"] == commit
+        assert re.fullmatch(r"[0-9a-f]{40}", commit)
+        assert stamp["dirty"] is dirty
+        assert stamp["cpus"] == os.cpu_count()
+        assert stamp["python"] == platform.python_version()
+        assert re.fullmatch(r"[0-9]+\.[0-9]+", stamp["postgresql"])
+        assert len(stamp["load_average"]) == 3
+        figures.validate({"run": stamp, "figures": []})
 
     def test_sweep_figures_call_growth_a_miss(self) -> None:
         runs = [
@@ -141,6 +252,13 @@ class TestScale:
         full = scale.from_env({"BENCH_SWEEP_ROWS": "10,20", "BENCH_POLL_SECONDS": "0.5"})
         assert full.sweep_rows == (10, 20)
         assert full.poll_seconds == 0.5
+
+    def test_full_runs_each_phase_three_times_and_small_once(self) -> None:
+        assert scale.from_env({}).repeats == 3
+        assert scale.from_env({"BENCH_SCALE": "small"}).repeats == 1
+        assert scale.from_env({"BENCH_REPEATS": "5"}).repeats == 5
+        assert scale.FULL.scale_demos == 100_000
+        assert scale.SMALL.scale_demos < scale.FULL.scale_demos
 
     def test_it_refuses_unknown_scales_and_bad_numbers(self) -> None:
         with pytest.raises(SystemExit, match="BENCH_SCALE"):
@@ -194,7 +312,8 @@ class TestFanOutFigures:
         assert ratio.value is None
         assert ratio.met is False
         assert by_name["provisioning fan-out: ready when the wait ended"].met is False
-        figures.validate([f.as_dict() for f in by_name.values()])
+        summaries = figures.summarise([list(by_name.values())])
+        figures.validate({"run": _stamp(), "figures": [s.as_dict() for s in summaries]})
 
     def test_the_busy_share_comes_from_the_workers_running_totals(self) -> None:
         before = {"w1": 100.0, "w2": 40.0}
@@ -312,7 +431,8 @@ class TestRunChoices:
         with pytest.raises(SystemExit, match="unknown"):
             drills.chosen_drills({"BENCH_DRILLS": "flood"})
         assert chosen_phases({"BENCH_PHASES": "fanout"}) == ("fanout",)
-        assert chosen_phases({}) == ("sweep", "portal", "fanout")
+        assert chosen_phases({}) == ("sweep", "portal", "scale", "fanout")
+        assert chosen_phases({"BENCH_PHASES": "fanout,scale"}) == ("scale", "fanout")
         with pytest.raises(SystemExit, match="unknown"):
             chosen_phases({"BENCH_PHASES": "everything"})
 
@@ -367,6 +487,30 @@ class TestLoadGenerator:
         assert 0.3 <= result.seconds < 5
 
 
+class TestPacedLoad:
+    def test_each_browser_asks_once_per_interval(self) -> None:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        seen: list[int] = []
+        try:
+            port = server.server_address[1]
+            browsers = [Browser(port) for _ in range(3)]
+            result = paced_loop(
+                browsers, lambda i: "/ok", 1.0, 0.25, observe=lambda r: seen.append(r.status)
+            )
+            for browser in browsers:
+                browser.close()
+        finally:
+            server.shutdown()
+            server.server_close()
+        # Four slots of 0.25 s in one second for each of three browsers, whatever the server's
+        # speed: a closed loop would have sent hundreds.
+        assert result.requests == len(seen) == 12
+        assert result.errors == 0
+        assert result.statuses == {200: 12}
+
+
 @pytest.mark.django_db
 class TestSweepScaling:
     def test_the_sweep_makes_as_many_queries_at_1000_demos_as_at_100(self) -> None:
@@ -394,3 +538,215 @@ class TestPortalData:
         assert demo.next_step_at > timezone.now() + timedelta(minutes=50)
         kinds = list(demo.events.order_by("pk").values_list("kind", flat=True))
         assert kinds == ["requested", "admitted", "provisioning", "installing"]
+
+
+class TestPollUrls:
+    def test_it_finds_the_row_poll_of_one_demo_in_my_demos(self) -> None:
+        from bench.at_scale import row_poll_url
+        from bench.client import without_version
+
+        page = (
+            b'<li hx-get="/demos/aaaa/status/?fragment=row&amp;v=1"></li>'
+            b'<li hx-get="/demos/bbbb/status/?fragment=row&amp;v=2"></li>'
+            b'<section hx-get="/demos/bbbb/status/?since=3"></section>'
+        )
+        assert row_poll_url(page, "bbbb") == "/demos/bbbb/status/?fragment=row&v=2"
+        assert row_poll_url(page, "cccc") == ""
+        assert without_version("/demos/b/status/?since=3&v=ab") == "/demos/b/status/?since=3"
+
+
+class TestPagesAtScaleFigures:
+    def test_every_page_gets_the_figures_the_issue_names(self) -> None:
+        from bench import at_scale
+        from bench.client import LoadResult
+        from bench.floor import JobFloor
+
+        def measured(seconds: float, queries: int, *, no_content: bool = False) -> Any:
+            result = LoadResult(requests=10, seconds=1.0, latencies=[seconds] * 10)
+            result.statuses = {204 if no_content else 200: 10}
+            paced = LoadResult(requests=5, seconds=1.0, latencies=[seconds / 2] * 5)
+            return at_scale.Measured(result=result, paced=paced, web_cpu=0.05, queries=[queries])
+
+        totals = {name: measured(0.04, 3) for name in at_scale.PAGES}
+        totals[at_scale.POLL_204] = measured(0.01, 1, no_content=True)
+        # The typical answer's count carries the target; a cache refill shows as the most.
+        totals[at_scale.FLEET].queries = [9, 9, 12, 9]
+        totals[at_scale.TRIVIAL] = measured(0.002, 0)
+        totals[at_scale.TRIVIAL_SIGNED_IN] = measured(0.004, 0)
+        by_name = {f.name: f for f in at_scale.results(totals, JobFloor(0.01, 0.02, 5))}
+        for page in at_scale.PAGES:
+            p95 = by_name[f"at scale: {page}: p95"]
+            paced = 5.0 if page == at_scale.POLL_204 else 20.0  # half the closed loop's
+            assert (p95.value, p95.target, p95.met) == (paced, "<= 50", True)
+            assert p95.floor == 1.0  # the trivial view's, paced
+            queries = by_name[f"at scale: {page}: queries per request"]
+            assert queries.target == f"<= {at_scale.QUERY_TARGETS[page]}"
+            assert f"at scale: {page}: queries per request, most" in by_name
+            assert f"at scale: {page}: p50" in by_name
+            assert by_name[f"at scale: {page}: web CPU per request"].value == 5.0
+        assert by_name["at scale: fleet overview: queries per request"].value == 9
+        assert by_name["at scale: fleet overview: queries per request, most"].value == 12
+        assert by_name["at scale: status poll (204): answered 204"].value == 100
+        ratio = by_name["status poll / trivial view (no session)"]
+        assert (ratio.value, ratio.target, ratio.met) == (1.0, ">= 0.5", True)
+        assert "status poll / trivial view (signed in)" in by_name
+        assert by_name["at scale: floor: no-op job round trip, median"].value == 10.0
+        assert set(at_scale.QUERY_TARGETS) == set(at_scale.PAGES)
+
+
+@pytest.mark.django_db
+class TestQueryCountMiddleware:
+    MIDDLEWARE = ["bench.query_count.QueryCountMiddleware", *django_settings.MIDDLEWARE]
+
+    def test_a_rendered_answer_carries_its_query_count(self, client: Any, alice: Any) -> None:
+        from django.db import connection
+        from django.test import override_settings
+        from django.test.utils import CaptureQueriesContext
+
+        client.force_login(alice)
+        with (
+            override_settings(MIDDLEWARE=self.MIDDLEWARE),
+            CaptureQueriesContext(connection) as queries,
+        ):
+            response = client.get("/demos/")
+        assert response.status_code == 200
+        assert int(response["X-Bench-Queries"]) == len(queries.captured_queries) > 0
+
+    def test_a_streamed_answer_leaves_its_count_in_the_cache(self, client: Any) -> None:
+        from django.contrib.auth.models import User
+        from django.core.cache import cache
+        from django.db import connection
+        from django.test import override_settings
+        from django.test.utils import CaptureQueriesContext
+
+        from bench.query_count import cache_key
+
+        manager = User.objects.create_user("boss", is_superuser=True)
+        client.force_login(manager)
+        with (
+            override_settings(MIDDLEWARE=self.MIDDLEWARE),
+            CaptureQueriesContext(connection) as queries,
+        ):
+            response = client.get("/fleet/export/demos.csv", headers={"X-Bench-Request": "r1"})
+            b"".join(response.streaming_content)
+        assert "X-Bench-Queries" not in response
+        assert cache.get(cache_key("r1")) == len(queries.captured_queries) > 0
+
+
+@pytest.mark.django_db
+class TestDataSet:
+    """The data set builder at a tiny size: rows the models accept, states the sweep leaves
+    alone, and pages that render on them."""
+
+    SIZE = {"historical": 200, "live": 40, "salespeople": 8, "managers": 2, "templates": 5}
+
+    @pytest.fixture
+    def built(self) -> Any:
+        from django.db import connection
+
+        from bench import dataset
+
+        if connection.vendor != "postgresql":
+            pytest.skip("the data set is copied in with PostgreSQL's COPY")
+        return dataset.build(dataset.Size(**self.SIZE, measured=3), seed=7)
+
+    def test_it_builds_valid_rows_of_every_kind(self, built: Any) -> None:
+        from django.utils import timezone
+
+        from demos.engine.specs import Policy
+        from demos.models import (
+            ACTIVE,
+            ENDED,
+            KEPT,
+            Demo,
+            DemoEvent,
+            ShareLink,
+            ShareLinkVisit,
+            SimulatedCluster,
+            Snapshot,
+            Status,
+        )
+
+        demos = list(Demo.objects.all())
+        assert len(demos) == 200 + 40
+        assert built.counts["demos"] == len(demos)
+        for demo in demos:
+            demo.full_clean()
+            assert demo.spec["cluster_name"] == demo.cluster_name
+            assert demo.spec["demo_id"] == str(demo.public_id)
+            Policy.of(demo)  # the frozen policy reads back
+            assert demo.events.exists()
+        statuses = {demo.status for demo in demos}
+        assert {Status.DELETED, Status.ARCHIVED, Status.FAILED, Status.READY} <= statuses
+        assert {Status.PROVISIONING, Status.QUEUED, Status.PAUSED} <= statuses
+        now = timezone.now()
+        span = max(d.requested_at for d in demos) - min(d.requested_at for d in demos)
+        assert span > timedelta(days=300)
+        for demo in demos:
+            if demo.status in ENDED:
+                assert demo.ended_at is not None
+                assert demo.ended_at < now
+            if demo.status == Status.READY:
+                assert demo.expires_at > now + timedelta(hours=1)
+            if demo.status in KEPT and demo.keep_until is not None:
+                assert demo.keep_until > now  # nothing is past its retention
+        owning = {d.cluster_name for d in demos if d.status in ACTIVE | {Status.PAUSED}}
+        assert set(SimulatedCluster.objects.values_list("name", flat=True)) == owning
+        assert DemoEvent.objects.count() == built.counts["events"] > 5 * len(demos)
+        kinds = set(DemoEvent.objects.values_list("kind", flat=True))
+        assert {"requested", "admitted", "provisioning", "ready", "expired", "deleted"} <= kinds
+        assert Snapshot.objects.count() == built.counts["snapshots"] > 0
+        assert ShareLink.objects.count() == built.counts["share links"] > 0
+        assert ShareLinkVisit.objects.count() == built.counts["share link visits"]
+        # New rows continue after the copied ones.
+        assert DemoEvent.objects.create(demo=demos[0], kind="x", message="x").pk > max(
+            DemoEvent.objects.exclude(kind="x").values_list("pk", flat=True)
+        )
+
+    def test_the_sweep_finds_nothing_to_do(self, built: Any) -> None:
+        from django.test import override_settings
+
+        from bench import dataset
+        from demos.engine import reconcile
+
+        total = dataset.active_count()
+        with override_settings(DEMO_MAX_ACTIVE_TOTAL=total, DEMO_MAX_ACTIVE_PER_USER=1000):
+            summary = reconcile.sweep()
+        assert (summary.expired, summary.warned, summary.timed_out) == (0, 0, 0)
+        assert (summary.requeued, summary.admitted, summary.retention) == (0, 0, 0)
+        assert summary.orphans_deleted == []
+
+    def test_the_measured_pages_render_on_it(self, built: Any) -> None:
+        from django.contrib.auth.models import User
+        from django.test import Client
+
+        from bench.at_scale import row_poll_url
+
+        seller = Client()
+        seller.force_login(User.objects.get(pk=built.typical[0]))
+        boss = Client()
+        boss.force_login(User.objects.get(pk=built.managers[0]))
+        ready = built.ready_demo[built.typical[0]]
+        starting = built.starting_demo[built.typical[0]]
+        catalog = seller.get("/")
+        assert catalog.status_code == 200
+        assert "Web shop" in catalog.content.decode()  # the templates are offered
+        listing = seller.get("/demos/")
+        assert listing.status_code == 200
+        assert ready in listing.content.decode()
+        assert seller.get(f"/demos/{ready}/").status_code == 200
+        page = seller.get(f"/demos/{starting}/")
+        poll = next_poll(page.content, "")
+        assert "v=" in poll
+        assert seller.get(poll, headers={"HX-Request": "true"}).status_code == 204
+        row = row_poll_url(listing.content, starting)
+        assert row
+        assert seller.get(row, headers={"HX-Request": "true"}).status_code in (200, 204)
+        assert boss.get("/demos/").status_code == 200
+        assert boss.get("/fleet/").status_code == 200
+        export = boss.get("/fleet/export/demos.csv")
+        assert export.status_code == 200
+        lines = b"".join(export.streaming_content).decode().splitlines()
+        assert len(lines) == 1 + 240
+        prospect = Client().get(f"/p/{built.prospect_tokens[0]}/")
+        assert prospect.status_code == 200

@@ -93,6 +93,15 @@ def fleet_only(url: str, status: Expected = 200, **options: Any) -> Probe:
     return probe(url, LOGIN, 403, 403, status, status, **options)
 
 
+def studio_only(url: str | Callable[[World], str], status: Expected, **options: Any) -> Probe:
+    """The template studio: template admins (and superusers) only."""
+    return probe(url, LOGIN, 403, 403, 403, status, **options)
+
+
+def studio_url(suffix: str = "") -> Callable[[World], str]:
+    return lambda world: f"/studio/templates/{world.template.slug}/{suffix}"
+
+
 def demo_url(suffix: str = "") -> Callable[[World], str]:
     return lambda world: f"/demos/{world.demo.public_id}/{suffix}"
 
@@ -301,6 +310,69 @@ ROUTES: dict[str, list[Probe]] = {
     "fleet/bulk/": [
         fleet_only("/fleet/bulk/", 405),
         fleet_only("/fleet/bulk/", REDIRECT, method="post"),
+    ],
+    # --- Template studio: template admins only; POSTs here are refused or change nothing --------
+    "studio/": [studio_only("/studio/", 200)],
+    "studio/new/": [
+        studio_only("/studio/new/", 200),
+        studio_only("/studio/new/", 200, method="post"),
+    ],
+    "studio/new/preview/": [
+        studio_only("/studio/new/preview/", 405),
+        studio_only("/studio/new/preview/", 200, method="post"),
+    ],
+    "studio/import/": [
+        studio_only("/studio/import/", 200),
+        studio_only("/studio/import/", 200, method="post"),
+    ],
+    "studio/templates/<slug:slug>/": [
+        studio_only(studio_url(), 200),
+        studio_only("/studio/templates/no-such-template/", 404),
+    ],
+    "studio/templates/<slug:slug>/edit/": [
+        studio_only(studio_url("edit/"), 200),
+        studio_only(studio_url("edit/"), 200, method="post"),
+    ],
+    "studio/templates/<slug:slug>/preview/": [
+        studio_only(studio_url("preview/"), 405),
+        studio_only(studio_url("preview/"), 200, method="post"),
+    ],
+    # No draft to publish or discard: refused with a message.
+    "studio/templates/<slug:slug>/publish/": [
+        studio_only(studio_url("publish/"), 405),
+        studio_only(studio_url("publish/"), REDIRECT, method="post"),
+    ],
+    "studio/templates/<slug:slug>/discard/": [
+        studio_only(studio_url("discard/"), 405),
+        studio_only(studio_url("discard/"), REDIRECT, method="post"),
+    ],
+    "studio/templates/<slug:slug>/availability/": [
+        studio_only(studio_url("availability/"), 405),
+        studio_only(studio_url("availability/"), REDIRECT, method="post", data={"enabled": "on"}),
+    ],
+    "studio/templates/<slug:slug>/compare/": [
+        studio_only(studio_url("compare/?old=1&new=1"), 200),
+        studio_only(studio_url("compare/?old=1&new=draft"), 404),
+    ],
+    "studio/templates/<slug:slug>/export.yaml": [studio_only(studio_url("export.yaml"), 200)],
+    # Version 1 is the published one already: refused with a message.
+    "studio/templates/<slug:slug>/versions/<int:number>/roll-back/": [
+        studio_only(studio_url("versions/1/roll-back/"), 405),
+        studio_only(studio_url("versions/1/roll-back/"), REDIRECT, method="post"),
+    ],
+    # A POST would start a demo: only the refusals are probed here (tests/test_studio_views.py).
+    "studio/templates/<slug:slug>/test-launch/": [studio_only(studio_url("test-launch/"), 405)],
+    # Alice's demo is not a test launch, so the studio does not show it.
+    "studio/templates/<slug:slug>/test-launches/<uuid:public_id>/": [
+        studio_only(lambda w: studio_url(f"test-launches/{w.demo.public_id}/")(w), 404),
+    ],
+    "studio/templates/<slug:slug>/test-launches/<uuid:public_id>/delete/": [
+        studio_only(lambda w: studio_url(f"test-launches/{w.demo.public_id}/delete/")(w), 405),
+        studio_only(
+            lambda w: studio_url(f"test-launches/{w.demo.public_id}/delete/")(w),
+            404,
+            method="post",
+        ),
     ],
     # --- Admin site: staff only; template admins by their group's permissions --------------------
     "admin/": [staff_only("/admin/", 200)],

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from demos.catalog.services import bump_template_version, set_template_enabled
 from demos.engine import lifecycle
-from demos.models import Demo, DemoTemplate, SnapshotKind, Status
+from demos.models import Demo, DemoTemplate, SnapshotKind, Status, TemplateVersion
 from demos.sales.poll import panel_state
 from tests.conftest import make_demo, make_template
 
@@ -46,6 +46,8 @@ def _another_value(demo: Demo, field: models.Field[Any, Any], bob: User) -> obje
             return make_template("another")
         if field.name == "owner":
             return bob
+        if field.related_model is TemplateVersion:
+            return make_template("another").published_version
         archived = make_demo(demo.template, bob, Status.ARCHIVED)
         return archived.snapshots.get(kind=SnapshotKind.ARCHIVED)
     if isinstance(field, models.BooleanField):

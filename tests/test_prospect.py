@@ -474,10 +474,8 @@ class TestWithoutRedis:
     ) -> None:
         token = share(demo).token
         settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": "redis://127.0.0.1:1/0",
-            }
+            alias: {**config, "LOCATION": "redis://127.0.0.1:1/0"}
+            for alias, config in settings.CACHES.items()
         }
         from redis.exceptions import ConnectionError as RedisConnectionError
 

@@ -275,10 +275,8 @@ class TestLoginThrottling:
 
     def test_it_works_while_redis_is_down(self, settings: Any, alice: User) -> None:
         settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
-            }
+            alias: {**config, "LOCATION": "redis://127.0.0.1:1/0"}  # nothing listens there
+            for alias, config in settings.CACHES.items()
         }
         for _ in range(settings.LOGIN_FAILURE_LIMIT):
             log_in(Client(), "alice", "wrong")

@@ -8,10 +8,12 @@ values applied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from django import forms
+from django.forms import BoundField, Widget
 from django.forms.models import BaseInlineFormSet
 
 from demos.catalog import validation as checks
@@ -21,6 +23,8 @@ MULTILINE_FIELDS = (
     *("description", "instructions", "credentials"),
     *("vcluster_overrides", "unsafe_vcluster_overrides"),
 )
+# Typed as YAML, so edited in the code editor (static/js/yaml_editor.js).
+YAML_FIELDS = ("credentials", "vcluster_overrides", "unsafe_vcluster_overrides")
 # Listed rather than "__all__" so a new model field is a deliberate addition to the admin.
 TEMPLATE_FIELDS = [
     *("name", "slug", "tagline", "description", "icon", "colour", "enabled"),
@@ -50,6 +54,36 @@ class MultilineTextField(forms.CharField):
         return self.to_python(initial or "") != self.to_python(data)
 
 
+# How the YAML checks place a syntax error in their message: "… at line 3, column 5: …".
+_YAML_ERROR_POSITION = re.compile(r"\bline (\d+), column (\d+)")
+
+
+class YamlBoundField(BoundField):
+    """Gives the code editor the place of the field's first YAML error, so it can mark that line.
+    The checks report the line and column only inside the message, so they are read from there."""
+
+    def build_widget_attrs(
+        self, attrs: dict[str, Any], widget: Widget | None = None
+    ) -> dict[str, Any]:
+        attrs = super().build_widget_attrs(attrs, widget)
+        for message in self.errors:
+            if position := _YAML_ERROR_POSITION.search(message):
+                attrs["data-yaml-error-line"] = position[1]
+                attrs["data-yaml-error-column"] = position[2]
+                attrs["data-yaml-error-message"] = message
+                break
+        return attrs
+
+
+class YamlTextField(MultilineTextField):
+    """A YAML text: a textarea the code editor takes over when JavaScript runs."""
+
+    bound_field_class = YamlBoundField
+
+    def widget_attrs(self, widget: Widget) -> dict[str, Any]:
+        return {**super().widget_attrs(widget), "data-yaml-editor": True, "spellcheck": "false"}
+
+
 def _raise_if(problems: list[str]) -> None:
     if problems:
         raise forms.ValidationError(problems)
@@ -59,7 +93,10 @@ class DemoTemplateForm(forms.ModelForm):
     class Meta:
         model = DemoTemplate
         fields = TEMPLATE_FIELDS
-        field_classes = dict.fromkeys(MULTILINE_FIELDS, MultilineTextField)
+        field_classes = {
+            **dict.fromkeys(MULTILINE_FIELDS, MultilineTextField),
+            **dict.fromkeys(YAML_FIELDS, YamlTextField),
+        }
         # As written, not capitalised into "VCluster".
         labels = {"vcluster_overrides": "vCluster overrides"}
 
@@ -119,7 +156,7 @@ class TemplateChartForm(forms.ModelForm):
     class Meta:
         model = TemplateChart
         fields = CHART_FIELDS
-        field_classes = {"values": MultilineTextField}
+        field_classes = {"values": YamlTextField}
         widgets = {"values": forms.Textarea(attrs={"rows": 6, "cols": 80})}
 
     def clean_repository(self) -> str:

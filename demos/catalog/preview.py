@@ -51,13 +51,14 @@ def sample_demo(template: DemoTemplate) -> Demo:
     )
 
 
-def preview_template(*, template: DemoTemplate) -> TemplatePreview:
-    """Render `template` as saved. Problems are reported in the result, never raised."""
+def preview_template(*, template: DemoTemplate, demo: Demo | None = None) -> TemplatePreview:
+    """Render `template` (as saved, or an unsaved copy holding edited content) for `demo`, the
+    sample demo unless given. Problems are reported in the result, never raised."""
     preview = TemplatePreview(
         template=template, personal_variables=sorted(personal_variables_used(template))
     )
     try:
-        spec = render_spec(sample_demo(template))
+        spec = render_spec(demo or sample_demo(template))
     except SpecError as exc:
         preview.error = str(exc)
         return preview

@@ -5,10 +5,15 @@ cannot both take the last slot: PostgreSQL's transaction-scoped advisory lock, o
 write lock every IMMEDIATE transaction already takes.
 """
 
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count, Q
 
 from demos.errors import LifecycleError
 from demos.models import ACTIVE, Demo, Status
@@ -31,15 +36,68 @@ def _active() -> Any:
     return Demo.objects.filter(status__in=ACTIVE)
 
 
+@dataclass
+class Occupancy:
+    """The demos holding capacity now, counted once: in total, per template (people's demos
+    only: warm spares count only towards the total) and per owner.
+
+    Admission decides for a whole batch of queued demos from one count, taking each admitted
+    demo into account itself (`take`), instead of counting again for every demo while every
+    other admission waits for the lock.
+    """
+
+    total: int = 0
+    per_template: Counter[int] = field(default_factory=Counter)
+    per_owner: Counter[int] = field(default_factory=Counter)
+
+    @classmethod
+    def counted(cls, *, excluding: int | None = None) -> Occupancy:
+        """Counted with one query (one row per template, owner and kind of demo), without the
+        demo `excluding` when given. Call it under `lock_admission`."""
+        active = _active()
+        if excluding is not None:
+            active = active.exclude(pk=excluding)
+        groups = (
+            active.order_by()  # the model's ordering would split the groups
+            .values_list("template_id", "owner_id", "is_spare")
+            .annotate(demos=Count("pk"))
+        )
+        occupancy = cls()
+        for template_id, owner_id, is_spare, demos in groups:
+            occupancy.total += demos
+            if not is_spare:
+                occupancy.per_template[template_id] += demos
+            if owner_id is not None:
+                occupancy.per_owner[owner_id] += demos
+        return occupancy
+
+    @property
+    def full(self) -> bool:
+        return self.total >= settings.DEMO_MAX_ACTIVE_TOTAL
+
+    def has_room_for(self, demo: Demo) -> bool:
+        """The rules of `has_room_for`, on these counts. `demo.template` must be loaded."""
+        if self.full:
+            return False
+        limit = demo.template.max_concurrent
+        if limit and self.per_template[demo.template_id] >= limit:
+            return False
+        owner = demo.owner_id
+        return owner is None or self.per_owner[owner] < settings.DEMO_MAX_ACTIVE_PER_USER
+
+    def take(self, demo: Demo) -> None:
+        """Count `demo` as admitted."""
+        self.total += 1
+        if not demo.is_spare:
+            self.per_template[demo.template_id] += 1
+        if demo.owner_id is not None:
+            self.per_owner[demo.owner_id] += 1
+
+
 def has_room_for(demo: Demo) -> bool:
-    active = _active().exclude(pk=demo.pk)
-    if active.count() >= settings.DEMO_MAX_ACTIVE_TOTAL:
-        return False
-    if not template_has_room(demo.template, exclude=demo.pk):
-        return False
-    if demo.owner_id is not None:
-        return owner_has_room(demo.owner_id, exclude=demo.pk)
-    return True
+    """Whether `demo` may start now, besides the demos already active: the total counts every
+    active demo, the template's limit only people's demos, the owner's limit their own."""
+    return Occupancy.counted(excluding=demo.pk).has_room_for(demo)
 
 
 def template_has_room(template: Any, exclude: int | None = None) -> bool:
@@ -81,11 +139,12 @@ def queue_position(demo: Demo) -> int | None:
 
 
 def usage() -> dict[str, int]:
-    return {
-        "active": _active().count(),
-        "limit": settings.DEMO_MAX_ACTIVE_TOTAL,
-        "queued": Demo.objects.filter(status=Status.QUEUED).count(),
-    }
+    """Demos occupying capacity and demos waiting for it, counted in one query."""
+    counts = Demo.objects.filter(status__in=[*ACTIVE, Status.QUEUED]).aggregate(
+        active=Count("pk", filter=Q(status__in=ACTIVE)),
+        queued=Count("pk", filter=Q(status=Status.QUEUED)),
+    )
+    return {**counts, "limit": settings.DEMO_MAX_ACTIVE_TOTAL}
 
 
 def request_admission() -> None:

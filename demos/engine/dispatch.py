@@ -12,7 +12,6 @@ itself, never a dotted path built from strings.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -23,12 +22,12 @@ import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django_rq.connection_utils import get_redis_connection
-from redis import Redis
 from rq import Callback, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
+
+from portal.redis_connection import connection_for
 
 # Per-demo steps. Workers take `maintenance` first (portal/settings.py), so the sweep, expiry
 # and heartbeat never wait behind a flood of steps.
@@ -65,21 +64,9 @@ def step_id(work: Work | str, public_id: UUID | str, seq: int) -> str:
 
 
 def _queue(name: str = QUEUE) -> django_rq.queues.DjangoRQ:
-    # Enqueue immediately when called: every call here already runs after commit.
-    return django_rq.get_queue(name, connection=_connection(name), commit_mode="auto")
-
-
-def _connection(name: str) -> Redis:
-    """One Redis connection pool per process and configuration: django-rq opens a new client
-    (and TCP connection) per call, which would cost a connection per step. redis-py's pool
-    notices a fork and starts afresh in the work horse."""
-    config = settings.RQ_QUEUES[name]
-    return _pool(tuple(sorted((key, str(value)) for key, value in config.items())))
-
-
-@functools.cache
-def _pool(config: tuple[tuple[str, str], ...]) -> Redis:
-    return get_redis_connection(dict(config))
+    # Enqueue immediately when called: every call here already runs after commit. The process's
+    # one client for that Redis: django-rq's own would open a connection per step.
+    return django_rq.get_queue(name, connection=connection_for(name), commit_mode="auto")
 
 
 def is_job_alive(jid: str) -> bool:

@@ -11,12 +11,13 @@ that need something (due, working, queued), never by the size of the history.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from demos.backends import get_backend
@@ -27,6 +28,9 @@ from demos.models import KEPT, Demo, Status
 log = logging.getLogger(__name__)
 
 BATCH = 200
+# Rows one pass of the sweep looks at for each of its questions, in batches of BATCH: enough for
+# every live demo of a large fleet, and a bound on one pass when something floods a question.
+PASS_LIMIT = 10_000
 # Work enqueued this recently may simply not have been picked up yet.
 REENQUEUE_GRACE = timedelta(seconds=15)
 
@@ -85,9 +89,32 @@ def sweep(now: datetime | None = None) -> SweepSummary:
     return summary
 
 
+def in_batches(queryset: QuerySet[Demo], key: str) -> Iterator[Demo]:
+    """The rows of `queryset` in the order of `key` (never null there) and then the primary key,
+    read BATCH at a time, up to PASS_LIMIT.
+
+    Each batch starts after the last row of the one before (keyset paging), so rows the caller
+    leaves alone (a reminder already sent, a deadline not yet reached) cannot hide the ones behind
+    them, and each batch is an index scan that stops after BATCH rows.
+    """
+    ordered = queryset.order_by(key, "pk")
+    batch = list(ordered[:BATCH])
+    seen = 0
+    while batch:
+        yield from batch
+        seen += len(batch)
+        if len(batch) < BATCH or seen >= PASS_LIMIT:
+            return
+        last = batch[-1]
+        after = Q(**{f"{key}__gt": getattr(last, key)}) | Q(
+            **{key: getattr(last, key), "pk__gt": last.pk}
+        )
+        batch = list(ordered.filter(after)[:BATCH])
+
+
 def expire_due(now: datetime) -> int:
     due = Demo.objects.filter(status=Status.READY, expires_at__lte=now).select_related("template")
-    return sum(1 for demo in due.order_by("expires_at")[:BATCH] if lifecycle.expire_demo(demo=demo))
+    return sum(1 for demo in in_batches(due, "expires_at") if lifecycle.expire_demo(demo=demo))
 
 
 def warn_before_expiry(now: datetime) -> int:
@@ -97,22 +124,25 @@ def warn_before_expiry(now: datetime) -> int:
     soon = Demo.objects.filter(
         status=Status.READY, expires_at__gt=now, expires_at__lte=now + max(leads), is_spare=False
     ).select_related("owner", "template")
-    # Soonest first: with more candidates than a batch, those about to end are told first.
-    return sum(
-        1 for demo in soon.order_by("expires_at")[:BATCH] if lifecycle.warn_of_expiry(demo, now)
-    )
+    # Soonest first: those about to end are told first, and those told already do not stop the
+    # pass from reaching the rest.
+    return sum(1 for demo in in_batches(soon, "expires_at") if lifecycle.warn_of_expiry(demo, now))
 
 
 def fail_stuck(now: datetime) -> int:
     """Fail working demos past their deadline that no step is failing (its job was lost while
-    Redis was away, or the step keeps dying). Oldest first, so the longest stuck go first."""
+    Redis was away, or the step keeps dying). Oldest first, so the longest stuck go first, and
+    demos still within a long deadline do not keep the pass from those past a short one."""
     candidates = (
         Demo.objects.working()
         .filter(status_changed_at__lte=now - timedelta(minutes=1))
         .select_related("template")
-        .order_by("status_changed_at")
     )
-    return sum(1 for demo in candidates[:BATCH] if lifecycle.fail_overdue(demo, now))
+    return sum(
+        1
+        for demo in in_batches(candidates, "status_changed_at")
+        if lifecycle.fail_overdue(demo, now)
+    )
 
 
 def reenqueue_lost_work(now: datetime) -> int:
@@ -134,7 +164,7 @@ def reenqueue_lost_work(now: datetime) -> int:
 
 def apply_retention(now: datetime) -> int:
     expired = Demo.objects.filter(status__in=KEPT, keep_until__lte=now).select_related("template")
-    return sum(1 for demo in expired.order_by("keep_until")[:BATCH] if lifecycle.discard_kept(demo))
+    return sum(1 for demo in in_batches(expired, "keep_until") if lifecycle.discard_kept(demo))
 
 
 def delete_orphans() -> list[str]:

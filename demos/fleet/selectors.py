@@ -7,6 +7,7 @@ portable across SQLite and PostgreSQL, and cheap at the scale of a demo fleet.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.cache import cache
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from demos.durations import format_duration, percentile
 from demos.engine import capacity, pools
@@ -33,7 +36,11 @@ from demos.models import (
 # Failed demos stay listed this long, so someone can look, retry or delete them.
 FAILED_LISTED_FOR = timedelta(days=7)
 FAILURE_WINDOW = timedelta(hours=24)
+# The overview lists this many of them; the activity feed pages through the rest.
+FAILURES_SHOWN = 25
 TIME_TO_READY_WINDOW = timedelta(days=30)
+TIME_TO_READY_CACHE_KEY = "fleet:time-to-ready"
+TIME_TO_READY_CACHE_SECONDS = 60
 # Worker progress notes are a demo's own timeline, not actions; the feed leaves them out.
 QUIET_EVENT_KINDS = frozenset({"progress"})
 ACTIVITY_PAGE = 100
@@ -104,6 +111,24 @@ class TimeToReady:
         return round(self.p95.total_seconds(), 1)
 
 
+def time_to_ready_recent() -> list[TimeToReady]:
+    """`time_to_ready` as of at most a minute ago.
+
+    The 30-day window holds thousands of demos a month at scale, read into Python for the
+    percentiles; the figures move slowly, so every manager's view within a minute shares one
+    computation. With the cache (Redis) away, each view computes its own.
+    """
+    try:
+        cached = cache.get(TIME_TO_READY_CACHE_KEY)
+    except RedisError:
+        return time_to_ready()
+    if cached is None:
+        cached = time_to_ready()
+        with contextlib.suppress(RedisError):
+            cache.set(TIME_TO_READY_CACHE_KEY, cached, TIME_TO_READY_CACHE_SECONDS)
+    return cached
+
+
 def time_to_ready(now: datetime | None = None) -> list[TimeToReady]:
     """Median and 95th percentile of start-to-ready time per template, over the last 30 days.
 
@@ -112,8 +137,11 @@ def time_to_ready(now: datetime | None = None) -> list[TimeToReady]:
     """
     since = (now or timezone.now()) - TIME_TO_READY_WINDOW
     samples: dict[int, list[timedelta]] = defaultdict(list)
-    rows = Demo.objects.filter(ready_at__gte=since, time_to_ready__isnull=False).values_list(
-        "template_id", "time_to_ready"
+    # No order: the model's default one would sort a month of rows for nothing.
+    rows = (
+        Demo.objects.filter(ready_at__gte=since, time_to_ready__isnull=False)
+        .order_by()
+        .values_list("template_id", "time_to_ready")
     )
     for template_id, duration in rows.iterator():
         samples[template_id].append(duration)

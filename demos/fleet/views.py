@@ -24,6 +24,7 @@ from demos.fleet import selectors
 from demos.fleet.bulk import BulkActionForm, apply_bulk_action
 from demos.fleet.exports import demo_rows, stream_csv, visit_rows
 from demos.models import Status
+from demos.paging import page_of
 
 # More failures than this in one bulk action are summarised, not listed one by one.
 MAX_FAILURE_MESSAGES = 10
@@ -49,21 +50,24 @@ def overview(request: HttpRequest) -> HttpResponse:
     listed = selectors.fleet_demos(now)
     status = request.GET.get("status", "")
     status = status if status in Status.values else ""
-    demos = list(listed.filter(status=status) if status else listed)
-    for demo in demos:
+    page = page_of(listed.filter(status=status) if status else listed, request.GET)
+    for demo in page:
         demo.fleet_can_act = can_act_on(request.user, demo)
+    counts = selectors.status_counts(listed)
+    failures = selectors.recent_failures(now)
     return render(
         request,
         "fleet/overview.html",
         {
-            "demos": demos,
-            "can_act_on_any": any(demo.fleet_can_act for demo in demos),
+            "demos": page,
+            "can_act_on_any": any(demo.fleet_can_act for demo in page),
             "status_filter": status,
             "status_label": Status(status).label if status else "",
-            "counts": selectors.status_counts(listed),
-            "listed_total": listed.count(),
-            "failures": selectors.recent_failures(now),
-            "speeds": selectors.time_to_ready(now),
+            "counts": counts,
+            "listed_total": sum(count for _status, count in counts),
+            "failures": failures[: selectors.FAILURES_SHOWN],
+            "failure_count": failures.count(),
+            "speeds": selectors.time_to_ready_recent(),
             "capacity": selectors.capacity_summary(),
             "warm_pools": selectors.warm_pools(),
         },

@@ -7,24 +7,21 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Count, F, Max, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import condition, require_GET, require_http_methods
 
 from demos.access import demos_visible_to
-from demos.durations import percentile
 from demos.engine.lifecycle import start_demo
 from demos.engine.pools import pool_levels
+from demos.engine.speeds import typical_times_to_ready
 from demos.errors import LifecycleError
 from demos.guards import login_required
-from demos.models import OPEN, Demo, DemoTemplate
+from demos.models import OPEN, DemoTemplate
 from demos.sales.forms import StartDemoForm
 
-# How many of a template's latest demos the typical time to ready is the median of.
-RECENT_DEMOS = 20
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -37,34 +34,13 @@ class CatalogCard:
     instant: bool = False
 
 
-def typical_times_to_ready(template_ids: list[int]) -> dict[int, timedelta]:
-    """Median time to ready of each template's latest demos; absent for templates never run."""
-    latest = (
-        Demo.objects.filter(
-            template_id__in=template_ids,
-            time_to_ready__isnull=False,
-            is_spare=False,
-            restored_from__isnull=True,
-        )
-        .annotate(
-            recency=Window(
-                RowNumber(), partition_by=F("template_id"), order_by=F("ready_at").desc()
-            )
-        )
-        .filter(recency__lte=RECENT_DEMOS)
-        .values_list("template_id", "time_to_ready")
-    )
-    samples: dict[int, list[timedelta]] = {}
-    for template_id, time_to_ready in latest:
-        samples.setdefault(template_id, []).append(time_to_ready)
-    return {template_id: percentile(values, 50) for template_id, values in samples.items()}
-
-
 @login_required
 @require_GET
 @never_cache  # a page restored from the back/forward cache would reuse spent start tokens
 def catalog(request: HttpRequest) -> HttpResponse:
-    templates = list(DemoTemplate.objects.filter(enabled=True).prefetch_related("charts"))
+    # Only published templates: a draft that was never published is for template admins.
+    published = DemoTemplate.objects.filter(enabled=True, published_version__isnull=False)
+    templates = list(published.prefetch_related("charts"))
     typical = typical_times_to_ready([template.pk for template in templates])
     levels = pool_levels()
     cards = [
@@ -90,7 +66,10 @@ def catalog(request: HttpRequest) -> HttpResponse:
 def start(request: HttpRequest, slug: str) -> HttpResponse:
     """Start a demo. GET shows the form alone (deep links, and the form again after an error)."""
     template = get_object_or_404(
-        DemoTemplate.objects.prefetch_related("charts"), slug=slug, enabled=True
+        DemoTemplate.objects.prefetch_related("charts"),
+        slug=slug,
+        enabled=True,
+        published_version__isnull=False,
     )
     form = StartDemoForm(request.POST if request.method == "POST" else None, template=template)
     status = 200

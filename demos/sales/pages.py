@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -23,14 +23,13 @@ from demos.access import (
     sees_everyones_demos,
 )
 from demos.guards import login_required
-from demos.models import OPEN, Demo, Status
+from demos.models import IS_ENDED, IS_KEPT, OPEN, Demo
+from demos.paging import Page, page_of
 from demos.sales.buttons import available_actions
 from demos.sales.panel import DemoRow, panel_context, render_row, render_status_update
 from demos.sales.poll import panel_state
 from demos.sharing.views import share_context
 
-# Ended demos are history: the list shows the latest, not all of them.
-ENDED_SHOWN = 25
 # An event id, as the page sends it back: ASCII digits only (str.isdigit() also takes "²").
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
 
@@ -58,13 +57,15 @@ def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
     Answers 204 when the panel the page shows is still current (most polls), and 286 once the
     demo has settled, which tells htmx to stop polling.
     """
-    if request.GET.get("fragment") == "row":
-        demo = get_demo_for_user(request.user, public_id)
-        return render_row(request, demo, status=HTMX_STOP_POLLING if demo.is_settled else 200)
     # The version first and the demo after it, so the panel sent is never older than its version.
     state = panel_state(public_id)
     if state and state.unchanged_since(request.GET.get("v", "")) and can_see(request.user, state):
         return HttpResponse(status=HTTPStatus.NO_CONTENT)
+    version = state.version if state else ""
+    if request.GET.get("fragment") == "row":
+        demo = get_demo_for_user(request.user, public_id)
+        status = HTMX_STOP_POLLING if demo.is_settled else 200
+        return render_row(request, demo, status=status, version=version)
     since = request.GET.get("since", "")
     if since and not _EVENT_ID.fullmatch(since):
         return HttpResponseBadRequest("since must be an event id (digits).")
@@ -74,26 +75,28 @@ def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
         demo,
         status=HTMX_STOP_POLLING if demo.is_settled else 200,
         since=int(since) if since else None,
-        version=state.version if state else "",
+        version=version,
     )
 
 
 @login_required
 @require_GET
 def my_demos(request: HttpRequest) -> HttpResponse:
-    """The person's demos, split into active, kept for later and ended.
+    """The person's demos, split into active, kept for later and ended, each paged.
 
-    Sales managers (and fleet watchers) see everyone's and can narrow the list to one owner.
+    Sales managers (and fleet watchers) see everyone's and can narrow the list to one owner. Each
+    section is read one page at a time, so the page costs the same few queries however many demos
+    a person (or the whole team) has had.
     """
     demos = demos_visible_to(request.user)
     everyone = sees_everyones_demos(request.user)
     owner = request.GET.get("owner", "") if everyone else ""
     owners = []
     if everyone:
+        # People with at least one demo; an EXISTS per person, not a scan of all their demos.
         owners = list(
             get_user_model()
-            .objects.filter(demos__in=demos)
-            .distinct()
+            .objects.filter(Exists(Demo.objects.visible().filter(owner=OuterRef("pk"))))
             .order_by("first_name", "username")
         )
         if owner:
@@ -101,29 +104,38 @@ def my_demos(request: HttpRequest) -> HttpResponse:
     else:
         demos = demos.filter(owner=request.user)
 
-    # Archived demos are kept while their snapshot is (keep_until), then they count as ended.
-    kept_filter = Q(status=Status.PAUSED) | Q(status=Status.ARCHIVED, keep_until__isnull=False)
-    ended_filter = Q(status=Status.DELETED) | Q(status=Status.ARCHIVED, keep_until__isnull=True)
-    active = demos.filter(status__in=OPEN).order_by("-requested_at")
-    kept = demos.filter(kept_filter).order_by("keep_until")
-    ended = demos.filter(ended_filter).order_by("-ended_at", "-requested_at")[:ENDED_SHOWN]
+    def section(key: str, queryset: QuerySet[Demo]) -> Section:
+        page = page_of(queryset, request.GET, f"{key}_page", size=SECTION_PAGE_SIZE)
+        rows = [DemoRow(d, available_actions(request.user, d, in_list=True)) for d in page]
+        return Section(key, SECTION_TITLES[key], rows, page)
 
-    def rows(queryset: Iterable[Demo]) -> list[DemoRow]:
-        return [DemoRow(d, available_actions(request.user, d, in_list=True)) for d in queryset]
-
+    # Each order is the one of the index that serves it (demos.models), so a page is read from
+    # the index in order and stops after it, however long the history.
     sections = [
-        ("active", "Active", rows(active)),
-        ("kept", "Kept for later", rows(kept)),
-        ("ended", "Ended", rows(ended)),
+        section("active", demos.filter(status__in=OPEN).order_by("-requested_at", "-pk")),
+        section("kept", demos.filter(IS_KEPT).order_by("keep_until", "pk")),
+        section("ended", demos.filter(IS_ENDED).order_by("-ended_at", "-pk")),
     ]
     context = {
         "sections": sections,
-        "has_any": any(section_rows for _key, _title, section_rows in sections),
+        "has_any": any(s.rows or s.page.is_paged for s in sections),
         "everyone": everyone,
         "owners": owners,
         "owner": owner,
         "show_owner": everyone and not owner,
-        "ended_shown": ENDED_SHOWN,
         "next_url": request.get_full_path(),
     }
     return render(request, "demos/my_demos.html", context)
+
+
+SECTION_TITLES = {"active": "Active", "kept": "Kept for later", "ended": "Ended"}
+# Rows per page of each section: three sections of this many still read as one page.
+SECTION_PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    rows: list[DemoRow]
+    page: Page[Demo]

@@ -88,6 +88,9 @@ class DemoRow:
 
     demo: Demo
     actions: list[OfferedAction]
+    # The panel version the row shows (demos.sales.poll): its poll answers 204 while it holds.
+    # Empty in a list, where reading it per row would cost a query each: the first poll sends it.
+    version: str = ""
 
     @property
     def dom_id(self) -> str:
@@ -218,9 +221,15 @@ def row_dom_id(demo: Demo) -> str:
 
 
 def render_row(
-    request: HttpRequest, demo: Demo, *, notice: str = "", error: str = "", status: int = 200
+    request: HttpRequest,
+    demo: Demo,
+    *,
+    notice: str = "",
+    error: str = "",
+    status: int = 200,
+    version: str = "",
 ) -> HttpResponse:
-    row = DemoRow(demo, available_actions(request.user, demo, in_list=True))
+    row = DemoRow(demo, available_actions(request.user, demo, in_list=True), version)
     context = {
         "row": row,
         "notice": notice,

@@ -60,9 +60,23 @@ def since(moment: datetime | None) -> str:
 
 
 @register.filter
+def seconds_since(moment: datetime | None) -> str:
+    """`data-elapsed="{{ demo.requested_at|seconds_since }}"`: for a clock the browser counts on
+    (static/js/portal.js), so a poll need not re-send a row just to move it."""
+    return f"{(timezone.now() - moment).total_seconds():.1f}" if moment else ""
+
+
+@register.filter
 def until(moment: datetime | None) -> str:
     """`{{ demo.expires_at|until }}`: the time from now until `moment`, as `duration` writes it."""
     return format_duration(moment - timezone.now()) if moment else "—"
+
+
+@register.filter
+def is_template_admin(user: Any) -> bool:
+    """`{% if user|is_template_admin %}`: whether the navigation offers the template studio (the
+    studio's own check, from the person's cached groups rather than a permissions query)."""
+    return roles.is_template_admin(user)
 
 
 @register.filter

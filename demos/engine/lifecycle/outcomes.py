@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from demos.backends.base import BackendError, Observation, Phase
 from demos.durations import format_duration
-from demos.engine import capacity, dispatch, progress
+from demos.engine import capacity, dispatch, progress, speeds
 from demos.engine.dispatch import Work
 from demos.engine.lifecycle.table import (
     TRANSITIONS,
@@ -138,6 +138,8 @@ def _finish_start(demo: Demo, observation: Observation, kubeconfig: str | None) 
     )
     if expires_at is not None:
         dispatch.schedule_expiry(demo.public_id, expires_at)
+    if not (demo.is_spare or demo.is_test_launch or demo.restored_from_id):
+        speeds.refresh(demo.template_id)
     return demo
 
 

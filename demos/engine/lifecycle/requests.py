@@ -66,16 +66,19 @@ def start_demo(
     lifetime: timedelta | None = None,
     start_token: str = "",
     restored_from: Snapshot | None = None,
+    test_launch: bool = False,
 ) -> Demo:
     """Start a demo of `template` for `owner`, or queue it when capacity is full.
 
     A repeated `start_token` (a double submit) returns the demo the first request made.
+    `test_launch`: a template admin tries unpublished content (the studio passes a copy of the
+    template holding its draft); it takes no warm-pool spare and no one else sees it.
     """
     if start_token:
         existing = Demo.objects.filter(owner=owner, start_token=start_token).first()
         if existing:
             return existing
-    if not template.enabled:
+    if not template.enabled and not test_launch:
         raise LifecycleError(f"“{template.name}” is not available at the moment.")
     lifetime = lifetime or template.default_lifetime
     if lifetime < MIN_LIFETIME:
@@ -90,7 +93,7 @@ def start_demo(
         "prospect_company": prospect_company.strip(),
     }
     try:
-        if restored_from is None:
+        if restored_from is None and not test_launch:
             claimed = _claim_spare(template, owner, lifetime, start_token, **prospect)
             if claimed is not None:
                 return claimed
@@ -101,6 +104,7 @@ def start_demo(
             lifetime=lifetime,
             start_token=start_token,
             restored_from=restored_from,
+            is_test_launch=test_launch,
             **prospect,
         )
         with transaction.atomic():
@@ -139,6 +143,8 @@ def _new_demo(template: DemoTemplate, **fields: Any) -> Demo:
     demo = Demo(
         template=template,
         template_version=template.version,
+        # The published version the row holds; a test launch runs a draft, which has none.
+        from_version_id=None if fields.get("is_test_launch") else template.published_version_id,
         cluster_name=_new_cluster_name(),
         **fields,
     )
@@ -406,16 +412,32 @@ def warn_of_expiry(demo: Demo, now: datetime) -> bool:
 
 
 def admit_queued() -> list[Demo]:
-    """Start queued demos, oldest first, while there is room. Safe to call concurrently."""
+    """Start queued demos, oldest first, while there is room. Safe to call concurrently.
+
+    Capacity is counted once for the whole batch (`capacity.Occupancy`), under the admission lock
+    that every start waits for, and each admitted demo is added to the counts as it goes.
+    """
     admitted: list[Demo] = []
     with transaction.atomic():
         capacity.lock_admission()
-        for demo in Demo.objects.filter(status=Status.QUEUED).order_by("requested_at")[:100]:
-            if capacity.has_room_for(demo):
-                try:
-                    admitted.append(_admit(demo))
-                except InvalidTransition:
-                    continue
+        queued = list(
+            Demo.objects.filter(status=Status.QUEUED)
+            .select_related("template")
+            .order_by("requested_at")[:100]
+        )
+        if not queued:
+            return admitted
+        room = capacity.Occupancy.counted()
+        for demo in queued:
+            if room.full:
+                break
+            if not room.has_room_for(demo):
+                continue
+            try:
+                admitted.append(_admit(demo))
+            except InvalidTransition:
+                continue
+            room.take(demo)
     return admitted
 
 

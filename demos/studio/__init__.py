@@ -1,0 +1,1 @@
+"""The template studio: template admins author, test, publish and roll back demo templates."""

@@ -1,0 +1,456 @@
+"""The studio's editor: the admin's template form with duration pickers, the charts as a list,
+and the one `validate_document` both the editor and the YAML import go through.
+
+Every check is the catalog's (demos.catalog.forms and .validation): the main form subclasses the
+admin's `DemoTemplateForm`, each chart is the admin's `TemplateChartForm`, and the warm-pool
+rule is the same function. What differs is where content lives: a draft is a document
+(demos.studio.documents), not rows, so nothing here saves a model. The YAML fields carry the
+code editor's marks (data-yaml-editor, and the line of an error) from the catalog's form fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+
+from demos.catalog import validation as checks
+from demos.catalog.forms import DemoTemplateForm, TemplateChartForm
+from demos.models import DemoTemplate
+from demos.studio.documents import (
+    CHART_KEYS,
+    DURATION_FIELDS,
+    DURATION_UNITS,
+    FORMAT,
+    SETTINGS,
+    duration_text,
+    parse_duration_text,
+    split_duration,
+)
+
+CHARTS_PREFIX = "charts"
+
+
+# --- Duration picker ---------------------------------------------------------------------------
+
+
+class DurationPickerWidget(forms.MultiWidget):
+    """A whole number and a unit, instead of `HH:MM:SS`."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        units = [(suffix, name) for suffix, _size, name in DURATION_UNITS]
+        super().__init__(
+            [
+                forms.NumberInput(attrs={"min": 0, "class": "duration-number"}),
+                forms.Select(choices=units, attrs={"class": "duration-unit"}),
+            ],
+            attrs,
+        )
+
+    def decompress(self, value: Any) -> list[Any]:
+        if isinstance(value, timedelta):
+            return list(split_duration(value))
+        if isinstance(value, str) and value:
+            return list(split_duration(parse_duration_text(value)))
+        return [None, "h"]
+
+
+class DurationPickerField(forms.MultiValueField):
+    widget = DurationPickerWidget
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("max_length", None)
+        units = [(suffix, name) for suffix, _size, name in DURATION_UNITS]
+        super().__init__(
+            fields=(
+                forms.IntegerField(min_value=0, max_value=10**6),
+                forms.ChoiceField(choices=units),
+            ),
+            **kwargs,
+        )
+
+    def compress(self, data_list: list[Any]) -> timedelta | None:
+        if not data_list:
+            return None
+        number, unit = data_list
+        return parse_duration_text(f"{number}{unit}")
+
+
+# --- The template form and the charts ----------------------------------------------------------
+
+
+def _textarea(rows: int, yaml: bool = False) -> forms.Textarea:
+    attrs: dict[str, Any] = {"rows": rows, "spellcheck": "false"} if yaml else {"rows": rows}
+    if yaml:
+        attrs["data-yaml-editor"] = ""
+    return forms.Textarea(attrs=attrs)
+
+
+class StudioTemplateForm(DemoTemplateForm):
+    """The admin's template form (same checks), minus availability, with duration pickers."""
+
+    class Meta(DemoTemplateForm.Meta):
+        fields = SETTINGS
+        field_classes = {
+            **dict.fromkeys(DURATION_FIELDS, DurationPickerField),
+            **DemoTemplateForm.Meta.field_classes,
+        }
+        widgets = {
+            "description": _textarea(4),
+            "instructions": _textarea(5),
+            "credentials": _textarea(4, yaml=True),
+            "vcluster_overrides": _textarea(6, yaml=True),
+            "unsafe_vcluster_overrides": _textarea(4, yaml=True),
+            "colour": forms.TextInput(attrs={"type": "color"}),
+        }
+        labels = {
+            **DemoTemplateForm.Meta.labels,
+            "control_plane_cpu": "Control-plane CPU",
+            "control_plane_memory": "Control-plane memory",
+            "quota_cpu": "Quota: CPU",
+            "quota_memory": "Quota: memory",
+            "quota_pods": "Quota: pods",
+            "entry_url": "Entry URL",
+            "allow_kubeconfig_download": "Prospects may download a kubeconfig",
+            "max_lifetime": "Maximum lifetime",
+            "max_extensions": "Maximum extensions",
+            "expiry_action": "When it expires",
+            "max_concurrent": "Maximum running at once",
+            "warm_pool_size": "Warm-pool size",
+            "warm_pool_schedule": "Warm-pool schedule",
+            "warm_pool_max_age": "Replace spares after",
+        }
+        help_texts = {
+            "slug": "Letters, digits and dashes; used in links and exports.",
+            "default_lifetime": "How long a demo runs unless the salesperson picks otherwise.",
+            "max_lifetime": "The longest a demo may run, extensions included.",
+            "extension_step": "How much time each extension adds.",
+            "retention": "How long paused or archived demos are kept.",
+            "provisioning_timeout": "A start that takes longer fails (1 minute to 2 hours).",
+        }
+
+    def __init__(self, *args: Any, allow_unsafe: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in DURATION_FIELDS:
+            unit = self.fields[name].widget.widgets[1]
+            unit.attrs["aria-label"] = f"{self.fields[name].label}: unit"
+        if not allow_unsafe:
+            # Trusted with demos, not with the host: shown, kept, never changed by this person.
+            unsafe = self.fields["unsafe_vcluster_overrides"]
+            unsafe.disabled = True
+            unsafe.help_text = "Superusers only. Kept as it is when you save."
+
+
+class StudioChartForm(TemplateChartForm):
+    """The admin's chart form; the install order may be left empty (after the others)."""
+
+    position = forms.IntegerField(label="Install order", min_value=0, max_value=999, required=False)
+
+    class Meta(TemplateChartForm.Meta):
+        widgets = {"values": _textarea(8, yaml=True)}
+
+
+class DraftChartFormSet(forms.BaseFormSet):
+    """The charts of a draft. Not a model formset: draft charts are not rows yet."""
+
+    def kept_forms(self) -> list[forms.Form]:
+        """Filled-in forms not marked for removal, in install order."""
+        kept = [
+            (index, form)
+            for index, form in enumerate(self.forms)
+            if getattr(form, "cleaned_data", None) and not self._should_delete_form(form)
+        ]
+        order = sorted(
+            kept,
+            key=lambda item: (
+                item[1].cleaned_data.get("position") is None,
+                item[1].cleaned_data.get("position") or 0,
+                item[0],
+            ),
+        )
+        return [form for _index, form in order]
+
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        seen: set[str] = set()
+        for form in self.kept_forms():
+            release = form.cleaned_data["release_name"]
+            if release in seen:
+                form.add_error(
+                    "release_name",
+                    f"Release name “{release}” is used by another chart; each chart needs its own.",
+                )
+            seen.add(release)
+
+
+ChartFormSet = forms.formset_factory(
+    StudioChartForm, formset=DraftChartFormSet, extra=1, can_delete=True
+)
+
+
+# --- Binding content to the editor -------------------------------------------------------------
+
+
+def initial_values(document: dict[str, Any]) -> dict[str, Any]:
+    """The form's initial values for a document (durations as timedelta for the pickers)."""
+    return {
+        name: parse_duration_text(document[name]) if name in DURATION_FIELDS else document[name]
+        for name in SETTINGS
+        if name in document
+    }
+
+
+def initial_charts(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {**chart, "position": position}
+        for position, chart in enumerate(document.get("charts", []), start=1)
+    ]
+
+
+def form_data(document: dict[str, Any]) -> dict[str, str]:
+    """What the editor would post for `document`: the import goes through the same forms."""
+    data: dict[str, str] = {}
+    for name in SETTINGS:
+        if name not in document or document[name] is None:
+            continue
+        value = document[name]
+        if name in DURATION_FIELDS:
+            try:
+                number, unit = split_duration(parse_duration_text(value))
+            except ValueError:
+                # Left for the form to refuse, on the right field.
+                data[f"{name}_0"], data[f"{name}_1"] = str(value), "?"
+                continue
+            data[f"{name}_0"], data[f"{name}_1"] = str(number), unit
+        elif isinstance(value, bool):
+            if value:
+                data[name] = "on"
+        else:
+            data[name] = str(value)
+    charts = document.get("charts", [])
+    data |= {
+        f"{CHARTS_PREFIX}-TOTAL_FORMS": str(len(charts)),
+        f"{CHARTS_PREFIX}-INITIAL_FORMS": str(len(charts)),
+        f"{CHARTS_PREFIX}-MIN_NUM_FORMS": "0",
+        f"{CHARTS_PREFIX}-MAX_NUM_FORMS": "1000",
+    }
+    for index, chart in enumerate(charts):
+        data[f"{CHARTS_PREFIX}-{index}-position"] = str(index + 1)
+        for key in CHART_KEYS:
+            value = chart.get(key)
+            if value is not None:
+                data[f"{CHARTS_PREFIX}-{index}-{key}"] = str(value)
+    return data
+
+
+@dataclass(frozen=True)
+class SummaryItem:
+    """One line of the error summary: the field's label, its message, where to jump."""
+
+    anchor: str
+    label: str
+    message: str
+    # Which chart, for a chart's field: "Chart app0".
+    context: str = ""
+
+    @property
+    def text(self) -> str:
+        # The checks' messages mostly name their field already ("Colour “blue” must be…").
+        named = self.message.lower().startswith(self.label.lower())
+        text = self.message if named else f"{self.label}: {self.message}"
+        return f"{self.context}: {text}" if self.context else text
+
+
+@dataclass(frozen=True)
+class FieldView:
+    """A bound field and the id of the element its label and the summary point at."""
+
+    field: forms.BoundField
+
+    @property
+    def anchor(self) -> str:
+        if isinstance(self.field.field.widget, forms.MultiWidget):
+            return f"{self.field.auto_id}_0"
+        return self.field.auto_id
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    fields: list[FieldView] = field(default_factory=list)
+    is_charts: bool = False
+
+
+SECTIONS: list[tuple[str, str, list[str]]] = [
+    ("basics", "Basics", ["name", "slug", "icon", "colour", "kubernetes_version"]),
+    ("charts", "Charts", []),
+    (
+        "values",
+        "Cluster values",
+        [
+            *("control_plane_cpu", "control_plane_memory", "storage_size"),
+            *("quota_cpu", "quota_memory", "quota_pods"),
+            *("vcluster_overrides", "unsafe_vcluster_overrides"),
+        ],
+    ),
+    (
+        "lifetimes",
+        "Lifetimes and expiry",
+        [
+            *("default_lifetime", "max_lifetime", "extension_step", "max_extensions"),
+            *("expiry_action", "retention", "provisioning_timeout", "max_concurrent"),
+        ],
+    ),
+    ("warm-pool", "Warm pool", ["warm_pool_size", "warm_pool_schedule", "warm_pool_max_age"]),
+    ("prospect", "Prospect-facing text", ["tagline", "description", "entry_url"]),
+    (
+        "credentials",
+        "Credentials and instructions",
+        ["instructions", "credentials", "allow_kubeconfig_download"],
+    ),
+]
+
+
+@dataclass
+class Editor:
+    """The template form and the chart forms of one edit, bound or not."""
+
+    form: StudioTemplateForm
+    charts: DraftChartFormSet
+
+    def is_valid(self) -> bool:
+        # Both, always: every error is reported at once, not the charts' after the form's.
+        valid = self.form.is_valid()
+        valid = self.charts.is_valid() and valid
+        if valid:
+            self._check_warm_pool()
+        return self.ok()
+
+    def ok(self) -> bool:
+        """No error anywhere (after `is_valid()`, and after errors added since)."""
+        return not self.form.errors and not self.charts.total_error_count()
+
+    def _check_warm_pool(self) -> None:
+        cleaned = self.form.cleaned_data
+        texts: list[tuple[str, str]] = [
+            ("Entry URL", cleaned["entry_url"]),
+            ("Instructions", cleaned["instructions"]),
+            ("Credentials", cleaned["credentials"]),
+        ]
+        for chart in self.charts.kept_forms():
+            release = chart.cleaned_data["release_name"]
+            texts.append((f"Values of chart {release}", chart.cleaned_data["values"]))
+        for message in checks.warm_pool_problems(cleaned["warm_pool_size"] or 0, texts):
+            self.form.add_error("warm_pool_size", message)
+
+    def document(self) -> dict[str, Any]:
+        """The validated content as a document. Only after `is_valid()`."""
+        cleaned = self.form.cleaned_data
+        document: dict[str, Any] = {"format": FORMAT}
+        for name in SETTINGS:
+            value = cleaned[name]
+            document[name] = duration_text(value) if name in DURATION_FIELDS else value
+        document["charts"] = [
+            {key: chart.cleaned_data[key] for key in CHART_KEYS}
+            for chart in self.charts.kept_forms()
+        ]
+        return document
+
+    def sections(self) -> list[Section]:
+        return [
+            Section(
+                key,
+                title,
+                [FieldView(self.form[name]) for name in names],
+                is_charts=key == "charts",
+            )
+            for key, title, names in SECTIONS
+        ]
+
+    def summary(self) -> list[SummaryItem]:
+        """Every error, in the order of the page, each pointing at its field."""
+        items = [
+            SummaryItem("", "Template", str(message)) for message in self.form.non_field_errors()
+        ]
+        for section in self.sections():
+            if section.is_charts:
+                items += list(self._chart_errors())
+            for view in section.fields:
+                items += [
+                    SummaryItem(view.anchor, str(view.field.label), str(message))
+                    for message in view.field.errors
+                ]
+        return items
+
+    def _chart_errors(self) -> Iterator[SummaryItem]:
+        for message in self.charts.non_form_errors():
+            yield SummaryItem("charts", "Charts", str(message))
+        for number, chart in enumerate(self.charts.forms, start=1):
+            release = chart.data.get(chart.add_prefix("release_name")) or f"chart {number}"
+            for message in chart.non_field_errors():
+                yield SummaryItem(f"chart-{number}", f"Chart {release}", str(message))
+            for name in chart.fields:
+                bound = chart[name]
+                for message in bound.errors:
+                    yield SummaryItem(
+                        bound.auto_id, str(bound.label), str(message), f"Chart {release}"
+                    )
+
+
+def editor_for(
+    document: dict[str, Any],
+    *,
+    template: DemoTemplate | None,
+    allow_unsafe: bool,
+    data: dict[str, Any] | None = None,
+) -> Editor:
+    """The editor showing `document` (the draft, or the published content), bound to `data`
+    when the person posted it.
+
+    The form's instance is a fresh copy of the row, so the slug check knows which template this
+    is; the form never saves it (construct_instance only changes the copy in memory).
+    """
+    instance = DemoTemplate.objects.get(pk=template.pk) if template else DemoTemplate()
+    form = StudioTemplateForm(
+        data, instance=instance, initial=initial_values(document), allow_unsafe=allow_unsafe
+    )
+    charts = ChartFormSet(
+        data, prefix=CHARTS_PREFIX, initial=None if data is not None else initial_charts(document)
+    )
+    return Editor(form, charts)
+
+
+def validate_document(
+    document: dict[str, Any],
+    *,
+    template: DemoTemplate | None,
+    current: dict[str, Any],
+    allow_unsafe: bool,
+) -> Editor:
+    """Validate a document exactly as the editor validates a post of it.
+
+    `current` is the template's content now (its draft or published document; for a new
+    template, the defaults), which a person who may not change the unsafe overrides must keep.
+    """
+    editor = editor_for(
+        current, template=template, allow_unsafe=allow_unsafe, data=form_data(document)
+    )
+    valid = editor.is_valid()
+    wanted = document.get("unsafe_vcluster_overrides") or ""
+    if not allow_unsafe and valid and wanted != (current.get("unsafe_vcluster_overrides") or ""):
+        editor.form.add_error(
+            "unsafe_vcluster_overrides",
+            "Unsafe vCluster overrides: only superusers may change these; keep the current "
+            "value or ask a superuser.",
+        )
+    return editor
+
+
+def problems_of(editor: Editor) -> list[str]:
+    """The summary as plain lines, for the import command and the import page."""
+    return [item.text for item in editor.summary()]
