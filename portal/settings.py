@@ -332,6 +332,14 @@ CACHES = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "portal-cache",
     },
+    # Rendered fragments that depend only on a template's content (catalog cards), kept in
+    # each process's memory: no Redis round trip, and nothing lost when Redis is away. Keys carry
+    # the template's version and change time, so an edit is never served stale.
+    "fragments": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "portal-fragments",
+        "OPTIONS": {"MAX_ENTRIES": 2000},
+    },
     "sessions": {
         "BACKEND": "portal.tolerant_cache.TolerantRedisCache",
         "LOCATION": REDIS_URL,

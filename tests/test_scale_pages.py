@@ -21,7 +21,7 @@ from demos.engine import reconcile, speeds
 from demos.engine.lifecycle import deadline
 from demos.fleet import exports, selectors
 from demos.models import Demo, DemoTemplate, Status, TemplateSpeed
-from demos.sales.pages import SECTION_PAGE_SIZE
+from demos.sales.pages import SECTION_PAGE_SIZES
 from tests.conftest import make_demo, make_template
 
 
@@ -83,10 +83,11 @@ class TestMyDemosPages:
     def test_a_manager_pages_through_everyones_history(
         self, template: DemoTemplate, alice: User, manager: User, client: Client, roomy: None
     ) -> None:
-        ended = [make_demo(template, alice, Status.DELETED) for _ in range(SECTION_PAGE_SIZE + 2)]
+        size = SECTION_PAGE_SIZES["ended"]
+        ended = [make_demo(template, alice, Status.DELETED) for _ in range(size + 2)]
         client.force_login(manager)
         first = section(html_of(client, reverse("demos:my_demos")), "ended")
-        assert first.count('<li id="demo-row-') == SECTION_PAGE_SIZE
+        assert first.count('<li id="demo-row-') == size
         assert 'href="?ended_page=2"' in first
         assert 'rel="prev"' not in first
         second = section(html_of(client, reverse("demos:my_demos") + "?ended_page=2"), "ended")

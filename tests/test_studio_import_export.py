@@ -144,6 +144,32 @@ class TestRoundTrip:
         assert "Chart app0: Release name “app0” is used by another chart" in message
         assert not TemplateDraft.objects.filter(template=template).exists()
 
+    def test_a_short_file_changes_only_what_it_names(self, template: DemoTemplate) -> None:
+        text = "format: demo-template/1\nslug: webshop\nmax_extensions: 4\n"
+        result = import_template(text, actor=COMMAND, publish=True)
+        assert result.ok, result.problems
+        template.refresh_from_db()
+        assert (template.max_extensions, template.version) == (4, 2)
+        assert template.charts.count() == 2  # charts the file leaves out are kept
+
+    def test_a_new_template_from_a_short_file_takes_the_defaults(self, db: None) -> None:
+        text = "format: demo-template/1\nslug: tiny\nname: Tiny\n"
+        result = import_template(text, actor=COMMAND)
+        assert result.ok, result.problems
+        assert result.created
+        draft = TemplateDraft.objects.get(template__slug="tiny").content
+        assert draft["default_lifetime"] == documents.duration_text(
+            DemoTemplate._meta.get_field("default_lifetime").default
+        )
+
+    def test_an_unreadable_duration_is_named_on_its_field(self, template: DemoTemplate) -> None:
+        text = "format: demo-template/1\nslug: webshop\nretention: 2 weeks\n"
+        result = import_template(text, actor=COMMAND)
+        assert result.problems == [
+            "Retention: “2 weeks” is not a duration. Write a whole number and a unit: d (days), "
+            "h (hours), m (minutes) or s (seconds), e.g. 2h or 90m."
+        ]
+
     def test_a_template_admin_cannot_import_unsafe_overrides(
         self, template: DemoTemplate, template_admin: User
     ) -> None:

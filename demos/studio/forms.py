@@ -437,10 +437,23 @@ def validate_document(
     `current` is the template's content now (its draft or published document; for a new
     template, the defaults), which a person who may not change the unsafe overrides must keep.
     """
+    # Settings the document leaves out keep what the template has now (a new template's
+    # defaults), so a short file that names only what it changes is enough.
+    document = {**current, **document}
+    unreadable = {}
+    for name in DURATION_FIELDS:
+        try:
+            parse_duration_text(document[name])
+        except ValueError as exc:
+            unreadable[name] = str(exc)
+    readable = {**document, **{name: current[name] for name in unreadable}}
     editor = editor_for(
-        current, template=template, allow_unsafe=allow_unsafe, data=form_data(document)
+        current, template=template, allow_unsafe=allow_unsafe, data=form_data(readable)
     )
     valid = editor.is_valid()
+    for name, message in unreadable.items():
+        editor.form.add_error(name, message)
+        valid = False
     wanted = document.get("unsafe_vcluster_overrides") or ""
     if not allow_unsafe and valid and wanted != (current.get("unsafe_vcluster_overrides") or ""):
         editor.form.add_error(

@@ -207,24 +207,50 @@
 
   // --- Confirmation dialog for htmx actions --------------------------------------------------
 
-  document.addEventListener("htmx:confirm", function (event) {
-    var question = event.detail.question;
+  // Asks `question` in the page's dialog and calls `proceed` if the person confirms. False when
+  // the browser has no <dialog>: the caller then goes ahead (or lets the browser ask) itself.
+  function ask(question, label, proceed) {
     var dialog = document.getElementById("confirm-dialog");
-    // Without a question there is nothing to ask; without <dialog> support htmx asks itself.
-    if (!question || !dialog || typeof dialog.showModal !== "function") return;
-    event.preventDefault();
+    if (!dialog || typeof dialog.showModal !== "function") return false;
     dialog.querySelector("#confirm-dialog-question").textContent = question;
-    dialog.querySelector("[data-confirm-accept]").textContent =
-      event.detail.elt.getAttribute("data-confirm-label") || "Confirm";
+    dialog.querySelector("[data-confirm-accept]").textContent = label || "Confirm";
     dialog.returnValue = "";
     dialog.addEventListener(
       "close",
       function () {
-        if (dialog.returnValue === "confirm") event.detail.issueRequest(true);
+        if (dialog.returnValue === "confirm") proceed();
       },
       { once: true }
     );
     dialog.showModal();
+    return true;
+  }
+
+  document.addEventListener("htmx:confirm", function (event) {
+    var question = event.detail.question;
+    // Without a question there is nothing to ask; without <dialog> support htmx asks itself.
+    if (!question) return;
+    var label = event.detail.elt.getAttribute("data-confirm-label");
+    if (ask(question, label, function () { event.detail.issueRequest(true); })) {
+      event.preventDefault();
+    }
+  });
+
+  // A plain form (no htmx) that changes something for others asks first too: `data-confirm`
+  // holds the question. Without JavaScript the form goes straight through.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches("form[data-confirm]") || form.hasAttribute("data-confirmed")) return;
+    var question = form.getAttribute("data-confirm");
+    var label = form.getAttribute("data-confirm-label");
+    var submitter = event.submitter;
+    if (ask(question, label, function () {
+      form.setAttribute("data-confirmed", "");
+      form.requestSubmit(submitter || undefined);
+      form.removeAttribute("data-confirmed");
+    })) {
+      event.preventDefault();
+    }
   });
 
   // --- Feedback on failed background requests ----------------------------------------------

@@ -31,6 +31,13 @@ def _save(page: Page) -> None:
     page.get_by_role("button", name="Save draft").click()
 
 
+def confirm(page: Page, question: str, accept: str) -> None:
+    """The portal's dialog asks before a change that salespeople see; the person confirms."""
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(question)
+    dialog.get_by_role("button", name=accept, exact=True).click()
+
+
 def test_a_template_admin_creates_tests_publishes_edits_compares_and_rolls_back(
     page: Page,
     site_url: str,
@@ -89,6 +96,11 @@ def test_a_template_admin_creates_tests_publishes_edits_compares_and_rolls_back(
     # Publish: version 1, offered to salespeople; one of them runs a demo of it.
     page.get_by_role("link", name="CRM Suite").click()
     page.get_by_role("button", name="Publish draft").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    assert DemoTemplate.objects.get(slug="crm").published_version_id is None  # still a draft
+    page.get_by_role("button", name="Publish draft").click()
+    confirm(page, "Publish the draft as a new version?", "Publish")
     expect(page.get_by_text("Published version 1.")).to_be_visible()
     crm = DemoTemplate.objects.get(slug="crm")
     running = make_demo(crm, sales_user, prospect_company="Acme")
@@ -101,6 +113,7 @@ def test_a_template_admin_creates_tests_publishes_edits_compares_and_rolls_back(
     _save(page)
     expect(page.get_by_text("Draft saved.")).to_be_visible()
     page.get_by_role("button", name="Publish draft").click()
+    confirm(page, "Publish the draft as a new version?", "Publish")
     expect(page.get_by_text("Published version 2.")).to_be_visible()
 
     # Compare version 1 with version 2.
@@ -116,6 +129,7 @@ def test_a_template_admin_creates_tests_publishes_edits_compares_and_rolls_back(
     # Roll back: version 1's content, published again as version 3.
     page.get_by_role("link", name="CRM Suite").click()
     page.get_by_role("button", name="Roll back to version 1").click()
+    confirm(page, "Publish version 1's content again", "Roll back")
     expect(page.get_by_text("Published version 3 with the content of version 1.")).to_be_visible()
     crm.refresh_from_db()
     assert (crm.version, crm.max_extensions) == (3, 3)
