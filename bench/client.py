@@ -166,10 +166,58 @@ def closed_loop(
     polls the URL the last answer's `hx-get` names, as htmx does. `observe` sees every answer
     counted (from the browsers' threads, so it must be thread-safe).
     """
+    return _load(browsers, path_for, seconds, None, headers, ok, follow, observe)
+
+
+def paced_loop(
+    browsers: Sequence[Browser],
+    path_for: Callable[[int], str],
+    seconds: float,
+    interval: float,
+    headers: dict[str, str] | None = None,
+    ok: Sequence[int] = (200,),
+    observe: Callable[[Response], None] | None = None,
+) -> LoadResult:
+    """Each browser sends one request every `interval` seconds (from a random moment within the
+    first interval, so they do not all arrive together), for `seconds`.
+
+    This is how people and polling pages load a server: the offered rate is fixed, so latency
+    shows what one request waits and costs. A closed loop instead keeps every client busy, and
+    its latency is the number of clients over the throughput (Little's law), whatever a single
+    request costs. A browser whose answer came late sends its next request at once, without
+    catching up on the ones it missed.
+    """
+    return _load(browsers, path_for, seconds, interval, headers, ok, False, observe)
+
+
+def _load(
+    browsers: Sequence[Browser],
+    path_for: Callable[[int], str],
+    seconds: float,
+    interval: float | None,
+    headers: dict[str, str] | None,
+    ok: Sequence[int],
+    follow: bool,
+    observe: Callable[[Response], None] | None,
+) -> LoadResult:
+    """One thread per browser, all released together, for `seconds`: each sends its next request
+    at once (`interval` None) or `interval` seconds after the last one was due."""
     result = LoadResult()
     lock = threading.Lock()
     start = threading.Barrier(len(browsers) + 1)
     window: dict[str, float] = {}
+    offsets = [secrets.SystemRandom().uniform(0, interval or 0) for _ in browsers]
+
+    def next_request_due(due: float) -> float | None:
+        """When the next request goes (after sleeping until then), or None once time is up."""
+        if interval is None:
+            return due if time.perf_counter() < window["end"] else None
+        if due >= window["end"]:
+            return None
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        return max(due + interval, time.perf_counter())
 
     def run(index: int) -> None:
         browser = browsers[index]
@@ -178,8 +226,8 @@ def closed_loop(
         statuses: dict[int, int] = {}
         errors = 0
         start.wait()
-        deadline = window["end"]
-        while time.perf_counter() < deadline:
+        due: float | None = window["began"] + offsets[index]
+        while (due := next_request_due(due)) is not None:
             try:
                 response = browser.get(path, headers)
             except OSError:
@@ -202,80 +250,9 @@ def closed_loop(
             for status, count in statuses.items():
                 result.statuses[status] = result.statuses.get(status, 0) + count
 
+    kind = "load" if interval is None else "paced"
     threads = [
-        threading.Thread(target=run, args=(index,), name=f"load-{index}", daemon=True)
-        for index in range(len(browsers))
-    ]
-    for thread in threads:
-        thread.start()
-    began = time.perf_counter()
-    window["end"] = began + seconds
-    start.wait()
-    for thread in threads:
-        thread.join(seconds + 120)
-    result.seconds = time.perf_counter() - began
-    return result
-
-
-def paced_loop(
-    browsers: Sequence[Browser],
-    path_for: Callable[[int], str],
-    seconds: float,
-    interval: float,
-    headers: dict[str, str] | None = None,
-    ok: Sequence[int] = (200,),
-    observe: Callable[[Response], None] | None = None,
-) -> LoadResult:
-    """Each browser sends one request every `interval` seconds (from a random moment within the
-    first interval, so they do not all arrive together), for `seconds`.
-
-    This is how people and polling pages load a server: the offered rate is fixed, so latency
-    shows what one request waits and costs. A closed loop instead keeps every client busy, and
-    its latency is the number of clients over the throughput (Little's law), whatever a single
-    request costs. A browser whose answer came late sends its next request at once, without
-    catching up on the ones it missed.
-    """
-    result = LoadResult()
-    lock = threading.Lock()
-    start = threading.Barrier(len(browsers) + 1)
-    window: dict[str, float] = {}
-    offsets = [secrets.SystemRandom().uniform(0, interval) for _ in browsers]
-
-    def run(index: int) -> None:
-        browser = browsers[index]
-        path = path_for(index)
-        mine: list[float] = []
-        statuses: dict[int, int] = {}
-        errors = 0
-        start.wait()
-        due = window["began"] + offsets[index]
-        while due < window["end"]:
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            due = max(due + interval, time.perf_counter())
-            try:
-                response = browser.get(path, headers)
-            except OSError:
-                errors += 1
-                browser.close()
-                continue
-            statuses[response.status] = statuses.get(response.status, 0) + 1
-            if response.status in ok:
-                mine.append(response.seconds)
-                if observe is not None:
-                    observe(response)
-            else:
-                errors += 1
-        with lock:
-            result.latencies.extend(mine)
-            result.requests += len(mine)
-            result.errors += errors
-            for status, count in statuses.items():
-                result.statuses[status] = result.statuses.get(status, 0) + count
-
-    threads = [
-        threading.Thread(target=run, args=(index,), name=f"paced-{index}", daemon=True)
+        threading.Thread(target=run, args=(index,), name=f"{kind}-{index}", daemon=True)
         for index in range(len(browsers))
     ]
     for thread in threads:

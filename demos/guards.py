@@ -1,4 +1,4 @@
-"""Decorators every salesperson-facing view wears."""
+"""Decorators views wear: signed in (htmx-aware), and a role where a section needs one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required as django_login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -31,3 +32,20 @@ def login_required(view: View) -> View:
         return guarded(request, *args, **kwargs)
 
     return wrapper
+
+
+def role_required(allowed: Callable[[Any], bool], refusal: str) -> Callable[[View], View]:
+    """Signed in (as `login_required`), and `allowed(user)`; anyone else signed in gets 403
+    with `refusal`, the one check a whole section of pages (the fleet, the studio) wears."""
+
+    def decorate(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not allowed(request.user):
+                raise PermissionDenied(refusal)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate

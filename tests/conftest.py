@@ -232,13 +232,15 @@ _started: list[WorkerProcess] = []
 
 
 @pytest.fixture(autouse=True)
-def _fresh_fleet_figures() -> None:
-    """The fleet's time-to-ready figures are cached for a minute: each test computes its own."""
-    from django.core.cache import cache
+def _fresh_caches() -> None:
+    """The fleet's time-to-ready figures are cached for a minute, and catalog fragments for the
+    life of the process: each test renders and computes its own."""
+    from django.core.cache import cache, caches
     from redis.exceptions import RedisError
 
     from demos.fleet.selectors import TIME_TO_READY_CACHE_KEY
 
+    caches["fragments"].clear()
     with contextlib.suppress(RedisError):
         cache.delete(TIME_TO_READY_CACHE_KEY)
 

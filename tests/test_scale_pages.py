@@ -327,3 +327,34 @@ class TestExportStreaming:
         assert '"progress"' not in sql
         assert len(row) == len(header)
         assert (row[0], row[2], row[4], row[9]) == (demo.public_id, "webshop", "alice", "no")
+
+
+# --- Catalog fragments ----------------------------------------------------------------------
+
+
+class TestCatalogFragments:
+    def test_a_published_edit_shows_at_once_and_the_readiness_is_never_cached(
+        self, template: DemoTemplate, alice: User, client: Client
+    ) -> None:
+        from demos.studio import versions
+
+        def publish(description: str, chart_version: str) -> None:
+            document = versions.working_content(template)
+            document["description"] = description
+            document["charts"][0]["version"] = chart_version
+            versions.publish_document(
+                template=template, document=document, actor=versions.Actor(label="t"), note=""
+            )
+
+        client.force_login(alice)
+        publish("The first description.", "1.0.0")
+        first = html_of(client, reverse("demos:catalog"))
+        assert "The first description." in first
+        assert '<span class="tag">New</span>' in first
+        publish("A brand new description.", "2.5.0")
+        html = html_of(client, reverse("demos:catalog"))
+        assert "A brand new description." in html
+        assert "The first description." not in html
+        assert "chart0 2.5.0" in html
+        make_demo(template, alice, ready_after=timedelta(seconds=42))
+        assert "about 42 s" in html_of(client, reverse("demos:catalog"))

@@ -4,14 +4,10 @@ and CSV exports. Anonymous visitors are sent to log in; everyone else without th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -23,6 +19,7 @@ from demos.access import can_act_on, demos_visible_to
 from demos.fleet import selectors
 from demos.fleet.bulk import BulkActionForm, apply_bulk_action
 from demos.fleet.exports import demo_rows, stream_csv, visit_rows
+from demos.guards import role_required
 from demos.models import Status
 from demos.paging import page_of
 
@@ -30,17 +27,10 @@ from demos.paging import page_of
 MAX_FAILURE_MESSAGES = 10
 
 
-def fleet_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Logged in, and a sales manager or template admin (the one check for every fleet page)."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not roles.can_view_fleet(request.user):
-            raise PermissionDenied("The fleet is for sales managers and template admins.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
+# Logged in, and a sales manager or template admin: the one check for every fleet page.
+fleet_access = role_required(
+    roles.can_view_fleet, "The fleet is for sales managers and template admins."
+)
 
 
 @fleet_access

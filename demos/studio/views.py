@@ -6,13 +6,10 @@ validate through the editor's forms; none of them writes a model itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -23,7 +20,7 @@ from demos import roles
 from demos.engine.lifecycle import Actor as LifecycleActor
 from demos.engine.lifecycle import delete_demo
 from demos.errors import LifecycleError
-from demos.guards import login_required
+from demos.guards import role_required
 from demos.models import Demo, DemoTemplate, TemplateVersion
 from demos.sales.forms import new_start_token
 from demos.studio import documents, import_export, launches, selectors, versions
@@ -32,20 +29,10 @@ from demos.studio.forms import Editor, editor_for
 from demos.studio.preview import SampleForm, preview_content
 from demos.studio.versions import Actor, PublishError
 
-View = Callable[..., HttpResponse]
-
-
-def studio_access(view: View) -> View:
-    """Logged in, and a template admin or superuser: the one check for every studio page."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not roles.is_template_admin(request.user):
-            raise PermissionDenied("The template studio is for template admins.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
+# Logged in, and a template admin or superuser: the one check for every studio page.
+studio_access = role_required(
+    roles.is_template_admin, "The template studio is for template admins."
+)
 
 
 def _template(slug: str) -> DemoTemplate:
