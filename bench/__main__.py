@@ -434,7 +434,7 @@ FOLLOWED = {"status fragment"}  # the full renders stay on their version-less UR
 
 
 def pollers(run: Run, users: list[Any], sessions: list[str], slug: str) -> None:
-    from bench import portal_data
+    from bench import gate, portal_data
     from demos.models import DemoTemplate
 
     template = DemoTemplate.objects.get(slug=slug)
@@ -449,6 +449,8 @@ def pollers(run: Run, users: list[Any], sessions: list[str], slug: str) -> None:
     ]
     if not all(first_polls):
         raise st.BenchError("a starting demo's page does not poll its status")
+    # The gate's check as the ingress makes it, for a prospect in a running demo.
+    gate_headers, _link = gate.prospect_headers(gate.running_demo(template, users[0]))
     # The same polls without the panel's version: every answer is rendered in full, as when
     # each poll brought news. Not the target figure, but what the 204s save is worth seeing.
     full_renders = [without_version(path) for path in first_polls]
@@ -458,6 +460,7 @@ def pollers(run: Run, users: list[Any], sessions: list[str], slug: str) -> None:
         ("trivial view (signed in)", lambda i: "/bench/trivial-signed-in/", None),
         ("trivial view (no session)", lambda i: "/bench/trivial/", None),
         ("healthz (one query)", lambda i: "/healthz", None),
+        ("gate check", lambda i: "/gate/check/", gate_headers),
     ]
     for name, path_for, headers in views:
         # Warm-up, not measured.
@@ -532,6 +535,18 @@ def pollers(run: Run, users: list[Any], sessions: list[str], slug: str) -> None:
         rate["status fragment, rendered in full"] / rate["trivial view (signed in)"],
         "ratio",
     )
+    run.add(
+        "gate check / trivial view (no session)",
+        rate["gate check"] / rate["trivial view (no session)"],
+        "ratio",
+        ">= 0.8",
+    )
+    run.add(
+        "gate check: queries per request", gate.queries_per_check(gate_headers), "queries", "== 0"
+    )
+    delays = gate.revocation_to_blocked(run.port, template, users[0])
+    run.add("revocation to blocked: p95", percentile(delays, 95), "s", "<= 5")
+    run.add("revocation to blocked: median", percentile(delays, 50), "s")
     client_cpu = sum(total.client_cpu for total in totals.values())
     requests = sum(total.result.requests for total in totals.values())
     run.add("load generator CPU per request", ms(client_cpu / max(requests, 1)), "ms")

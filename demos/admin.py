@@ -35,6 +35,8 @@ from demos.models import (
     Snapshot,
     TemplateChart,
 )
+from demos.studio.documents import LIVE_LINK_FIELDS
+from demos.studio.forms import DurationPickerField, LiveLinkChecks
 from demos.studio.versions import Actor, record_row_as_version
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
@@ -63,6 +65,15 @@ def _variables_help() -> str:
     )
 
 
+class TemplateAdminForm(LiveLinkChecks, DemoTemplateForm):
+    """The catalog's template form, with the live-link settings the studio edits too (same
+    checks); how long before a demo sleeps is picked as a number and a unit, empty for never."""
+
+    class Meta(DemoTemplateForm.Meta):
+        fields = [*DemoTemplateForm.Meta.fields, *LIVE_LINK_FIELDS]
+        field_classes = {**DemoTemplateForm.Meta.field_classes, "sleep_after": DurationPickerField}
+
+
 class TemplateChartInline(admin.StackedInline):
     model = TemplateChart
     form = TemplateChartForm
@@ -80,7 +91,7 @@ class TemplateChartInline(admin.StackedInline):
 
 @admin.register(DemoTemplate)
 class DemoTemplateAdmin(admin.ModelAdmin):
-    form = DemoTemplateForm
+    form = TemplateAdminForm
     inlines = [TemplateChartInline]
     list_display = [
         "name",
@@ -151,6 +162,14 @@ class DemoTemplateAdmin(admin.ModelAdmin):
         (
             "Warm pool",
             {"fields": ["warm_pool_size", "warm_pool_schedule", "warm_pool_max_age"]},
+        ),
+        (
+            "Live link",
+            {
+                "fields": LIVE_LINK_FIELDS,
+                "description": "The portal's gate routes each demo's host to the entry service "
+                "and puts demos nobody uses to sleep.",
+            },
         ),
     ]
 

@@ -37,3 +37,22 @@ def check_vcluster_settings(app_configs: object, **kwargs: object) -> list[Error
             )
         ]
     return []
+
+
+@register()
+def check_gate_controller(app_configs: object, **kwargs: object) -> list[Error]:
+    """With real clusters nobody but an ingress controller can gate a demo's live app: the
+    portal is not in front of it, so `portal` would leave every live link open."""
+    if settings.DEMO_BACKEND != "vcluster" or not settings.DEMO_GATE:
+        return []
+    if settings.DEMO_GATE_CONTROLLER != "portal":
+        return []
+    return [
+        Error(
+            "DEMO_GATE is on with DEMO_BACKEND=vcluster, but DEMO_GATE_CONTROLLER=portal: the "
+            "portal is not in front of vCluster demos, so nothing would gate their live links.",
+            hint="Set DEMO_GATE_CONTROLLER to the host cluster's ingress controller "
+            "(ingress-nginx, traefik or envoy-gateway; see docs/gate-controllers.md).",
+            id="demos.E003",
+        )
+    ]

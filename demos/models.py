@@ -94,6 +94,21 @@ class DemoTemplate(models.Model):
     )
     warm_pool_max_age = models.DurationField(default=timedelta(hours=12))
 
+    # Live links (demos.gate): a demo nobody uses goes to sleep and wakes when opened again.
+    sleep_after = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="Put a running demo to sleep after this long without anyone using its live "
+        "link; it wakes when opened again and keeps the time it had left. Empty: never.",
+    )
+    entry_service = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The Service inside the vCluster that serves the live link, as "
+        "namespace/name:port (e.g. default/shop:80). The portal routes the demo's host to it "
+        "through its gate.",
+    )
+
     version = models.PositiveIntegerField(default=1, editable=False)
     # What the catalog offers and demos start from: this row holds the published content, and
     # edits wait in a `TemplateDraft` until published. Empty until the first publication, and
@@ -245,21 +260,37 @@ class Status(models.TextChoices):
     DELETING = "deleting", "Deleting"
     DELETED = "deleted", "Deleted"
     FAILED = "failed", "Failed"
+    # Idle demos sleep (paused in place, their time left kept) and wake when their link is opened.
+    SLEEPING = "sleeping", "Going to sleep"
+    ASLEEP = "asleep", "Asleep"
+    WAKING = "waking", "Waking up"
 
 
 # Named groups of states. Code asks these, never lists states of its own.
 STARTING = frozenset({Status.REQUESTED, Status.PROVISIONING, Status.INSTALLING})
-WORKING = STARTING | {Status.PAUSING, Status.RESUMING, Status.ARCHIVING, Status.DELETING}
+WORKING = STARTING | {
+    Status.PAUSING,
+    Status.RESUMING,
+    Status.ARCHIVING,
+    Status.DELETING,
+    Status.SLEEPING,
+    Status.WAKING,
+}
+# Asleep, or on the way there or back: the demo keeps its time left and its slot.
+RESTING = frozenset({Status.SLEEPING, Status.ASLEEP, Status.WAKING})
 KEPT = frozenset({Status.PAUSED, Status.ARCHIVED})
 # Starting or running: a warm-pool spare that is there, or will be.
 LIVE = STARTING | {Status.READY}
 ENDED = frozenset({Status.DELETED, Status.ARCHIVED})
 # Occupying capacity: anything with a cluster that runs (or is about to run).
-ACTIVE = STARTING | {Status.READY, Status.PAUSING, Status.RESUMING, Status.ARCHIVING}
+# A sleeping demo keeps its slot: it wakes, without asking for room, when its link is opened.
+ACTIVE = STARTING | RESTING | {Status.READY, Status.PAUSING, Status.RESUMING, Status.ARCHIVING}
 # The status panel stops polling in these.
-SETTLED = frozenset({Status.READY, Status.PAUSED, Status.ARCHIVED, Status.DELETED, Status.FAILED})
+SETTLED = frozenset(
+    {Status.READY, Status.ASLEEP, Status.PAUSED, Status.ARCHIVED, Status.DELETED, Status.FAILED}
+)
 # A cluster exists on the backend for these, and belongs to the demo.
-OWNS_CLUSTER = WORKING | {Status.READY, Status.PAUSED}
+OWNS_CLUSTER = WORKING | {Status.READY, Status.PAUSED, Status.ASLEEP}
 # What the fleet overview lists (besides kept archives and recent failures): queued, or owning
 # a cluster.
 ON_THE_FLEET = OWNS_CLUSTER | {Status.QUEUED}
@@ -267,7 +298,7 @@ ON_THE_FLEET = OWNS_CLUSTER | {Status.QUEUED}
 OPEN = frozenset(Status) - KEPT - {Status.DELETED}
 # A demo that failed in one of these still owns a cluster worth keeping (its data): nothing
 # deletes it until a person decides.
-FAILED_KEEPING = frozenset({Status.PAUSING, Status.RESUMING, Status.ARCHIVING, Status.PAUSED})
+FAILED_KEEPING = RESTING | {Status.PAUSING, Status.RESUMING, Status.ARCHIVING, Status.PAUSED}
 
 # The sections of a person's demos besides the open ones. An archive is kept while its snapshot
 # is (keep_until), then it counts as ended. Also the conditions of the indexes that page them.
@@ -364,6 +395,12 @@ class Demo(models.Model):
     failed_from = models.CharField(max_length=16, blank=True, help_text="Status it failed in.")
     # A random value from the start form: a double submit finds the demo the first one made.
     start_token = models.CharField(max_length=64, blank=True)
+
+    # Sleep (demos.engine.sleep): when it fell asleep, the time it had left then (given back when
+    # it wakes), and how long it has slept in all, for the fleet's "hours saved".
+    asleep_since = models.DateTimeField(null=True, blank=True)
+    sleep_remaining = models.DurationField(null=True, blank=True)
+    slept = models.DurationField(default=timedelta(0))
 
     is_spare = models.BooleanField(default=False)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -514,12 +551,66 @@ class ShareLink(models.Model):
     open_count = models.PositiveIntegerField(default=0)
     first_opened_at = models.DateTimeField(null=True, blank=True)
     last_opened_at = models.DateTimeField(null=True, blank=True)
+    # The first time the prospect went through the gate into the live app (demos.gate).
+    first_entered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"Link for {self.recipient}"
+
+
+class Engagement(models.Model):
+    """How one visitor used a demo's live app, through one share link or as one team member.
+
+    Written in batches from per-minute counts the gate keeps in Redis (demos.gate.engagement),
+    never once per request. A session is a run of active minutes without a long gap; every
+    session after the first is a return visit.
+    """
+
+    demo = models.ForeignKey(Demo, on_delete=models.CASCADE, related_name="engagements")
+    link = models.ForeignKey(
+        ShareLink, on_delete=models.CASCADE, null=True, blank=True, related_name="engagements"
+    )
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    requests = models.PositiveBigIntegerField(default=0)
+    active_minutes = models.PositiveIntegerField(default=0)
+    sessions = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["demo", "link"],
+                condition=Q(link__isnull=False),
+                name="unique_engagement_per_link",
+            ),
+            models.UniqueConstraint(
+                fields=["demo", "member"],
+                condition=Q(member__isnull=False),
+                name="unique_engagement_per_member",
+            ),
+            models.CheckConstraint(
+                condition=Q(link__isnull=True) ^ Q(member__isnull=True),
+                name="engagement_link_or_member",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.demo_id}: {self.active_minutes} active minutes"
+
+    @property
+    def return_visits(self) -> int:
+        return max(self.sessions - 1, 0)
 
 
 class ShareLinkVisit(models.Model):

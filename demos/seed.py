@@ -38,6 +38,9 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
         ),
         "credentials": "Back office user: admin\nBack office password: demo-shop",
         "expiry_action": ExpiryAction.PAUSE,
+        # The storefront (chart `webshop`, release `shop`) serves the live link.
+        "entry_service": "shop/shop-web:80",
+        "sleep_after": timedelta(minutes=30),
         "charts": [
             {
                 "release_name": "shop-db",
@@ -75,6 +78,8 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
         "credentials": "Dashboard user: viewer\nDashboard password: demo-metrics",
         "expiry_action": ExpiryAction.DELETE,
         "default_lifetime": timedelta(hours=1),
+        # Grafana (chart `observability`, release `metrics`) serves the live link.
+        "entry_service": "monitoring/metrics-grafana:80",
         "charts": [
             {
                 "release_name": "metrics",
@@ -105,6 +110,8 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
         "expiry_action": ExpiryAction.ARCHIVE,
         "default_lifetime": timedelta(hours=3),
         "max_lifetime": timedelta(hours=12),
+        # The notebook UI (chart `notebooks`, release `notebooks`) serves the live link.
+        "entry_service": "data/notebooks:80",
         "charts": [
             {
                 "release_name": "pipeline",

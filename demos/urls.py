@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from demos.backends.simulated_app import simulated_app
-from demos.sales import actions, catalog, pages
+from demos.sales import actions, catalog, opening, pages
 
 app_name = "demos"
 urlpatterns = [
@@ -13,6 +13,7 @@ urlpatterns = [
     path("demos/", pages.my_demos, name="my_demos"),
     path("demos/<uuid:public_id>/", pages.demo_detail, name="detail"),
     path("demos/<uuid:public_id>/status/", pages.demo_status, name="status"),
+    path("demos/<uuid:public_id>/open/", opening.open_for_member, name="open"),
     path("demos/<uuid:public_id>/actions/<slug:action>/", actions.demo_action, name="action"),
     path(
         "demos/<uuid:public_id>/snapshots/<int:snapshot_id>/restore/",

@@ -28,7 +28,16 @@ _lock = threading.Lock()
 
 def connection_for(queue: str) -> Redis:
     """The client for the Redis that `queue` (a name in `RQ_QUEUES`) lives in."""
-    config = filter_connection_params(settings.RQ_QUEUES[queue])
+    return connection_for_config(filter_connection_params(settings.RQ_QUEUES[queue]))
+
+
+def shared() -> Redis:
+    """The client for REDIS_URL, the Redis the portal keeps its own entries in (the gate's)."""
+    return connection_for_config({"URL": settings.REDIS_URL})
+
+
+def connection_for_config(config: dict[str, Any]) -> Redis:
+    """One client per distinct connection settings, made once per process."""
     key = _key(config)
     client = _clients.get(key)
     if client is None:

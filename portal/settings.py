@@ -153,6 +153,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything resolves a URL: demo hosts have URLs of their own.
+    "demos.gate.hosts.DemoHostMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -376,6 +378,57 @@ RQ_JOB_MONITORING_INTERVAL = envint("RQ_JOB_MONITORING_INTERVAL", 10, minimum=1)
 DEMO_BACKEND = envstr("DEMO_BACKEND", "simulated")
 # Demo host names are <cluster-name>.<DEMO_BASE_DOMAIN> (the ${DEMO_HOST} variable).
 DEMO_BASE_DOMAIN = envstr("DEMO_BASE_DOMAIN", "demos.localhost")
+# Live links go through the portal's gate (demos/gate, docs/gate.md): the ingress controller asks
+# the portal about every request to a demo host, and only a prospect's link or a signed-in team
+# member gets in. DEMO_GATE_CONTROLLER says who asks: `portal` (no ingress in front: the portal
+# serves the simulated app on demo hosts and checks each request itself), `ingress-nginx`,
+# `traefik` or `envoy-gateway` (the vCluster backend creates that controller's routing for each
+# demo host).
+DEMO_GATE = envbool("DEMO_GATE", True)
+DEMO_GATE_CONTROLLER = envstr("DEMO_GATE_CONTROLLER", "portal")
+GATE_CONTROLLERS = ("portal", "ingress-nginx", "traefik", "envoy-gateway")
+if DEMO_GATE_CONTROLLER not in GATE_CONTROLLERS:
+    raise ImproperlyConfigured(
+        f"DEMO_GATE_CONTROLLER={DEMO_GATE_CONTROLLER!r}: choose one of "
+        f"{', '.join(GATE_CONTROLLERS)}."
+    )
+# The address the ingress controller calls for each request (inside the host cluster), and the
+# portal's Service that demo hosts' /.portal-gate/ paths are routed to.
+DEMO_GATE_AUTH_URL = envstr(
+    "DEMO_GATE_AUTH_URL", "http://portal-web.demo-portal.svc.cluster.local/gate/check/"
+)
+DEMO_GATE_PORTAL_SERVICE = envstr(
+    "DEMO_GATE_PORTAL_SERVICE", "portal-web.demo-portal.svc.cluster.local"
+)
+DEMO_GATE_PORTAL_PORT = envint("DEMO_GATE_PORTAL_PORT", 80, minimum=1)
+# The access cookie: host-only, HttpOnly, Secure (`__Host-` prefix) unless turned off for a
+# plain-HTTP demo domain that is not localhost. Member cookies last at most this long.
+DEMO_GATE_COOKIE_SECURE = envbool("DEMO_GATE_COOKIE_SECURE", True)
+DEMO_GATE_COOKIE_SECONDS = envint("DEMO_GATE_COOKIE_SECONDS", 12 * 3600, minimum=60)
+DEMO_GATE_TICKET_SECONDS = envint("DEMO_GATE_TICKET_SECONDS", 60, minimum=5)
+# How long the gate trusts the state it keeps in Redis before it reads the database again (every
+# change writes it at once; this only bounds a change whose Redis write failed).
+DEMO_GATE_STATE_SECONDS = envint("DEMO_GATE_STATE_SECONDS", 600, minimum=5)
+# Requests from these user agents (case-insensitive substrings) are let through or not like any
+# other, but never count as someone using the demo: health checks and uptime monitors.
+DEMO_GATE_IGNORED_USER_AGENTS = envlist(
+    "DEMO_GATE_IGNORED_USER_AGENTS",
+    "kube-probe,ELB-HealthChecker,GoogleHC,Blackbox Exporter,UptimeRobot,Pingdom,StatusCake",
+)
+# A prospect counts as "in the demo now" for this long after their last request; a gap longer
+# than DEMO_GATE_SESSION_GAP_MINUTES starts a new session (a return visit).
+DEMO_GATE_PRESENT_SECONDS = envint("DEMO_GATE_PRESENT_SECONDS", 120, minimum=10)
+DEMO_GATE_SESSION_GAP_MINUTES = envint("DEMO_GATE_SESSION_GAP_MINUTES", 30, minimum=1)
+# The simulated app's origin on demo hosts: SITE_URL's scheme and port with the demo's host.
+SIMULATED_APP_ORIGIN = envstr("SIMULATED_APP_ORIGIN", "")
+if DEMO_GATE:
+    # Demo hosts reach the portal for /.portal-gate/ (tickets) and, with the simulated backend,
+    # for the sample app itself.
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, f".{DEMO_BASE_DOMAIN}"] if ALLOWED_HOSTS else ALLOWED_HOSTS
+    # Signing in from the gate's page goes on into the demo: the login form's redirects end on
+    # a demo host, and browsers hold a form's redirects to form-action.
+    SECURE_CSP["form-action"] = [CSP.SELF, f"*.{DEMO_BASE_DOMAIN}:*"]
+
 # Where template charts may come from: URL prefixes such as `oci://registry.example.com/charts/`.
 # Empty: any public https:// or oci:// repository, never a loopback, private, link-local or
 # cluster-internal one (the worker fetches charts from inside the host cluster).

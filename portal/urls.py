@@ -44,6 +44,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(PROSPECT_PREFIX, include("demos.sharing.prospect_urls")),
+    path("gate/", include("demos.gate.urls")),
     path("admin/rq/", include((_job_queue_urls(), "django_rq"))),
     path("admin/", admin.site.urls),
     path("", include("demos.urls")),

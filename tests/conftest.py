@@ -34,6 +34,7 @@ from demos.catalog.forms import CHART_FIELDS, TEMPLATE_FIELDS
 from demos.engine import capacity, dispatch, lifecycle, operations
 from demos.models import Demo, DemoTemplate, Status, TemplateChart
 from demos.studio.versions import Actor, record_row_as_version
+from tests.nginx_gate import nginx_port  # noqa: F401 - a fixture for the gate's tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery"
@@ -233,16 +234,21 @@ _started: list[WorkerProcess] = []
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
-    """The fleet's time-to-ready figures are cached for a minute, and catalog fragments for the
-    life of the process: each test renders and computes its own."""
+    """The fleet's time-to-ready figures are cached for a minute, catalog fragments for the life
+    of the process, and the gate's state for minutes: each test renders and computes its own."""
     from django.core.cache import cache, caches
     from redis.exceptions import RedisError
 
     from demos.fleet.selectors import TIME_TO_READY_CACHE_KEY
+    from portal.redis_connection import shared
 
     caches["fragments"].clear()
     with contextlib.suppress(RedisError):
         cache.delete(TIME_TO_READY_CACHE_KEY)
+        # The gate's state names demos and links by id, which each test's database reuses.
+        redis = shared()
+        for key in redis.scan_iter("gate:*", count=1000):
+            redis.delete(key)
 
 
 @pytest.fixture(autouse=True)
@@ -343,6 +349,9 @@ _PATHS: dict[Status, tuple[str, ...]] = {
     Status.ARCHIVED: ("admit", "ready", "archive", "archived"),
     Status.DELETING: ("admit", "ready", "delete"),
     Status.DELETED: ("admit", "ready", "delete", "deleted"),
+    Status.SLEEPING: ("admit", "ready", "sleep"),
+    Status.ASLEEP: ("admit", "ready", "sleep", "asleep"),
+    Status.WAKING: ("admit", "ready", "sleep", "asleep", "wake"),
 }
 _UNLIMITED = 1_000_000
 
@@ -378,6 +387,8 @@ def make_demo(
     - `pausing`/`paused`/`resuming`, `archiving`/`archived`, `deleting`/`deleted`: from ready,
       `pause_demo`/`resume_demo`, `archive_demo`, `delete_demo`, then the worker's own steps
       (`operations.pause`, `.archive`, `.delete`) on the simulated backend.
+    - `sleeping`/`asleep`/`waking`: from ready, `sleep_demo` (as the sweep does), the worker's
+      `operations.pause`, then `wake_demo`.
     - `extensions`: that many `extend_demo` calls once ready.
 
     `start` goes to `start_demo` (prospect_name, prospect_company, lifetime, start_token).
@@ -454,6 +465,12 @@ def _advance(demo: Demo, step: str, actor: lifecycle.Actor, error: tuple[str, st
             return _work(demo, operations.pause)
         case "resume":
             return lifecycle.resume_demo(demo=demo, actor=actor)
+        case "sleep":
+            return lifecycle.sleep_demo(demo=demo, actor=lifecycle.SCHEDULER)
+        case "asleep":
+            return _work(demo, operations.pause)
+        case "wake":
+            return lifecycle.wake_demo(demo=demo, actor=actor)
         case "archive":
             return lifecycle.archive_demo(demo=demo, actor=actor)
         case "archived":

@@ -750,3 +750,27 @@ class TestDataSet:
         assert len(lines) == 1 + 240
         prospect = Client().get(f"/p/{built.prospect_tokens[0]}/")
         assert prospect.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+class TestGateFigures:
+    """The gate's figures measure the real check, served by the live server."""
+
+    def test_a_check_with_the_bench_pass_is_allowed_without_queries(
+        self, template: Any, alice: Any
+    ) -> None:
+        from bench import gate
+
+        headers, _link = gate.prospect_headers(gate.running_demo(template, alice))
+        assert gate.queries_per_check(headers) == 0
+
+    def test_revocation_to_blocked_is_timed_per_link(
+        self, live_server: Any, template: Any, alice: Any, monkeypatch: Any
+    ) -> None:
+        from bench import gate
+
+        monkeypatch.setattr(gate, "REVOCATION_TRIALS", 2)
+        port = int(live_server.url.rsplit(":", 1)[1])
+        delays = gate.revocation_to_blocked(port, template, alice)
+        assert len(delays) == 2
+        assert all(0 < delay < 5 for delay in delays)

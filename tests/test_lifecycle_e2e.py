@@ -30,7 +30,8 @@ class TestHappyPath:
     ) -> None:
         template = make_template(extension_step=timedelta(seconds=4))
         demo = wait_for_status(_start(template, alice), Status.READY)
-        assert demo.live_url.endswith(f"/simulated/{demo.cluster_name}/")
+        # On the demo's own host, behind the gate.
+        assert demo.live_url.startswith(f"http://{demo.cluster_name}.demos.localhost")
         assert demo.time_to_ready is not None
         assert [s["state"] for s in demo.progress["steps"]] == ["done"] * 6
 

@@ -297,10 +297,40 @@ ROUTES: dict[str, list[Probe]] = {
     "p/<str:token>/kubeconfig/": [
         probe(lambda w: f"/p/{w.token}/kubeconfig/", 404, 404, 404, 404, 404),
     ],
-    # The simulated demo's live link is public, like a real demo's app.
+    # Behind the gate the simulated app answers only on its demo's own host (tests/test_gate.py),
+    # never on the portal's.
     "simulated/<slug:cluster_name>/": [
-        probe(lambda w: f"/simulated/{w.demo.cluster_name}/", 200, 200, 200, 200, 200),
+        probe(lambda w: f"/simulated/{w.demo.cluster_name}/", 404, 404, 404, 404, 404),
         probe("/simulated/demo-nosuchthing/", 404, 404, 404, 404, 404),
+    ],
+    # --- The gate (demos/gate): into a demo's live app -------------------------------------
+    # "Open demo": a ticket to the demo's host for those who may see it.
+    "demos/<uuid:public_id>/open/": [
+        probe(demo_url("open/"), LOGIN, REDIRECT, 404, REDIRECT, REDIRECT),
+    ],
+    "p/<str:token>/open/": [
+        probe(lambda w: f"/p/{w.token}/open/", REDIRECT, REDIRECT, REDIRECT, REDIRECT, REDIRECT),
+        probe("/p/not-a-token/open/", 404, 404, 404, 404, 404),
+    ],
+    # The check without a pass: sent to sign in (as Traefik and Envoy hand it to the browser).
+    "gate/check/": [probe("/gate/check/", REDIRECT, REDIRECT, REDIRECT, REDIRECT, REDIRECT)],
+    # Where a denied browser lands: in again for the team, "private" for anyone else.
+    "gate/signin/": [
+        probe(
+            lambda w: f"/gate/signin/?rd=https://{w.demo.cluster_name}.demos.localhost/",
+            403,
+            REDIRECT,
+            403,
+            REDIRECT,
+            REDIRECT,
+        ),
+        probe("/gate/signin/?rd=https://nothing.example/", 404, 404, 404, 404, 404),
+    ],
+    "gate/waking/<uuid:public_id>/": [
+        probe(
+            lambda w: f"/gate/waking/{w.demo.public_id}/", 403, REDIRECT, 403, REDIRECT, REDIRECT
+        ),
+        probe("/gate/waking/00000000-0000-4000-8000-000000000000/", 404, 404, 404, 404, 404),
     ],
     # --- Fleet: sales managers and template admins ---------------------------------------------
     "fleet/": [fleet_only("/fleet/")],

@@ -51,8 +51,9 @@ PAGE_QUERIES = {
     "status poll (full)": 3,  # version, demo, new events
     "row poll (204)": 1,
     "row poll (full)": 2,  # version, demo
-    # A page, counts by status, failures and their count, capacity (2), warm pools (2).
-    "fleet overview": 8,
+    # A page, counts by status, failures and their count, capacity (2), warm pools (2), hours
+    # saved by sleep.
+    "fleet overview": 9,
     "fleet csv": 1,  # one streamed query
     "prospect page": 4,  # the link with its demo, the visit, its counters, the first opening
 }

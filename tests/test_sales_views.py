@@ -425,7 +425,8 @@ class TestDemoPage:
     ) -> None:
         html = page(logged_in(alice), detail_url(demo))
         assert "Your demo is ready" in html
-        assert f'href="{demo.live_url}"' in html
+        # Through the gate: the button asks the portal for a ticket into the demo's host.
+        assert f'href="{reverse("demos:open", args=[demo.public_id])}"' in html
         assert "Open demo" in html
         assert f'value="{demo.live_url}" readonly' in html
         assert "data-copy=" in html

@@ -310,7 +310,9 @@ class TestOtherWaysIn:
 
         old.refresh_from_db()
         version = old.published_version
-        assert (version.number, version.content) == (4, documents.content_of_template(old))
+        # The upgrade wrote the settings of its time; later ones read as their defaults.
+        content = documents.with_defaults(version.content)
+        assert (version.number, content) == (4, documents.content_of_template(old))
         current.refresh_from_db()
         older.refresh_from_db()
         assert (current.from_version, older.from_version) == (version, None)

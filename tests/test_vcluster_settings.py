@@ -29,8 +29,15 @@ class TestOneDefinition:
     def test_every_field_comes_from_one_setting(self) -> None:
         settings_of = [f.metadata["setting"] for f in fields(VClusterSettings)]
         assert len(set(settings_of)) == len(settings_of)
+        # The portal-wide settings the backend reads (declared in portal/settings.py).
         assert [name for name in settings_of if not name.startswith("VCLUSTER_")] == [
-            "DEMO_BASE_DOMAIN"
+            "DEMO_BASE_DOMAIN",
+            "DEMO_GATE",
+            "DEMO_GATE_CONTROLLER",
+            "DEMO_GATE_AUTH_URL",
+            "DEMO_GATE_PORTAL_SERVICE",
+            "DEMO_GATE_PORTAL_PORT",
+            "SITE_URL",
         ]
         assert sorted(NAMES) == sorted(n for n in settings_of if n.startswith("VCLUSTER_"))
 

@@ -31,6 +31,7 @@ from demos.backends.base import (
     SnapshotProgress,
     Spec,
 )
+from demos.gate import hosts
 from demos.models import SimulatedCluster
 
 SNAPSHOT_SCHEME = "simulated://snapshots/"
@@ -223,6 +224,8 @@ class SimulatedBackend:
         return f"{SNAPSHOT_SCHEME}{name}/{timezone.now():%Y%m%dT%H%M%S}"
 
     def live_url(self, name: str) -> str:
+        if settings.DEMO_GATE:
+            return hosts.simulated_origin(name) + "/"
         return settings.SITE_URL + reverse("demos:simulated_app", args=[name])
 
     def cluster_state(self, name: str) -> dict[str, Any] | None:

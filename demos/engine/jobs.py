@@ -18,6 +18,7 @@ from rq.job import Job
 
 from demos.backends.base import BackendError
 from demos.engine import lifecycle, operations, pools, reconcile
+from demos.gate import engagement
 from demos.models import DemoTemplate
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ def reconcile_job() -> dict[str, Any]:
     return reconcile.sweep().as_dict()
 
 
+def flush_engagement_job() -> int:
+    return engagement.flush()
+
+
 def on_step_failure(
     job: Job,
     connection: Any,
@@ -107,5 +112,6 @@ REGISTRY: dict[str, Callable[..., Any]] = {
     "admit": admit_job,
     "refill_pool": refill_pool_job,
     "reconcile": reconcile_job,
+    "flush_engagement": flush_engagement_job,
     "on_failure": on_step_failure,
 }

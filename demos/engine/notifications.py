@@ -58,6 +58,19 @@ def first_open(link: ShareLink) -> bool:
     )
 
 
+def first_use(link: ShareLink) -> bool:
+    """The prospect went through the gate into the live app for the first time: a good moment
+    to call. The gate calls this once per link (ShareLink.first_entered_at)."""
+    demo = link.demo
+    return _send(
+        demo,
+        f"{link.recipient} is using your {demo.template.name} demo now",
+        f"{link.recipient} has just started using your {demo.template.name} demo for "
+        f"{_who(demo)}, for the first time.\n\nSee how they use it and the demo here:\n"
+        f"{demo_url(demo)}\n",
+    )
+
+
 def more_time_requested(link: ShareLink) -> bool:
     demo = link.demo
     return _send(

@@ -99,6 +99,7 @@ def provision(public_id: str, seq: int) -> None:
 
 
 def pause(public_id: str, seq: int) -> None:
+    """Pause the cluster: for a pause (kept for later) or a sleep; the lifecycle tells which."""
     demo = _current(public_id, seq, Work.PAUSE)
     if demo is None:
         return
@@ -112,6 +113,7 @@ def pause(public_id: str, seq: int) -> None:
 
 
 def resume(public_id: str, seq: int) -> None:
+    """Start the cluster again: for a resume or a wake; the lifecycle tells which."""
     demo = _current(public_id, seq, Work.RESUME)
     if demo is None:
         return

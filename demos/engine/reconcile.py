@@ -2,8 +2,8 @@
 
 Whatever Redis lost or a killed worker left half-done, the rows still say what should happen, and
 the sweep makes it happen: expire due demos, warn owners, fail what is stuck, re-enqueue work whose
-job is gone, admit queued demos, apply retention, keep warm pools full, and delete clusters no row
-owns. Every action is
+job is gone, admit queued demos, apply retention, put idle demos to sleep (and end those asleep
+too long), keep warm pools full, and delete clusters no row owns. Every action is
 a compare-and-swap, so overlapping sweeps do each thing once. Each query is bounded by the demos
 that need something (due, working, queued), never by the size of the history.
 """
@@ -43,6 +43,8 @@ class SweepSummary:
     requeued: int = 0
     admitted: int = 0
     retention: int = 0
+    slept: int = 0
+    sleep_ended: int = 0
     spares_started: int = 0
     spares_retired: int = 0
     orphans_deleted: list[str] = field(default_factory=list)
@@ -59,6 +61,8 @@ class SweepSummary:
             f"re-enqueued {self.requeued}",
             f"admitted {self.admitted}",
             f"retention {self.retention}",
+            f"put to sleep {self.slept}",
+            f"ended asleep {self.sleep_ended}",
             f"spares started {self.spares_started}",
             f"spares retired {self.spares_retired}",
             f"orphans deleted {len(self.orphans_deleted)}",
@@ -77,6 +81,11 @@ def sweep(now: datetime | None = None) -> SweepSummary:
     summary.requeued = reenqueue_lost_work(now)
     summary.admitted = len(lifecycle.admit_queued())
     summary.retention = apply_retention(now)
+    # Imported here: sleep asks its questions in this module's batches.
+    from demos.engine import sleep
+
+    summary.slept = len(sleep.put_idle_demos_to_sleep(now))
+    summary.sleep_ended = len(sleep.end_long_sleeps(now))
     pool_report = pools.keep_pools_full(now)
     summary.spares_started = pool_report.started
     summary.spares_retired = pool_report.recycled + pool_report.trimmed

@@ -217,6 +217,10 @@ def render_spec(demo: Demo) -> dict[str, Any]:
         },
         "allow_kubeconfig_download": template.allow_kubeconfig_download,
         "provisioning_timeout_seconds": int(template.provisioning_timeout.total_seconds()),
+        # The live link (demos.gate): what serves it, and how long it may sit unused before the
+        # demo sleeps (None: never).
+        "entry_service": template.entry_service,
+        "sleep_after_seconds": _seconds(template.sleep_after) if template.sleep_after else None,
         "policy": {
             "extension_step_seconds": _seconds(template.extension_step),
             "max_extensions": template.max_extensions,

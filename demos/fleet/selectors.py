@@ -17,7 +17,8 @@ from django.conf import settings
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, DateTimeField, DurationField, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -158,6 +159,52 @@ def time_to_ready(now: datetime | None = None) -> list[TimeToReady]:
         ),
         key=lambda row: row.template.name,
     )
+
+
+# --- Sleep ---------------------------------------------------------------------------------------
+
+SLEEP_WINDOW = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class SleepSavings:
+    """Cluster time saved by sleep over the last 30 days, and how many demos sleep now."""
+
+    saved: timedelta
+    asleep_now: int
+
+    @property
+    def hours(self) -> float:
+        return round(self.saved.total_seconds() / 3600, 1)
+
+
+def sleep_savings(now: datetime | None = None) -> SleepSavings:
+    """Hours demos spent asleep instead of running, over the last 30 days, in one query.
+
+    Finished sleeps are in `slept`; a demo still asleep (or that ended asleep) adds the time
+    since it fell asleep, until now (or its end), counted from the window's start at most. A
+    finished sleep is counted whole when its demo is still open or ended within the window:
+    `slept` is one total per demo, not a history.
+    """
+    now = now or timezone.now()
+    since = now - SLEEP_WINDOW
+    moment = DateTimeField()
+    ongoing = Coalesce("ended_at", Value(now, output_field=moment)) - Greatest(
+        "asleep_since", Value(since, output_field=moment)
+    )
+    totals = (
+        Demo.objects.filter(Q(ended_at__isnull=True) | Q(ended_at__gte=since))
+        .filter(Q(slept__gt=timedelta(0)) | Q(asleep_since__isnull=False))
+        .aggregate(
+            finished=Sum("slept"),
+            ongoing=Sum(
+                ongoing, output_field=DurationField(), filter=Q(asleep_since__isnull=False)
+            ),
+            asleep_now=Count("pk", filter=Q(status=Status.ASLEEP)),
+        )
+    )
+    saved = (totals["finished"] or timedelta(0)) + (totals["ongoing"] or timedelta(0))
+    return SleepSavings(saved=max(saved, timedelta(0)), asleep_now=totals["asleep_now"])
 
 
 # --- Capacity and warm pools -------------------------------------------------------------------

@@ -59,6 +59,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "failure_count": failures.count(),
             "speeds": selectors.time_to_ready_recent(),
             "capacity": selectors.capacity_summary(),
+            "sleep": selectors.sleep_savings(now),
             "warm_pools": selectors.warm_pools(),
         },
     )

@@ -59,6 +59,9 @@ EXTEND = DemoAction("extend", lifecycle.extend_demo, "primary", True)
 PAUSE = DemoAction("pause", lifecycle.pause_demo, "secondary", True)
 RESUME = DemoAction("resume", lifecycle.resume_demo, "primary", True)
 RETRY = DemoAction("retry", lifecycle.retry_demo, "primary", True)
+# Asleep demos wake by themselves when their link is opened; this is for the salesperson who
+# wants it running before the call.
+WAKE = DemoAction("wake", lifecycle.wake_demo, "primary", True)
 ARCHIVE = DemoAction(
     "archive",
     lifecycle.archive_demo,
@@ -80,13 +83,14 @@ DELETE = DemoAction(
 
 # In the order their buttons appear.
 ACTIONS: dict[str, DemoAction] = {
-    action.name: action for action in (RETRY, EXTEND, RESUME, PAUSE, ARCHIVE, DELETE)
+    action.name: action for action in (RETRY, WAKE, EXTEND, RESUME, PAUSE, ARCHIVE, DELETE)
 }
 
 _LABELS = {
     "retry": "Retry",
     "pause": "Keep for later",
     "resume": "Resume",
+    "wake": "Wake now",
     "archive": "Archive",
     "delete": "Delete",
 }
@@ -106,6 +110,8 @@ def _hint(action: DemoAction, demo: Demo) -> str:
         return f"{left} extension{'s' if left != 1 else ''} left"
     if action is RESUME:
         return f"Runs for {format_duration(demo.lifetime)} again"
+    if action is WAKE and demo.sleep_remaining is not None:
+        return f"With the {format_duration(demo.sleep_remaining)} it had left"
     return ""
 
 
@@ -149,6 +155,7 @@ def done_message(action: DemoAction, demo: Demo) -> str:
         "extend": "Extended.",
         "pause": "Keeping it for later: the cluster is being paused and its data kept.",
         "resume": "Resuming: the demo will be ready again in a moment.",
+        "wake": "Waking it up: the demo will be ready again in a moment.",
         "retry": "Trying again.",
         "archive": "Archiving: a snapshot is taken, then the cluster is deleted.",
         "delete": "Deleting the demo and its cluster.",

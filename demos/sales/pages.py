@@ -8,12 +8,12 @@ from http import HTTPStatus
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.db.models import Exists, OuterRef
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from django_htmx.http import HTMX_STOP_POLLING
+from django_htmx.http import HTMX_STOP_POLLING, retarget
 
 from demos.access import (
     can_act_on,
@@ -22,11 +22,18 @@ from demos.access import (
     get_demo_for_user,
     sees_everyones_demos,
 )
+from demos.gate import activity
 from demos.guards import login_required
-from demos.models import IS_ENDED, IS_KEPT, OPEN, Demo
+from demos.models import IS_ENDED, IS_KEPT, OPEN, Demo, Status
 from demos.paging import Page, page_of
 from demos.sales.buttons import available_actions
-from demos.sales.panel import DemoRow, panel_context, render_row, render_status_update
+from demos.sales.panel import (
+    DemoRow,
+    panel_context,
+    prospect_present,
+    render_row,
+    render_status_update,
+)
 from demos.sales.poll import panel_state
 from demos.sharing.views import share_context
 
@@ -57,6 +64,8 @@ def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
     Answers 204 when the panel the page shows is still current (most polls), and 286 once the
     demo has settled, which tells htmx to stop polling.
     """
+    if request.GET.get("fragment") == "presence":
+        return _presence_update(request, public_id)
     # The version first and the demo after it, so the panel sent is never older than its version.
     state = panel_state(public_id)
     if state and state.unchanged_since(request.GET.get("v", "")) and can_see(request.user, state):
@@ -77,6 +86,28 @@ def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
         since=int(since) if since else None,
         version=version,
     )
+
+
+def _presence_update(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """The "your prospect is in the demo now" line of a running demo's page, polled.
+
+    One small query (for access) and one Redis read; 204 while the page already shows the
+    answer (`present`). When the demo is no longer running, the whole status panel is sent in
+    its place, so a page left open sees the demo fall asleep or end.
+    """
+    fields = ("public_id", "owner_id", "is_spare", "status")
+    demo = Demo.objects.only(*fields).filter(public_id=public_id).first()
+    if demo is None or not can_see(request.user, demo):
+        raise Http404("No such demo.")
+    if demo.status != Status.READY:
+        demo = get_demo_for_user(request.user, public_id)
+        status = HTMX_STOP_POLLING if demo.is_settled else 200
+        return retarget(render_status_update(request, demo, status=status), "#status-panel")
+    present = prospect_present(demo)
+    if request.GET.get("present") == ("1" if present else "0"):
+        return HttpResponse(status=HTTPStatus.NO_CONTENT)
+    context = {"demo": demo, "prospect_present": present}
+    return render(request, "demos/detail.html#presence", context)
 
 
 @login_required
@@ -104,17 +135,29 @@ def my_demos(request: HttpRequest) -> HttpResponse:
     else:
         demos = demos.filter(owner=request.user)
 
-    def section(key: str, queryset: QuerySet[Demo]) -> Section:
-        page = page_of(queryset, request.GET, f"{key}_page", size=SECTION_PAGE_SIZES[key])
-        rows = [DemoRow(d, available_actions(request.user, d, in_list=True)) for d in page]
-        return Section(key, SECTION_TITLES[key], rows, page)
-
     # Each order is the one of the index that serves it (demos.models), so a page is read from
     # the index in order and stops after it, however long the history.
+    queries = {
+        "active": demos.filter(status__in=OPEN).order_by("-requested_at", "-pk"),
+        "kept": demos.filter(IS_KEPT).order_by("keep_until", "pk"),
+        "ended": demos.filter(IS_ENDED).order_by("-ended_at", "-pk"),
+    }
+    pages = {
+        key: page_of(queryset, request.GET, f"{key}_page", size=SECTION_PAGE_SIZES[key])
+        for key, queryset in queries.items()
+    }
+    # Who has a prospect in it now, for every running demo of the page in one Redis read.
+    present = activity.present(
+        d.pk for page in pages.values() for d in page if d.status == Status.READY
+    )
+
+    def row(demo: Demo) -> DemoRow:
+        actions = available_actions(request.user, demo, in_list=True)
+        return DemoRow(demo, actions, prospect_present=demo.pk in present)
+
     sections = [
-        section("active", demos.filter(status__in=OPEN).order_by("-requested_at", "-pk")),
-        section("kept", demos.filter(IS_KEPT).order_by("keep_until", "pk")),
-        section("ended", demos.filter(IS_ENDED).order_by("-ended_at", "-pk")),
+        Section(key, SECTION_TITLES[key], [row(d) for d in page], page)
+        for key, page in pages.items()
     ]
     context = {
         "sections": sections,

@@ -17,9 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from demos.access import can_act_on, sees_everyones_demos
+from demos.durations import format_duration
 from demos.engine import progress
 from demos.engine.capacity import queue_position
 from demos.engine.specs import Policy
+from demos.gate import activity
 from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
 from demos.sales.buttons import OfferedAction, available_actions
 from demos.sales.forms import RestoreSnapshotForm
@@ -91,6 +93,8 @@ class DemoRow:
     # The panel version the row shows (demos.sales.poll): its poll answers 204 while it holds.
     # Empty in a list, where reading it per row would cost a query each: the first poll sends it.
     version: str = ""
+    # A prospect is in the demo right now (read from Redis for the whole list at once).
+    prospect_present: bool = False
 
     @property
     def dom_id(self) -> str:
@@ -122,6 +126,31 @@ def elapsed(demo: Demo) -> timedelta | None:
     if demo.status in STARTING or demo.status == Status.QUEUED:
         return timezone.now() - (demo.started_at or demo.requested_at)
     return None
+
+
+def prospect_present(demo: Demo) -> bool:
+    """Whether a prospect is using the running demo right now (Redis only, no query)."""
+    return demo.status == Status.READY and demo.pk in activity.present([demo.pk])
+
+
+def sleep_note(demo: Demo) -> str:
+    """Why a demo is asleep and how it comes back, in plain words; "" when it is not asleep."""
+    if demo.status != Status.ASLEEP or demo.asleep_since is None:
+        return ""
+    left = (
+        f"the {format_duration(demo.sleep_remaining)} it had left"
+        if demo.sleep_remaining is not None
+        else "the time it had left"
+    )
+    since = timezone.localtime(demo.asleep_since)
+    when = (
+        f"{since:%H:%M}"
+        if since.date() == timezone.localdate()
+        else f"{since.day} {since:%b %H:%M}"
+    )
+    idle = demo.spec.get("sleep_after_seconds")
+    why = f" because nobody used it for {format_duration(timedelta(seconds=idle))}" if idle else ""
+    return f"Asleep since {when}{why}; it wakes when your prospect opens the link, with {left}."
 
 
 def snapshots_of(demo: Demo) -> QuerySet[Snapshot]:
@@ -172,6 +201,10 @@ def panel_context(
         "instructions": demo.spec.get("instructions", ""),
         "other_urls": [url for url in demo.urls if url != demo.live_url],
         "poll": not demo.is_settled,
+        "sleep_note": sleep_note(demo),
+        # Live (the page polls it, see `demos.sales.pages.demo_status`), and about prospects
+        # only: a team member in the demo is no news to the salesperson.
+        "prospect_present": prospect_present(demo),
         "notice": notice,
         "error": error,
         "events": events,
@@ -229,7 +262,8 @@ def render_row(
     status: int = 200,
     version: str = "",
 ) -> HttpResponse:
-    row = DemoRow(demo, available_actions(request.user, demo, in_list=True), version)
+    actions = available_actions(request.user, demo, in_list=True)
+    row = DemoRow(demo, actions, version, prospect_present=prospect_present(demo))
     context = {
         "row": row,
         "notice": notice,

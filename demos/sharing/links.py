@@ -26,7 +26,8 @@ from redis.exceptions import RedisError
 from demos.engine import notifications
 from demos.engine.lifecycle import Actor, record_event
 from demos.errors import LifecycleError
-from demos.models import ENDED, Demo, ShareLink, ShareLinkVisit, Status
+from demos.gate import state as gate_state
+from demos.models import ENDED, RESTING, Demo, ShareLink, ShareLinkVisit, Status
 from portal.sealing import SealingError, unseal
 
 # Demos a prospect can still reach (or is told are on their way back).
@@ -39,6 +40,7 @@ _SHAREABLE = {
     Status.PAUSING,
     Status.PAUSED,
     Status.RESUMING,
+    *RESTING,
 }
 MORE_TIME_COOLDOWN = timedelta(minutes=10)
 log = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ def revoke_share_link(*, link: ShareLink, actor: Actor) -> ShareLink:
         now = timezone.now()
         if ShareLink.objects.filter(pk=link.pk, revoked_at=None).update(revoked_at=now):
             link.revoked_at = now
+            # The gate stops the link's open sessions at their next request.
+            transaction.on_commit(lambda: gate_state.publish_link(link))
             record_event(
                 link.demo,
                 "share-link-revoked",
@@ -188,6 +192,14 @@ def record_visit(link: ShareLink, *, user_agent: str, address: str) -> ShareLink
         )
         notifications.first_open(link)
     return visit
+
+
+def record_first_entry(link: ShareLink) -> None:
+    """The prospect went into the live app for the first time (through the gate)."""
+    _record_prospect_event(
+        link, "prospect-entered", f"{link.recipient} went into the demo for the first time."
+    )
+    notifications.first_use(link)
 
 
 def _record_prospect_event(link: ShareLink, kind: str, message: str) -> None:

@@ -20,11 +20,14 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from demos.engine.lifecycle import Actor
+from demos.gate import entry
+from demos.gate import views as gate_views
 from demos.models import SETTLED, ShareLink
 from demos.sharing import links
 from portal.clients import client_address
 
-SESSION_KEY = "prospect_links"
+SESSION_KEY = entry.PROSPECT_LINKS_SESSION_KEY
 # The landing page polls while something changes for the prospect; a ready demo still needs a
 # slow poll, to show the end when it comes.
 POLL_SECONDS = {"busy": 3, "ready": 30}
@@ -121,6 +124,15 @@ def landing(request: HttpRequest, link: ShareLink) -> HttpResponse:
         link, user_agent=request.headers.get("User-Agent", ""), address=client_address(request)
     )
     return TemplateResponse(request, "prospect/landing.html", _context(link))
+
+
+@prospect_page
+@require_GET
+@with_link()
+def open_demo(request: HttpRequest, link: ShareLink) -> HttpResponse:
+    """The prospect's "Open demo": into the app through the gate, waking it if it sleeps."""
+    _remember(request, link)
+    return gate_views.open_demo(request, link.demo, entry.link_pass(link), Actor(label="prospect"))
 
 
 @prospect_page

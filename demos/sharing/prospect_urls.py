@@ -9,6 +9,7 @@ app_name = "prospect"
 urlpatterns = [
     path("<str:token>/", prospect.landing, name="landing"),
     path("<str:token>/status/", prospect.status, name="status"),
+    path("<str:token>/open/", prospect.open_demo, name="open"),
     path("<str:token>/more-time/", prospect.more_time, name="more_time"),
     path("<str:token>/kubeconfig/", prospect.kubeconfig, name="kubeconfig"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -15,17 +16,34 @@ from django.views.decorators.http import require_GET, require_POST
 from demos.access import can_act_on, get_demo_for_user, get_demo_to_act_on
 from demos.engine.lifecycle import Actor
 from demos.errors import LifecycleError
+from demos.gate import engagement
 from demos.guards import login_required
 from demos.models import Demo, ShareLink
 from demos.sharing import links
 from demos.sharing.forms import ShareLinkForm
 
 
+@dataclass(frozen=True)
+class LinkRow:
+    """A prospect link in the share panel, with how its prospect has used the demo."""
+
+    link: ShareLink
+    usage: engagement.LinkUsage
+
+
+def link_rows(demo: Demo) -> list[LinkRow]:
+    """The demo's links with their engagement: read in the links' own query, plus one Redis
+    round trip for who is in the demo now."""
+    shared = list(engagement.with_usage(demo.share_links.all()))
+    usage = engagement.link_usage(demo, shared)
+    return [LinkRow(link, usage[link.pk]) for link in shared]
+
+
 def share_context(demo: Demo, *, can_act: bool, **extra: Any) -> dict[str, Any]:
     """What the share panel shows. Only people who may change the demo may make or revoke links."""
     return {
         "demo": demo,
-        "share_links": demo.share_links.all(),
+        "share_links": link_rows(demo),
         "visits": links.visits_for(demo)[:20],
         "share_form": extra.pop("share_form", None) or ShareLinkForm(),
         "shareable": can_act and links.is_shareable(demo),

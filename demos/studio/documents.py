@@ -3,7 +3,8 @@
 One shape serves everything that holds a template's content outside its database row: drafts,
 published versions, the YAML export and import, and the diff between two versions. Durations
 are written as text such as `2h` or `14d` (the largest unit that divides them exactly), so a
-person can read and edit an exported file.
+person can read and edit an exported file; an optional one left empty is `null` (`sleep_after:
+null`: the demo never sleeps).
 
     document = content_of_template(template)   # from the row and its charts
     text = to_yaml(document)                    # what `export_template` writes
@@ -23,13 +24,22 @@ from demos.catalog.forms import CHART_FIELDS, TEMPLATE_FIELDS
 from demos.models import DemoTemplate, TemplateChart
 
 FORMAT = "demo-template/1"
+# The live link (demos.gate): edited in the studio and by superusers in the admin.
+LIVE_LINK_FIELDS = ["sleep_after", "entry_service"]
 # Availability is not content: enabling a template is not a new version (see
 # demos.catalog.services.set_template_enabled), so `enabled` is not part of a document.
-SETTINGS: list[str] = [name for name in TEMPLATE_FIELDS if name != "enabled"]
+SETTINGS: list[str] = [
+    *(name for name in TEMPLATE_FIELDS if name != "enabled" and name not in LIVE_LINK_FIELDS),
+    *LIVE_LINK_FIELDS,
+]
 DURATION_FIELDS = frozenset(
     field.name
     for field in DemoTemplate._meta.concrete_fields
     if field.get_internal_type() == "DurationField" and field.name in SETTINGS
+)
+# Durations that may be empty: `null` in a document (for `sleep_after`: never).
+OPTIONAL_DURATIONS = frozenset(
+    name for name in DURATION_FIELDS if DemoTemplate._meta.get_field(name).null
 )
 # A chart's place in the list is its install order, so `position` is not written out.
 CHART_KEYS: list[str] = [name for name in CHART_FIELDS if name != "position"]
@@ -62,7 +72,10 @@ def split_duration(value: timedelta) -> tuple[int, str]:
     return seconds, "s"
 
 
-def duration_text(value: timedelta) -> str:
+def duration_text(value: timedelta | None) -> str | None:
+    """`2h` for two hours; None (an optional duration left empty) stays None."""
+    if value is None:
+        return None
     number, suffix = split_duration(value)
     return f"{number}{suffix}"
 
@@ -100,12 +113,29 @@ def content_of_template(template: DemoTemplate) -> dict[str, Any]:
     return document
 
 
+def setting_value(name: str, value: Any) -> Any:
+    """One setting of a document as its model field's value (a duration as timedelta)."""
+    if name not in DURATION_FIELDS or (value is None and name in OPTIONAL_DURATIONS):
+        return value
+    return parse_duration_text(value)
+
+
+def with_defaults(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with the live-link settings at their defaults when it lacks them: drafts,
+    versions and files written before those settings existed read as if they had them."""
+    missing = {name: _default_text(name) for name in LIVE_LINK_FIELDS if name not in document}
+    return {**missing, **document} if missing else document
+
+
+def _default_text(name: str) -> Any:
+    default = DemoTemplate._meta.get_field(name).get_default()
+    return duration_text(default) if name in DURATION_FIELDS else default
+
+
 def setting_values(document: dict[str, Any]) -> dict[str, Any]:
     """The document's settings as model field values (durations as timedelta)."""
-    return {
-        name: parse_duration_text(document[name]) if name in DURATION_FIELDS else document[name]
-        for name in SETTINGS
-    }
+    document = with_defaults(document)
+    return {name: setting_value(name, document[name]) for name in SETTINGS}
 
 
 def apply_content(template: DemoTemplate, document: dict[str, Any]) -> None:
@@ -161,6 +191,7 @@ _DocumentDumper.add_representer(str, _represent_text)
 def to_yaml(document: dict[str, Any]) -> str:
     """The document as YAML, keys in a fixed order: the same content always gives the same
     bytes, so exports can live in git and be compared."""
+    document = with_defaults(document)
     ordered = {key: document[key] for key in ("format", *SETTINGS, "charts") if key in document}
     ordered["charts"] = [
         {key: chart[key] for key in CHART_KEYS if key in chart}

@@ -10,6 +10,7 @@ code editor's marks (data-yaml-editor, and the line of an error) from the catalo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,16 +20,21 @@ from django import forms
 
 from demos.catalog import validation as checks
 from demos.catalog.forms import DemoTemplateForm, TemplateChartForm
+from demos.durations import format_duration
+from demos.engine.sleep import MIN_SLEEP_AFTER
 from demos.models import DemoTemplate
 from demos.studio.documents import (
     CHART_KEYS,
     DURATION_FIELDS,
     DURATION_UNITS,
     FORMAT,
+    OPTIONAL_DURATIONS,
     SETTINGS,
     duration_text,
     parse_duration_text,
+    setting_value,
     split_duration,
+    with_defaults,
 )
 
 CHARTS_PREFIX = "charts"
@@ -73,10 +79,80 @@ class DurationPickerField(forms.MultiValueField):
         )
 
     def compress(self, data_list: list[Any]) -> timedelta | None:
-        if not data_list:
-            return None
+        if not data_list or data_list[0] is None:
+            return None  # an optional duration left empty (a required one never gets here)
         number, unit = data_list
         return parse_duration_text(f"{number}{unit}")
+
+
+# --- The live link: who serves it, when it sleeps ---------------------------------------------
+
+_DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# A named port (IANA service name): lowercase letters, digits and single dashes, one letter at
+# least, at most 15 characters.
+_PORT_NAME = re.compile(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def sleep_after_problems(value: timedelta | None) -> list[str]:
+    if value is None or value >= MIN_SLEEP_AFTER:
+        return []
+    return [
+        f"Sleep after must be at least {format_duration(MIN_SLEEP_AFTER)}: waking a demo takes "
+        "a moment, so a shorter time would put it to sleep between two clicks. Leave it empty "
+        "for demos that never sleep."
+    ]
+
+
+def entry_service_problems(text: str) -> list[str]:
+    """`namespace/name:port`: the Service inside the vCluster that serves the live link."""
+    if not text:
+        return []
+    example = "Write it as namespace/name:port, e.g. default/shop:80 or shop/frontend:http."
+    namespace, slash, rest = text.partition("/")
+    name, colon, port = rest.rpartition(":")
+    if not (slash and colon and namespace and name and port):
+        return [f"Entry service “{text}” is not namespace/name:port. {example}"]
+    problems = []
+    if len(namespace) > 63 or not _DNS_1123_LABEL.match(namespace):
+        problems.append(
+            f"Entry service: namespace “{namespace}” must be at most 63 lowercase letters, "
+            "digits and dashes, starting and ending with a letter or digit."
+        )
+    if len(name) > 63 or not _DNS_1035_LABEL.match(name):
+        problems.append(
+            f"Entry service: Service name “{name}” must be at most 63 lowercase letters, digits "
+            "and dashes, starting with a letter and ending with a letter or digit."
+        )
+    if port.isdigit():
+        if not 1 <= int(port) <= 65535:
+            problems.append(f"Entry service: port {port} must be between 1 and 65535.")
+    elif len(port) > 15 or not _PORT_NAME.match(port):
+        problems.append(
+            f"Entry service: port “{port}” must be a number (1 to 65535) or a port name of at "
+            "most 15 lowercase letters, digits and single dashes, e.g. http."
+        )
+    return problems
+
+
+class LiveLinkChecks:
+    """The checks of the live-link settings, for the studio's form and the admin's."""
+
+    cleaned_data: dict[str, Any]
+
+    def clean_sleep_after(self) -> timedelta | None:
+        value = self.cleaned_data.get("sleep_after")
+        problems = sleep_after_problems(value)
+        if problems:
+            raise forms.ValidationError(problems)
+        return value
+
+    def clean_entry_service(self) -> str:
+        text = (self.cleaned_data.get("entry_service") or "").strip()
+        problems = entry_service_problems(text)
+        if problems:
+            raise forms.ValidationError(problems)
+        return text
 
 
 # --- The template form and the charts ----------------------------------------------------------
@@ -89,7 +165,7 @@ def _textarea(rows: int, yaml: bool = False) -> forms.Textarea:
     return forms.Textarea(attrs=attrs)
 
 
-class StudioTemplateForm(DemoTemplateForm):
+class StudioTemplateForm(LiveLinkChecks, DemoTemplateForm):
     """The admin's template form (same checks), minus availability, with duration pickers."""
 
     class Meta(DemoTemplateForm.Meta):
@@ -122,6 +198,8 @@ class StudioTemplateForm(DemoTemplateForm):
             "warm_pool_size": "Warm-pool size",
             "warm_pool_schedule": "Warm-pool schedule",
             "warm_pool_max_age": "Replace spares after",
+            "sleep_after": "Sleep after",
+            "entry_service": "Entry service",
         }
         help_texts = {
             "slug": "Letters, digits and dashes; used in links and exports.",
@@ -130,6 +208,11 @@ class StudioTemplateForm(DemoTemplateForm):
             "extension_step": "How much time each extension adds.",
             "retention": "How long paused or archived demos are kept.",
             "provisioning_timeout": "A start that takes longer fails (1 minute to 2 hours).",
+            "sleep_after": "A running demo nobody uses for this long goes to sleep, keeping the "
+            "time it has left, and wakes when its link is opened (at least 5 minutes). Leave "
+            "it empty: never.",
+            "entry_service": "The Service inside the demo's cluster that serves the live link, "
+            "as namespace/name:port, e.g. default/shop:80.",
         }
 
     def __init__(self, *args: Any, allow_unsafe: bool = False, **kwargs: Any) -> None:
@@ -197,11 +280,8 @@ ChartFormSet = forms.formset_factory(
 
 def initial_values(document: dict[str, Any]) -> dict[str, Any]:
     """The form's initial values for a document (durations as timedelta for the pickers)."""
-    return {
-        name: parse_duration_text(document[name]) if name in DURATION_FIELDS else document[name]
-        for name in SETTINGS
-        if name in document
-    }
+    document = with_defaults(document)
+    return {name: setting_value(name, document[name]) for name in SETTINGS if name in document}
 
 
 def initial_charts(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -308,6 +388,7 @@ SECTIONS: list[tuple[str, str, list[str]]] = [
     ),
     ("warm-pool", "Warm pool", ["warm_pool_size", "warm_pool_schedule", "warm_pool_max_age"]),
     ("prospect", "Prospect-facing text", ["tagline", "description", "entry_url"]),
+    ("live-link", "Live link", ["entry_service", "sleep_after"]),
     (
         "credentials",
         "Credentials and instructions",
@@ -439,9 +520,12 @@ def validate_document(
     """
     # Settings the document leaves out keep what the template has now (a new template's
     # defaults), so a short file that names only what it changes is enough.
+    current = with_defaults(current)
     document = {**current, **document}
     unreadable = {}
     for name in DURATION_FIELDS:
+        if document[name] is None and name in OPTIONAL_DURATIONS:
+            continue
         try:
             parse_duration_text(document[name])
         except ValueError as exc:

@@ -79,14 +79,15 @@ def is_published(template: DemoTemplate) -> bool:
 def published_content(template: DemoTemplate) -> dict[str, Any] | None:
     if not is_published(template):
         return None
-    return TemplateVersion.objects.get(pk=template.published_version_id).content
+    content = TemplateVersion.objects.get(pk=template.published_version_id).content
+    return documents.with_defaults(content)
 
 
 def working_content(template: DemoTemplate) -> dict[str, Any]:
     """What the editor opens: the draft if there is one, else the published content."""
     draft = draft_of(template)
     if draft is not None:
-        return draft.content
+        return documents.with_defaults(draft.content)
     return published_content(template) or documents.content_of_template(template)
 
 

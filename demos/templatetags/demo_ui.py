@@ -29,6 +29,8 @@ def status_tone(status: str) -> str:
         return "progress"
     if status in KEPT:
         return "kept"
+    if status == Status.ASLEEP:
+        return "asleep"
     return "ended"
 
 

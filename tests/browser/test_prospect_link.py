@@ -24,8 +24,8 @@ def test_a_prospect_opens_a_shared_demo_until_the_link_is_revoked(
     csp_violations: list[str],
 ) -> None:
     demo = make_demo(template, sales_user, prospect_company="Acme")
-    demo.live_url = f"{site_url}/simulated/{demo.cluster_name}/"
-    demo.save(update_fields=["live_url"])
+    # The live app on its own host, behind the gate (Chromium resolves *.localhost to loopback).
+    assert demo.live_url.startswith(f"http://{demo.cluster_name}.demos.localhost:")
 
     log_in(page, site_url, "sales")
     page.goto(f"{site_url}/demos/{demo.public_id}/")
@@ -49,13 +49,31 @@ def test_a_prospect_opens_a_shared_demo_until_the_link_is_revoked(
     visitor.screenshot(path=SCREENSHOTS / "prospect-landing-phone.png", full_page=True)
     with visitor.expect_popup() as popup:
         visitor.get_by_role("link", name="Open demo").click()
-    expect(popup.value.get_by_text("Welcome, Acme!")).to_be_visible()
+    app = popup.value
+    expect(app.get_by_text("Welcome, Acme!")).to_be_visible()
+    assert app.url == demo.live_url  # the ticket was traded for the cookie and left the address
+    access = [c for c in prospect.cookies(demo.live_url) if c["name"] == "__Host-demo-access"]
+    assert len(access) == 1
+    assert access[0]["httpOnly"]
+    assert access[0]["secure"]
+    assert access[0]["domain"] == f"{demo.cluster_name}.demos.localhost"  # host-only
+    # The address alone, in a browser that never had the link, shows nothing of the demo.
+    stranger = browser.new_context()
+    elsewhere = stranger.new_page()
+    elsewhere.goto(demo.live_url)
+    expect(elsewhere.get_by_role("heading", name="This demo is private")).to_be_visible()
+    expect(elsewhere.get_by_text("Acme")).to_have_count(0)
+    stranger.close()
 
     page.reload()
     page.locator("#share-panel").get_by_role("button", name="Revoke").click()
     page.locator("#confirm-dialog [data-confirm-accept]").click()
     expect(page.locator("#share-panel")).to_contain_text("no longer works")
 
+    # The open app stops at its next request, and the link's page says nothing more.
+    app.reload()
+    expect(app.get_by_role("heading", name="This demo is private")).to_be_visible()
+    expect(app.get_by_text("Welcome, Acme!")).to_have_count(0)
     visitor.goto(url)
     expect(visitor.get_by_role("heading", name="This link is not available")).to_be_visible()
     expect(visitor.get_by_text("Acme")).to_have_count(0)

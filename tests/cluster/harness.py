@@ -265,6 +265,11 @@ def settings_environment(
     env = {
         "DEMO_BACKEND": "vcluster",
         "DEMO_BASE_DOMAIN": base_domain,
+        # This suite proves the vCluster side on a throwaway cluster: the portal runs outside it,
+        # where the cluster's ingress controller cannot call its gate. The gate's routing is
+        # proven on the emulated host (tests/kube/test_gate_routing.py) and behind a real nginx
+        # (tests/test_gate_nginx.py).
+        "DEMO_GATE": "false",
         "VCLUSTER_KUBECONFIG": worker_kubeconfig_path,
         "VCLUSTER_HELM_BIN": helm_bin,
         "VCLUSTER_INGRESS_CLASS": ingress_class,

@@ -18,6 +18,9 @@ import celpy
 import pytest
 from celpy import celtypes
 
+from demos.backends.vcluster import entry
+from demos.backends.vcluster.config import VClusterSettings
+from demos.backends.vcluster.values import example_spec
 from tests.upstream.rbac import WORKER, Rbac, production_rbac
 
 from .support import TREES, Manifest, config_data, find, of_kind, render
@@ -444,3 +447,23 @@ class TestDemoIngressHosts:
     ) -> None:
         found, _ = ingress_tree
         assert self.decide(found, ingress("anything.example.com"), namespace("team-x", {})) == []
+
+
+class TestTheGatedEntry:
+    @pytest.mark.parametrize("controller", ["ingress-nginx", "traefik"])
+    @pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+    def test_the_workers_routes_of_a_demo_host_are_admitted(
+        self, ingress_tree: tuple[Manifest, str], controller: str, operation: str
+    ) -> None:
+        found, base = ingress_tree
+        cfg = VClusterSettings(
+            gate=True, gate_controller=controller, base_domain=base, entry_tls_secret="wildcard"
+        )
+        spec = example_spec("demo-abc", entry_service="shop/web:8080")
+        routes = [o for o in entry.entry_objects(spec, cfg) if o["kind"] == "Ingress"]
+
+        assert len(routes) == 2
+        for route in routes:
+            route["metadata"]["namespace"] = "vcluster-demo-abc"
+            request = Request(operation, "Ingress", WORKER.username, route, None, DEMO_NS)
+            assert refusals(found, request) == []

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from demos.backends.vcluster import naming
+from demos.backends.vcluster import entry, naming
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.values import example_spec, render_values, to_yaml
 from tests.upstream.chart import HOST_VERSIONS, render_chart
@@ -238,6 +238,60 @@ def demo_rbac() -> Rbac:
     """Production RBAC with one demo namespace bound, as on a host running a demo."""
     cfg = production_settings()
     return Rbac([*production_rbac(), worker_binding(cfg, "vcluster-demo-1")])
+
+
+# What HostCluster.put_object sends for each object of a demo's gated entry (POST, then GET and
+# PUT when it exists), and delete, for an operator or a later clean-up.
+GATE_VERBS = ("get", "create", "update", "delete")
+
+
+def gate_objects(controller: str) -> list[Manifest]:
+    """The gated entry the backend creates for demo `demo-1` with this controller."""
+    cfg = VClusterSettings(
+        gate=True, gate_controller=controller, gateway="envoy-gateway-system/demos"
+    )
+    return entry.entry_objects(example_spec("demo-1", entry_service="shop/web:80"), cfg)
+
+
+class TestGateRouting:
+    @pytest.mark.parametrize("controller", ["ingress-nginx", "traefik", "envoy-gateway"])
+    def test_the_worker_may_manage_a_demos_gated_entry_in_its_namespace(
+        self, controller: str
+    ) -> None:
+        rbac = demo_rbac()
+        missing = [
+            f"{verb} {obj['kind']} {obj['metadata']['name']}"
+            for obj in gate_objects(controller)
+            for verb in GATE_VERBS
+            if not rbac.allows(
+                WORKER,
+                verb=verb,
+                group=group_of(obj),
+                resource=plural(obj["kind"]),
+                namespace="vcluster-demo-1",
+                name=None if verb == "create" else obj["metadata"]["name"],
+            )
+        ]
+        assert missing == []
+
+    @pytest.mark.parametrize("namespace", OTHER_NAMESPACES)
+    @pytest.mark.parametrize("controller", ["ingress-nginx", "traefik", "envoy-gateway"])
+    def test_nowhere_else(self, controller: str, namespace: str) -> None:
+        rbac = demo_rbac()
+        held = [
+            f"{verb} {obj['kind']}"
+            for obj in gate_objects(controller)
+            for verb in GATE_VERBS
+            if rbac.allows(
+                WORKER,
+                verb=verb,
+                group=group_of(obj),
+                resource=plural(obj["kind"]),
+                namespace=namespace,
+                name=obj["metadata"]["name"],
+            )
+        ]
+        assert held == []
 
 
 class TestWhatStaysOutOfReach:

@@ -26,7 +26,7 @@ from demos.backends.base import (
     SnapshotProgress,
     Spec,
 )
-from demos.backends.vcluster import naming, observe, snapshots
+from demos.backends.vcluster import entry, naming, observe, snapshots
 from demos.backends.vcluster.config import VClusterSettings
 from demos.backends.vcluster.helm import Helm, Runner, run_process
 from demos.backends.vcluster.kube import (
@@ -47,6 +47,8 @@ from demos.backends.vcluster.values import check_values, override_problems, rend
 VClusterClientFactory = Callable[[Mapping[str, Any], str], client.ApiClient]
 Probe = Callable[[str, float, bool], tuple[bool, str]]
 CONTROL_PLANE = "The vCluster control plane"
+# The label an EndpointSlice names its Service by (discovery.k8s.io/v1).
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 class VClusterBackend:
@@ -149,8 +151,20 @@ class VClusterBackend:
         name = spec["cluster_name"]
         naming.check_cluster_name(name, self.cfg.namespace_prefix)
         values_yaml = self.render(spec)
+        # Built first: a template the gate cannot route fails before anything is created.
+        routing = self._entry_objects(spec)
         namespace = self._ensure_namespace(spec)
         self.helm.upgrade_install(name, namespace, values_yaml)
+        self._open_entry(namespace, routing)
+
+    def _entry_objects(self, spec: Spec) -> list[dict[str, Any]]:
+        """The demo's gated routing on the host (entry.py), when the backend creates it."""
+        return entry.entry_objects(spec, self.cfg) if self.cfg.routes_entry else []
+
+    def _open_entry(self, namespace: str, routing: Sequence[Mapping[str, Any]]) -> None:
+        """Create or update the demo's gated routing. Its objects go with the namespace."""
+        for obj in routing:
+            self.host.put_object(namespace, obj)
 
     def restore(self, spec: Spec, location: str) -> None:
         """Create the cluster of `spec` from the archive at `location` with the vcluster CLI."""
@@ -452,27 +466,63 @@ class VClusterBackend:
         workload: Sequence[client.V1Pod],
         detail: str,
     ) -> Observation:
-        # Only the Ingresses synced from inside the vCluster (they carry its marker label): the
-        # chart's own API Ingress (VCLUSTER_API_INGRESS_HOST) is no live link.
-        ingress_urls = observe.ingress_urls(
-            self.host.list_ingresses(namespace, naming.workload_selector(spec["cluster_name"])),
-            self.cfg.ingress_class,
-        )
-        entry = spec.get("entry_url") or (ingress_urls[0] if ingress_urls else "")
-        urls = tuple(dict.fromkeys([u for u in [entry, *ingress_urls] if u]))
-        if not entry or not self.cfg.http_check:
+        if self.cfg.routes_entry:
+            # The portal owns the demo's host: its routing is checked here too (a restore
+            # comes this way, not through apply), and it is the only live link.
+            self._open_entry(namespace, self._entry_objects(spec))
+            entry_url = entry.live_url(spec, self.cfg)
+            urls: tuple[str, ...] = (entry_url,)
+        else:
+            # Only the Ingresses synced from inside the vCluster (they carry its marker label):
+            # the chart's own API Ingress (VCLUSTER_API_INGRESS_HOST) is no live link.
+            ingress_urls = observe.ingress_urls(
+                self.host.list_ingresses(namespace, naming.workload_selector(spec["cluster_name"])),
+                self.cfg.ingress_class,
+            )
+            entry_url = spec.get("entry_url") or (ingress_urls[0] if ingress_urls else "")
+            urls = tuple(dict.fromkeys([u for u in [entry_url, *ingress_urls] if u]))
+        if self.cfg.routes_entry:
+            # Through the gate the link answers (a redirect to the sign-in page) whether or not
+            # the app does, so the app's own Service must have a ready pod first.
+            waiting = self._entry_waiting(spec, namespace)
+            if waiting:
+                return Observation(Phase.CHECKING, waiting, progress, urls, detail)
+        if not entry_url or not self.cfg.http_check:
             return Observation(Phase.READY, "Ready.", progress, urls, detail)
         answers, said = self.probe(
-            entry, self.cfg.request_timeout_seconds, self.cfg.http_check_verify_tls
+            entry_url, self.cfg.request_timeout_seconds, self.cfg.http_check_verify_tls
         )
         if answers:
-            return Observation(Phase.READY, f"Ready: {entry} answers ({said}).", progress, urls)
+            return Observation(Phase.READY, f"Ready: {entry_url} answers ({said}).", progress, urls)
         # Say why the link is not answering yet when a pod shows it (e.g. still pulling).
         charts = spec.get("charts") or []
         findings = [observe.pod_finding(pod, observe.chart_of_pod(pod, charts)) for pod in workload]
         reason = next((f.message for f in findings if f is not None), "")
-        waiting = f"Charts installed; waiting for the live link {entry} to answer ({said})."
+        waiting = f"Charts installed; waiting for the live link {entry_url} to answer ({said})."
         return Observation(Phase.CHECKING, f"{waiting} {reason}".strip(), progress, urls, detail)
+
+    def _entry_waiting(self, spec: Spec, namespace: str) -> str:
+        """Why the template's entry service cannot serve the live link yet (empty: it can)."""
+        target = entry.entry_service(spec)
+        shown = f"{target.namespace}/{target.name}"
+        host_name = naming.host_service_name(target, spec["cluster_name"])
+        service = self.host.read_service(namespace, host_name)
+        if service is None:
+            return (
+                f"Charts installed; waiting for the entry service {shown} to exist in the "
+                "vCluster (check the template's entry service if this persists)."
+            )
+        ports = [port.port for port in (service.spec.ports if service.spec else None) or []]
+        if target.port not in ports:
+            listed = ", ".join(str(port) for port in ports) or "none"
+            return (
+                f"Charts installed, but the entry service {shown} has no port {target.port} "
+                f"(its ports: {listed}): fix the template's entry service."
+            )
+        slices = self.host.list_endpoint_slices(namespace, f"{SERVICE_NAME_LABEL}={host_name}")
+        if not any(observe.endpoint_ready(point) for s in slices for point in s.endpoints or []):
+            return f"Charts installed; waiting for a ready pod behind the entry service {shown}."
+        return ""
 
     # Pausing.
 

@@ -102,6 +102,28 @@ class VClusterSettings:
     http_check: bool = _setting("VCLUSTER_HTTP_CHECK", True)
     http_check_verify_tls: bool = _setting("VCLUSTER_HTTP_CHECK_VERIFY_TLS", True)
     extra_sans: tuple[str, ...] = _setting("VCLUSTER_EXTRA_SANS", ())
+    # Gated live links (portal-wide, declared in portal/settings.py): with DEMO_GATE on and an
+    # ingress controller in DEMO_GATE_CONTROLLER, the backend creates each demo host's routing
+    # itself (entry.py): the app behind the controller's forward auth to DEMO_GATE_AUTH_URL,
+    # /.portal-gate/ to the portal's Service, and a denied browser sent to SITE_URL's sign-in.
+    gate: bool = _setting("DEMO_GATE", True, portal_wide=True)
+    gate_controller: str = _setting("DEMO_GATE_CONTROLLER", "portal", portal_wide=True)
+    gate_auth_url: str = _setting(
+        "DEMO_GATE_AUTH_URL",
+        "http://portal-web.demo-portal.svc.cluster.local/gate/check/",
+        portal_wide=True,
+    )
+    gate_portal_service: str = _setting(
+        "DEMO_GATE_PORTAL_SERVICE", "portal-web.demo-portal.svc.cluster.local", portal_wide=True
+    )
+    gate_portal_port: int = _setting("DEMO_GATE_PORTAL_PORT", 80, minimum=1, portal_wide=True)
+    site_url: str = _setting("SITE_URL", "http://127.0.0.1:8000", portal_wide=True)
+    # The TLS Secret (in each demo namespace) of the demo hosts' Ingresses; empty: no `tls`
+    # section, the controller's default certificate (e.g. ingress-nginx's
+    # --default-ssl-certificate, a wildcard for DEMO_BASE_DOMAIN) serves them.
+    entry_tls_secret: str = _setting("VCLUSTER_ENTRY_TLS_SECRET", "")
+    # DEMO_GATE_CONTROLLER=envoy-gateway: the Gateway (NAMESPACE/NAME) demo routes attach to.
+    gateway: str = _setting("VCLUSTER_GATEWAY", "")
 
     @classmethod
     def variables(cls) -> list[Variable]:
@@ -181,8 +203,32 @@ class VClusterSettings:
                 f"VCLUSTER_WORKER_SERVICE_ACCOUNT={self.worker_service_account!r} must be "
                 "NAMESPACE/NAME of the worker's ServiceAccount."
             )
+        found.extend(self._gate_problems())
         if self.in_cluster and self.kubeconfig:
             found.append("Set either VCLUSTER_IN_CLUSTER=true or VCLUSTER_KUBECONFIG, not both.")
+        return found
+
+    @property
+    def routes_entry(self) -> bool:
+        """Whether the backend creates each demo host's gated routing (entry.py)."""
+        return self.gate and self.gate_controller != "portal"
+
+    def _gate_problems(self) -> list[str]:
+        """Settings the gated routing cannot do without (only when the backend creates it)."""
+        if not self.routes_entry:
+            return []
+        found = []
+        auth = urlsplit(self.gate_auth_url)
+        if auth.scheme not in ("http", "https") or not auth.hostname:
+            found.append(
+                f"DEMO_GATE_AUTH_URL={self.gate_auth_url!r} must be the http(s):// URL of the "
+                "portal's /gate/check/ that the ingress controller can reach."
+            )
+        if self.gate_controller == "envoy-gateway" and len(self.gateway.split("/")) != 2:
+            found.append(
+                f"VCLUSTER_GATEWAY={self.gateway!r} must be NAMESPACE/NAME of the Gateway that "
+                "demo routes attach to (DEMO_GATE_CONTROLLER=envoy-gateway)."
+            )
         return found
 
     def _snapshot_url_problems(self) -> list[str]:

@@ -129,6 +129,8 @@ class HostCluster:
         self.networking = client.NetworkingV1Api(api)
         self.storage = client.StorageV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.discovery = client.DiscoveryV1Api(api)
 
     def _call(
         self, action: str, method: Any, *args: Any, missing_ok: bool = False, **kw: Any
@@ -342,6 +344,97 @@ class HostCluster:
             label_selector=selector,
         )
         return list(result.items or [])
+
+    # The Service behind a gated live link (vCluster's copy of the template's entry service).
+    def read_service(self, namespace: str, name: str) -> client.V1Service | None:
+        return self._call(
+            f"read Service {namespace}/{name}",
+            self.core.read_namespaced_service,
+            name,
+            namespace,
+            missing_ok=True,
+        )
+
+    def list_endpoint_slices(self, namespace: str, selector: str) -> list[client.V1EndpointSlice]:
+        result = self._call(
+            f"list EndpointSlices in {namespace}",
+            self.discovery.list_namespaced_endpoint_slice,
+            namespace,
+            label_selector=selector,
+        )
+        return list(result.items or [])
+
+    # The demo's gated entry (entry.py): plain and custom objects, created or replaced whole.
+    def put_object(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """Create `body` in `namespace`, or replace the object of that name when it differs
+        (labels, annotations, spec or data). True when something was written."""
+        kind, name = body["kind"], body["metadata"]["name"]
+        create, read, replace = self._object_calls(namespace, body)
+        with translated(f"create {kind} {namespace}/{name}"):
+            try:
+                create(body, _request_timeout=self.timeout)
+                return True
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        with translated(f"read {kind} {namespace}/{name}"):
+            found = self.api.sanitize_for_serialization(read(_request_timeout=self.timeout))
+        if _contains(found, {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}):
+            return False
+        wanted = copy.deepcopy(dict(body))
+        wanted["metadata"]["resourceVersion"] = found["metadata"].get("resourceVersion")
+        with translated(f"update {kind} {namespace}/{name}"):
+            replace(wanted, _request_timeout=self.timeout)
+        return True
+
+    def _object_calls(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+        """(create(body), read(), replace(body)) for the kind of `body` in `namespace`."""
+        kind, name = body["kind"], body["metadata"]["name"]
+        typed = {
+            "Ingress": (self.networking, "namespaced_ingress"),
+            "Service": (self.core, "namespaced_service"),
+            "ConfigMap": (self.core, "namespaced_config_map"),
+        }
+        if kind in typed:
+            api, suffix = typed[kind]
+            return (
+                lambda b, **kw: getattr(api, f"create_{suffix}")(namespace, b, **kw),
+                lambda **kw: getattr(api, f"read_{suffix}")(name, namespace, **kw),
+                lambda b, **kw: getattr(api, f"replace_{suffix}")(name, namespace, b, **kw),
+            )
+        group, version = body["apiVersion"].split("/")
+        plural = CUSTOM_PLURALS[kind]
+        where = (group, version, namespace, plural)
+        return (
+            lambda b, **kw: self.custom.create_namespaced_custom_object(*where, b, **kw),
+            lambda **kw: self.custom.get_namespaced_custom_object(*where, name, **kw),
+            lambda b, **kw: self.custom.replace_namespaced_custom_object(*where, name, b, **kw),
+        )
+
+
+# The custom resources of the gated entry (entry.py), by kind.
+CUSTOM_PLURALS = {
+    "Middleware": "middlewares",
+    "HTTPRoute": "httproutes",
+    "SecurityPolicy": "securitypolicies",
+    "Backend": "backends",
+}
+
+
+def _contains(found: Any, wanted: Any) -> bool:
+    """Whether `found` (as the API returns it, with defaults and status filled in) already
+    holds every field of `wanted`."""
+    if isinstance(wanted, Mapping):
+        return isinstance(found, Mapping) and all(
+            _contains(found.get(key), value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(found, list)
+            and len(found) == len(wanted)
+            and all(_contains(f, w) for f, w in zip(found, wanted, strict=True))
+        )
+    return found == wanted
 
 
 class VClusterApi:

@@ -6,7 +6,9 @@ The `vcluster.loft.sh/*` and `loft.sh/*` keys are vCluster's own (see the refere
 
 from __future__ import annotations
 
+import hashlib
 import re
+from typing import NamedTuple
 
 from demos.backends.base import BackendError
 
@@ -131,3 +133,49 @@ def portal_selector(instance: str) -> str:
         f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},"
         f"{INSTANCE_LABEL}={label_value(instance) or 'default'}"
     )
+
+
+class VirtualService(NamedTuple):
+    """A Service inside a vCluster, as a template's `entry_service` names it."""
+
+    namespace: str
+    name: str
+    port: int
+
+
+_ENTRY_SERVICE = re.compile(
+    r"^(?P<namespace>[a-z0-9-]{1,63})/(?P<name>[a-z0-9-]{1,63}):(?P<port>\d{1,5})$"
+)
+
+
+def parse_entry_service(value: str) -> VirtualService | None:
+    """`namespace/name:port` as a `VirtualService`, or None when it is not that shape."""
+    match = _ENTRY_SERVICE.match(value.strip())
+    if match is None or not 0 < int(match["port"]) < 65536:
+        return None
+    return VirtualService(match["namespace"], match["name"], int(match["port"]))
+
+
+def safe_concat_name(*parts: str) -> str:
+    """vCluster's `SafeConcatName`: the parts joined by dashes; a name longer than 63 characters
+    becomes its first 52, a dash and the first 10 hex digits of its SHA-256, with any ".-" made
+    "-" (pkg/util/translate/translate.go:211-218 at v0.36.1)."""
+    full = "-".join(parts)
+    if len(full) > 63:
+        digest = hashlib.sha256(full.encode()).hexdigest()
+        return (full[:52] + "-" + digest[:10]).replace(".-", "-")
+    return full
+
+
+def host_service_name(service: VirtualService, vcluster: str) -> str:
+    """The name vCluster gives `service` when it syncs it to the host namespace.
+
+    In the host namespace of a vCluster (its only one, without the paid multi-namespace mode)
+    a synced object is named `<name>-x-<namespace>-x-<vcluster>` (`SingleNamespaceHostName`,
+    pkg/util/translate/single_namespace.go:59-64 at v0.36.1), which the Service mapper uses for
+    every Service except `default/kubernetes`, which is the vCluster's own Service
+    (pkg/mappings/resources/services.go:15-18, 74-83). The synced Service keeps its ports.
+    """
+    if (service.namespace, service.name) == ("default", "kubernetes"):
+        return vcluster
+    return safe_concat_name(service.name, "x", service.namespace, "x", vcluster)

@@ -259,3 +259,10 @@ def ingress_urls(ingresses: Iterable[client.V1Ingress], ingress_class: str = "")
                 scheme = "https" if rule.host in tls_hosts else "http"
                 urls.append(f"{scheme}://{rule.host}/")
     return list(dict.fromkeys(urls))
+
+
+def endpoint_ready(endpoint: client.V1Endpoint) -> bool:
+    """Whether an EndpointSlice endpoint takes traffic: `conditions.ready` unset means ready
+    (discovery.k8s.io/v1 EndpointConditions)."""
+    conditions = endpoint.conditions
+    return conditions is None or conditions.ready is not False

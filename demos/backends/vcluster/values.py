@@ -107,7 +107,12 @@ def render_values(spec: Spec, cfg: VClusterSettings) -> dict[str, Any]:
     if charts:
         values["experimental"] = {"deploy": {"vcluster": {"helm": charts}}}
     values = merge(values, spec.get("vcluster_overrides") or {})
-    return merge(values, spec.get("unsafe_vcluster_overrides") or {})
+    values = merge(values, spec.get("unsafe_vcluster_overrides") or {})
+    if cfg.routes_entry:
+        # The portal owns the demo's host (entry.py): an Ingress synced from a chart would be a
+        # route to the app around the gate, whatever the template's overrides say.
+        values = merge(values, {"sync": {"toHost": {"ingresses": {"enabled": False}}}})
+    return values
 
 
 # The chart merges its own default quota keys into ours (e.g. count/services: 20,

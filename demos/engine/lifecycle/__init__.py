@@ -16,7 +16,8 @@ Three modules, one layer:
 - `table`: the table, `transition()`, and the one deadline (`deadline`) with its one message for a
   demo that missed it (`overdue_message`);
 - `requests`: what people ask for (functions named `<verb>_demo`, called by views, the admin and
-  commands), and what the scheduler decides on its own (expiry, reminders, admission, retention);
+  commands), and what the scheduler decides on its own (expiry, reminders, admission, retention,
+  sleep; waking is asked for by the gate when someone opens a sleeping demo);
 - `outcomes`: the workers' side. The steps (`demos.engine.operations`) call the backend and
   report what they saw here; whether a demo is ready, failed, overdue or worth another look is
   decided there.
@@ -48,6 +49,7 @@ from demos.engine.lifecycle.requests import (
     archive_refusal,
     delete_demo,
     discard_kept,
+    end_long_sleep,
     expire_demo,
     extend_demo,
     extension_refusal,
@@ -56,8 +58,10 @@ from demos.engine.lifecycle.requests import (
     resume_demo,
     retire_spare,
     retry_demo,
+    sleep_demo,
     start_demo,
     start_spare,
+    wake_demo,
     warn_of_expiry,
 )
 from demos.engine.lifecycle.table import (
@@ -71,6 +75,7 @@ from demos.engine.lifecycle.table import (
     deadline,
     is_overdue,
     overdue_message,
+    publish_to_gate,
     record_event,
     refusal,
     states_for,
@@ -95,6 +100,7 @@ __all__ = [
     "deadline",
     "delete_demo",
     "discard_kept",
+    "end_long_sleep",
     "expire_demo",
     "extend_demo",
     "extension_refusal",
@@ -105,6 +111,7 @@ __all__ = [
     "next_step",
     "overdue_message",
     "pause_demo",
+    "publish_to_gate",
     "record_archive_delete",
     "record_cleanup",
     "record_delete",
@@ -119,9 +126,11 @@ __all__ = [
     "resume_demo",
     "retire_spare",
     "retry_demo",
+    "sleep_demo",
     "start_demo",
     "start_spare",
     "states_for",
     "transition",
+    "wake_demo",
     "warn_of_expiry",
 ]

@@ -146,8 +146,11 @@ def _finish_start(demo: Demo, observation: Observation, kubeconfig: str | None) 
 def record_resume(
     demo: Demo, seq: int, observation: Observation | None, *, kubeconfig: str | None = None
 ) -> Demo:
-    """Take in a resume step: None while the backend has not started the cluster again."""
+    """Take in a resume step (of a resume, or of a wake): None while the backend has not started
+    the cluster again."""
     if observation is not None and observation.phase == Phase.READY:
+        if demo.status == Status.WAKING:
+            return _finish_wake(demo, observation, kubeconfig)
         return _finish_resume(demo, observation, kubeconfig)
     if observation is not None and observation.phase == Phase.FAILED:
         return fail_demo(demo, observation.message, observation.detail, cleanup=False)
@@ -176,9 +179,40 @@ def _finish_resume(demo: Demo, observation: Observation, kubeconfig: str | None)
     return demo
 
 
+def _finish_wake(demo: Demo, observation: Observation, kubeconfig: str | None) -> Demo:
+    """Awake: it runs again with the time it had left when it fell asleep.
+
+    `ready_at` moves on by the sleep, so the template's longest lifetime (counted from it) bounds
+    the time the demo ran, not the time it slept.
+    """
+    now = timezone.now()
+    remaining = demo.sleep_remaining if demo.sleep_remaining is not None else demo.lifetime
+    asleep_for = now - demo.asleep_since if demo.asleep_since else timedelta(0)
+    expires_at = now + remaining
+    demo = transition(
+        demo,
+        "woke",
+        message=f"Awake again after {format_duration(asleep_for)} asleep; "
+        f"{format_duration(remaining)} left.",
+        data={"asleep_seconds": int(asleep_for.total_seconds())},
+        expires_at=expires_at,
+        ready_at=(demo.ready_at or now) + asleep_for,
+        slept=F("slept") + asleep_for,
+        asleep_since=None,
+        sleep_remaining=None,
+        urls=list(observation.urls) or demo.urls,
+        kubeconfig_sealed=_sealed(kubeconfig) or demo.kubeconfig_sealed,
+    )
+    dispatch.schedule_expiry(demo.public_id, expires_at)
+    return demo
+
+
 def record_pause(demo: Demo, seq: int, *, paused: bool) -> Demo:
+    """Take in a pause step (of a pause, or of a sleep)."""
     if not paused:
         return next_step(demo, seq)
+    if demo.status == Status.SLEEPING:
+        return transition(demo, "asleep")
     now = timezone.now()
     keep_until = now + Policy.of(demo).retention
     with transaction.atomic():

@@ -21,7 +21,9 @@ from demos.engine.lifecycle.table import (
     TRANSITIONS,
     WORKER,
     Actor,
+    publish_to_gate,
     record_event,
+    refusal,
     transition,
 )
 from demos.engine.specs import Policy, SpecError, render_spec
@@ -193,6 +195,7 @@ def _claim_spare(
                 {"lifetime_seconds": int(lifetime.total_seconds())},
             )
             dispatch.schedule_expiry(demo.public_id, demo.expires_at)
+            publish_to_gate(demo)  # its end is known now
             transaction.on_commit(lambda: dispatch.request_pool_refill(template.pk))
             return demo
     return None
@@ -279,6 +282,7 @@ def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
             {"expires_at": new_end.isoformat()},
         )
         dispatch.schedule_expiry(demo.public_id, new_end)
+        publish_to_gate(demo)
     return demo
 
 
@@ -327,9 +331,7 @@ def archive_demo(*, demo: Demo, actor: Actor) -> Demo:
 
 def retry_demo(*, demo: Demo, actor: Actor) -> Demo:
     """Try a failed demo's step again: start it again, or repeat the pause/archive/delete."""
-    name = f"retry-{demo.failed_from}"
-    if name not in TRANSITIONS:
-        name = "retry"  # failed while starting (or running): start again from the beginning
+    name = _retry_of(demo.failed_from)
     fields: dict[str, Any] = {"error_message": "", "error_detail": "", "failed_from": ""}
     with transaction.atomic():
         if TRANSITIONS[name].to == Status.REQUESTED:
@@ -339,6 +341,17 @@ def retry_demo(*, demo: Demo, actor: Actor) -> Demo:
                 progress=progress.initial(demo.spec, queued_done=True),
             )
         return transition(demo, name, actor=actor, **fields)
+
+
+def _retry_of(failed_from: str) -> str:
+    """The retry that repeats the step a demo failed in: the one leading back to that state.
+
+    A demo that failed while starting (or running) starts again from the beginning.
+    """
+    for name, rule in TRANSITIONS.items():
+        if name.startswith("retry-") and rule.to == failed_from:
+            return name
+    return "retry"
 
 
 def restore_snapshot(*, snapshot: Snapshot, owner: Any, start_token: str = "") -> Demo:
@@ -458,3 +471,78 @@ def discard_kept(demo: Demo) -> Demo | None:
             )
             record_event(demo, "retention", "The archive passed its retention time.", SCHEDULER)
     return demo
+
+
+# --- Sleep (demos.engine.sleep decides who is idle) ------------------------------------------
+
+
+def sleep_demo(*, demo: Demo, actor: Actor = SCHEDULER, idle_for: timedelta | None = None) -> Demo:
+    """Put a running demo to sleep: pause its cluster in place, keep its time left and its slot.
+
+    Its expiry stops (the clock does not run while it sleeps) and the time it had left is given
+    back when it wakes. The compare-and-swap also matches the end it read, so an extension made
+    meanwhile is never lost: the sleep is then refused and the sweep tries again later.
+    """
+    if demo.status != Status.READY or demo.expires_at is None:
+        raise InvalidTransition(refusal(demo, "put it to sleep"))
+    now = timezone.now()
+    remaining = max(demo.expires_at - now, timedelta(0))
+    idle = f" for {format_duration(idle_for)}" if idle_for else ""
+    return transition(
+        demo,
+        "sleep",
+        actor=actor,
+        message=f"Nobody used it{idle}: putting it to sleep with "
+        f"{format_duration(remaining)} left.",
+        data={
+            "remaining_seconds": int(remaining.total_seconds()),
+            **({"idle_seconds": int(idle_for.total_seconds())} if idle_for else {}),
+        },
+        match={"expires_at": demo.expires_at, "is_spare": False},
+        sleep_remaining=remaining,
+        asleep_since=now,
+        expires_at=None,
+    )
+
+
+def wake_demo(*, demo: Demo, actor: Actor) -> Demo:
+    """Wake a sleeping demo: resume its cluster; it runs again with the time it had left.
+
+    Idempotent, as every visitor opening the link at once asks: a demo already waking or awake
+    is returned as it is. It needs no room (it kept its slot while asleep).
+    """
+    if demo.status in (Status.WAKING, Status.READY):
+        return demo
+    try:
+        return transition(demo, "wake", actor=actor)
+    except InvalidTransition:
+        # Someone else woke it first (the demo is refreshed), or it is not asleep at all.
+        if demo.status in (Status.WAKING, Status.READY):
+            return demo
+        if demo.status == Status.SLEEPING:
+            raise LifecycleError(
+                "This demo is going to sleep right now, so it cannot wake yet; try again in "
+                "a few seconds."
+            ) from None
+        raise LifecycleError(refusal(demo, "wake it")) from None
+
+
+def end_long_sleep(demo: Demo, now: datetime) -> Demo | None:
+    """Delete a demo asleep for longer than its template keeps demos for later. None when it is
+    not due (any more)."""
+    if demo.status != Status.ASLEEP or demo.asleep_since is None:
+        return None
+    retention = Policy.of(demo).retention
+    if demo.asleep_since + retention > now:
+        return None
+    try:
+        return transition(
+            demo,
+            "sleep-retention",
+            actor=SCHEDULER,
+            message=f"Asleep for {format_duration(now - demo.asleep_since)}, longer than the "
+            f"{format_duration(retention)} the template keeps demos for: deleting it now.",
+            match={"asleep_since": demo.asleep_since},
+        )
+    except InvalidTransition:
+        return None

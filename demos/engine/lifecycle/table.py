@@ -18,6 +18,7 @@ from demos.engine import dispatch
 from demos.engine.dispatch import Work
 from demos.engine.specs import Policy
 from demos.errors import InvalidTransition
+from demos.gate import state as gate_state
 from demos.models import (
     ACTIVE,
     STARTING,
@@ -44,6 +45,9 @@ STATE_EXPLAINED = {
     Status.DELETING: "This demo is already being deleted",
     Status.DELETED: "This demo has been deleted",
     Status.FAILED: "This demo has failed",
+    Status.SLEEPING: "This demo is going to sleep",
+    Status.ASLEEP: "This demo is asleep",
+    Status.WAKING: "This demo is waking up",
 }
 
 
@@ -64,6 +68,8 @@ class Transition:
 
 
 _RESTARTABLE = STARTING | {Status.READY, Status.PAUSED, Status.FAILED}
+# A demo can be deleted wherever it can be started again, and while it sleeps.
+_DELETABLE = _RESTARTABLE | {Status.ASLEEP}
 
 TRANSITIONS: dict[str, Transition] = {
     # What people ask for.
@@ -72,7 +78,7 @@ TRANSITIONS: dict[str, Transition] = {
         action="delete", verb="delete it",
     ),
     "delete": Transition(
-        _RESTARTABLE, Status.DELETING, "deleting", "Deleting the demo and its cluster.",
+        _DELETABLE, Status.DELETING, "deleting", "Deleting the demo and its cluster.",
         Work.DELETE, action="delete", verb="delete it",
     ),
     "extend": Transition(
@@ -106,6 +112,14 @@ TRANSITIONS: dict[str, Transition] = {
         frozenset({Status.FAILED}), Status.RESUMING, "retried", "Trying the resume again.",
         Work.RESUME, action="retry", verb="retry it",
     ),
+    "retry-sleep": Transition(
+        frozenset({Status.FAILED}), Status.SLEEPING, "retried", "Trying to put it to sleep again.",
+        Work.PAUSE, action="retry", verb="retry it",
+    ),
+    "retry-wake": Transition(
+        frozenset({Status.FAILED}), Status.WAKING, "retried", "Trying to wake it again.",
+        Work.RESUME, action="retry", verb="retry it",
+    ),
     "retry-archive": Transition(
         frozenset({Status.FAILED}), Status.ARCHIVING, "retried", "Trying the archive again.",
         Work.ARCHIVE, action="retry", verb="retry it",
@@ -114,7 +128,21 @@ TRANSITIONS: dict[str, Transition] = {
         frozenset({Status.FAILED}), Status.DELETING, "retried", "Trying the delete again.",
         Work.DELETE, action="retry", verb="retry it",
     ),
+    # Sleep: the same backend work as a pause and a resume, but the demo keeps its time left
+    # and its slot, and wakes by itself when its link is opened (demos.engine.sleep).
+    "wake": Transition(
+        frozenset({Status.ASLEEP}), Status.WAKING, "waking", "Waking up.",
+        Work.RESUME, action="wake", verb="wake it",
+    ),
     # What the system does on its own.
+    "sleep": Transition(
+        frozenset({Status.READY}), Status.SLEEPING, "sleeping",
+        "Nobody used it for a while: putting it to sleep.", Work.PAUSE,
+    ),
+    "sleep-retention": Transition(
+        frozenset({Status.ASLEEP}), Status.DELETING, "retention",
+        "Asleep for the whole retention time: deleting it now.", Work.DELETE,
+    ),
     "admit": Transition(
         frozenset({Status.QUEUED}), Status.REQUESTED, "admitted",
         "Waiting for a worker to create the cluster.", Work.PROVISION,
@@ -152,6 +180,13 @@ TRANSITIONS: dict[str, Transition] = {
         frozenset({Status.RESUMING}), Status.READY, "ready", "Resumed and ready again."
     ),
     "paused": Transition(frozenset({Status.PAUSING}), Status.PAUSED, "paused", "Kept for later."),
+    "asleep": Transition(
+        frozenset({Status.SLEEPING}), Status.ASLEEP, "asleep",
+        "Asleep: it wakes when someone opens it.",
+    ),
+    "woke": Transition(
+        frozenset({Status.WAKING}), Status.READY, "ready", "Awake and ready again."
+    ),
     "archived": Transition(
         frozenset({Status.ARCHIVING}), Status.ARCHIVED, "archived",
         "Archived; the cluster is deleted.",
@@ -247,7 +282,19 @@ def transition(
             dispatch.cancel_expiry(demo.public_id)
         if rule.work:
             dispatch.enqueue_step(rule.work, demo.public_id, demo.steps)
+        publish_to_gate(demo)
     return demo
+
+
+def publish_to_gate(demo: Demo) -> None:
+    """Once the change commits, tell the gate (which answers the live link without asking the
+    database) what the demo is now: running, asleep, ended.
+
+    Robust: the gate also reads the row when its own copy is missing, so a failed publish must
+    not undo the change the demo went through.
+    """
+
+    transaction.on_commit(lambda: gate_state.publish_demo(demo), robust=True)
 
 
 # --- Deadlines --------------------------------------------------------------------------------
