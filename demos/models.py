@@ -109,6 +109,11 @@ class DemoTemplate(models.Model):
         "through its gate.",
     )
 
+    # Repeated failures take a template out of the catalog until an admin puts it back.
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    flagged_at = models.DateTimeField(null=True, blank=True, editable=False)
+    flag_reason = models.CharField(max_length=300, blank=True, editable=False)
+
     version = models.PositiveIntegerField(default=1, editable=False)
     # What the catalog offers and demos start from: this row holds the published content, and
     # edits wait in a `TemplateDraft` until published. Empty until the first publication, and

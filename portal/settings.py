@@ -406,6 +406,9 @@ DEMO_GATE_PORTAL_PORT = envint("DEMO_GATE_PORTAL_PORT", 80, minimum=1)
 DEMO_GATE_COOKIE_SECURE = envbool("DEMO_GATE_COOKIE_SECURE", True)
 DEMO_GATE_COOKIE_SECONDS = envint("DEMO_GATE_COOKIE_SECONDS", 12 * 3600, minimum=60)
 DEMO_GATE_TICKET_SECONDS = envint("DEMO_GATE_TICKET_SECONDS", 60, minimum=5)
+# How long each web process holds a decision of the gate, and sends its counts of demo use at
+# most this often: a revocation takes effect within this time (plus the next request).
+DEMO_GATE_CACHE_SECONDS = envfloat("DEMO_GATE_CACHE_SECONDS", 1.0)
 # How long the gate trusts the state it keeps in Redis before it reads the database again (every
 # change writes it at once; this only bounds a change whose Redis write failed).
 DEMO_GATE_STATE_SECONDS = envint("DEMO_GATE_STATE_SECONDS", 600, minimum=5)
@@ -445,6 +448,8 @@ DEMO_EXPIRY_WARNINGS = [
 ]
 DEMO_RECONCILE_SECONDS = envint("DEMO_RECONCILE_SECONDS", 30, minimum=5)
 DEMO_JOB_RETRIES = envint("DEMO_JOB_RETRIES", 3)
+# Failed starts in a row that take a template out of the catalog until an admin puts it back.
+DEMO_TEMPLATE_FLAG_AFTER = envint("DEMO_TEMPLATE_FLAG_AFTER", 3, minimum=1)
 # Seconds between two looks at a cluster that is on its way (starting, pausing, deleting...).
 # Each look is one short job; nothing waits in between.
 DEMO_OBSERVE_INTERVAL = envfloat("DEMO_OBSERVE_INTERVAL", 1.0)

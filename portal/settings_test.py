@@ -9,6 +9,9 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("DEMO_SIM_STEP_SECONDS", "0")
 os.environ.setdefault("DEMO_OBSERVE_INTERVAL", "0.05")
+# The gate decides and counts at each request: tests see a change at once. Tests of the
+# gate's one-second hold set it themselves.
+os.environ.setdefault("DEMO_GATE_CACHE_SECONDS", "0")
 
 from portal.settings import *  # noqa: F403
 from portal.settings import DATABASES, STORAGES, VAR_DIR

@@ -240,12 +240,14 @@ def _fresh_caches() -> None:
     from redis.exceptions import RedisError
 
     from demos.fleet.selectors import TIME_TO_READY_CACHE_KEY
+    from demos.gate import state as gate_state
     from portal.redis_connection import shared
 
     caches["fragments"].clear()
     with contextlib.suppress(RedisError):
         cache.delete(TIME_TO_READY_CACHE_KEY)
         # The gate's state names demos and links by id, which each test's database reuses.
+        gate_state.forget_held()
         redis = shared()
         for key in redis.scan_iter("gate:*", count=1000):
             redis.delete(key)

@@ -134,6 +134,7 @@ def nginx_port(live_server: Any, settings: Any, tmp_path: Path) -> Iterator[int]
         pytest.skip("nginx is not installed (apt-get install nginx)")
     settings.SITE_URL = live_server.url
     settings.DEMO_GATE_CONTROLLER = "ingress-nginx"  # nginx checks; the app behind it does not
+    settings.DEMO_GATE_CACHE_SECONDS = 1.0  # as in production: decisions held for a second
     portal = f"127.0.0.1:{urlsplit(live_server.url).port}"
     with running_nginx(
         tmp_path, portal=portal, site=settings.SITE_URL, domain=settings.DEMO_BASE_DOMAIN

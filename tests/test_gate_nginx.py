@@ -169,6 +169,8 @@ def test_a_sleeping_demo_wakes_for_its_prospect_and_lets_them_in(
         enter_with_link(browser, demo)
         asleep = wait_for_status(lifecycle.sleep_demo(demo=demo), Status.ASLEEP, Status.FAILED)
         assert asleep.status == Status.ASLEEP, asleep.error_message
+        # A demo sleeps after minutes without a request: by then no decision is held.
+        time.sleep(settings.DEMO_GATE_CACHE_SECONDS)
 
         # The prospect's next request: nginx refuses it, the portal knows the browser, wakes the
         # demo and shows the waking page.

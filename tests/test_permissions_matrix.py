@@ -380,6 +380,11 @@ ROUTES: dict[str, list[Probe]] = {
         studio_only(studio_url("availability/"), 405),
         studio_only(studio_url("availability/"), REDIRECT, method="post", data={"enabled": "on"}),
     ],
+    # Putting a template back in the catalog: a POST; this one was not taken out (no change).
+    "studio/templates/<slug:slug>/put-back/": [
+        studio_only(studio_url("put-back/"), 405),
+        studio_only(studio_url("put-back/"), REDIRECT, method="post"),
+    ],
     "studio/templates/<slug:slug>/compare/": [
         studio_only(studio_url("compare/?old=1&new=1"), 200),
         studio_only(studio_url("compare/?old=1&new=draft"), 404),

@@ -43,9 +43,11 @@ MIX = [
 # The queries each page makes once the person's session and user are cached (portal/sessions.py,
 # portal/auth_backend.py): the page's own reads only.
 PAGE_QUERIES = {
-    "catalog": 5,  # templates, their charts, kept speeds, warm-pool levels, the person's running
-    "my demos (salesperson)": 3,  # one page of each section
-    "my demos (manager)": 4,  # and the people to filter by
+    # and capacity on the catalog and My demos: the person's slots, whether the portal is full,
+    # why queued demos wait (one query, however many demos)
+    "catalog": 6,  # templates, their charts, kept speeds, warm-pool levels, the person's running
+    "my demos (salesperson)": 4,  # one page of each section
+    "my demos (manager)": 5,  # and the people to filter by
     "demo page": 5,  # panel version, demo, timeline, share links, visits
     "status poll (204)": 1,  # the panel version alone
     "status poll (full)": 3,  # version, demo, new events

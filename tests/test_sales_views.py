@@ -452,14 +452,26 @@ class TestDemoPage:
         assert "onerror" not in html
         assert "javascript:" not in html
 
+    def test_a_manager_sees_the_technical_cause_of_a_failure(
+        self, alice: User, manager: User, template: DemoTemplate, rq_redis: Any
+    ) -> None:
+        html = page(logged_in(manager), detail_url(failed_demo(template, alice)))
+        assert "image pull error" in html
+        assert "ErrImagePull" in html  # the technical detail, folded away
+
     def test_a_failed_demo_shows_the_cause_with_retry_and_delete(
         self, alice: User, template: DemoTemplate, rq_redis: Any
     ) -> None:
         demo = failed_demo(template, alice)
         html = page(logged_in(alice), detail_url(demo))
         assert "The demo could not start" in html
-        assert "image pull error" in html
-        assert "ErrImagePull" in html  # the technical detail, folded away
+        # Plain words for the salesperson; the technical cause is for admins and managers (and
+        # the demo's timeline, which records what happened).
+        cause = re.search(r'class="failure-cause[^"]*"[^>]*>(.*?)</', html, re.S)
+        assert cause is not None
+        assert "broken right now" in cause.group(1)
+        assert "image pull error" not in cause.group(1)
+        assert "ErrImagePull" not in html
         assert "step--failed" in html
         assert ">Retry<" in html
         assert ">Delete<" in html

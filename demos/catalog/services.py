@@ -6,6 +6,7 @@ trail of these changes is Django admin's LogEntry, written by the admin that cal
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -14,6 +15,7 @@ from demos.models import DemoTemplate, TemplateChart
 
 SLUG_MAX_LENGTH = DemoTemplate._meta.get_field("slug").max_length
 NAME_MAX_LENGTH = DemoTemplate._meta.get_field("name").max_length
+FLAG_REASON_MAX_LENGTH = DemoTemplate._meta.get_field("flag_reason").max_length
 
 
 def bump_template_version(*, template: DemoTemplate) -> int:
@@ -55,6 +57,8 @@ def duplicate_template(*, template: DemoTemplate) -> DemoTemplate:
         copy.enabled = False
         copy.warm_pool_size = 0
         copy.version = 1
+        # A copy starts with a clean record: its failures are not the original's.
+        copy.consecutive_failures, copy.flagged_at, copy.flag_reason = 0, None, ""
         copy.save()
         TemplateChart.objects.bulk_create(
             TemplateChart(
@@ -82,4 +86,41 @@ def set_template_enabled(*, template: DemoTemplate, enabled: bool) -> bool:
         enabled=enabled, updated_at=timezone.now()
     )
     template.enabled = enabled
+    return changed == 1
+
+
+def record_template_failure(*, template_id: int, cause: str) -> bool:
+    """Count one more failed start in a row of a template; flag it, which takes it out of the
+    catalog, once `DEMO_TEMPLATE_FLAG_AFTER` starts in a row failed. True when this call flagged
+    it.
+
+    Increments in the database and flags with a compare-and-swap, so two workers failing at the
+    same moment count twice and flag once.
+    """
+    DemoTemplate.objects.filter(pk=template_id).update(
+        consecutive_failures=F("consecutive_failures") + 1
+    )
+    flagged = DemoTemplate.objects.filter(
+        pk=template_id,
+        flagged_at__isnull=True,
+        consecutive_failures__gte=settings.DEMO_TEMPLATE_FLAG_AFTER,
+    ).update(flagged_at=timezone.now(), flag_reason=cause[:FLAG_REASON_MAX_LENGTH])
+    return flagged == 1
+
+
+def record_template_ready(*, template_id: int) -> None:
+    """A demo of the template started: its failures are no longer in a row. A flag stays until
+    an admin puts the template back."""
+    DemoTemplate.objects.filter(pk=template_id, consecutive_failures__gt=0).update(
+        consecutive_failures=0
+    )
+
+
+def put_template_back(*, template: DemoTemplate) -> bool:
+    """Offer a flagged template in the catalog again, counting its failures from zero. True
+    when this call changed it."""
+    changed = DemoTemplate.objects.filter(pk=template.pk, flagged_at__isnull=False).update(
+        flagged_at=None, flag_reason="", consecutive_failures=0, updated_at=timezone.now()
+    )
+    template.flagged_at, template.flag_reason, template.consecutive_failures = None, "", 0
     return changed == 1

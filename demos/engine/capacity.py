@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from demos.errors import LifecycleError
 from demos.models import ACTIVE, Demo, Status
@@ -153,3 +156,133 @@ def request_admission() -> None:
         from demos.engine import dispatch
 
         dispatch.enqueue_maintenance("admit", "admit-queued")
+
+
+# --- What pages show of capacity (read-only: admission never reads these) ----------------------
+
+
+@dataclass(frozen=True)
+class Slots:
+    """One person's demo slots, and whether the whole portal is full, as pages show them."""
+
+    used: int
+    limit: int
+    portal_full: bool
+
+    @property
+    def full(self) -> bool:
+        return self.used >= self.limit
+
+
+class QueueCause(StrEnum):
+    OWNER = "owner"
+    PORTAL = "portal"
+    TEMPLATE = "template"
+
+
+@dataclass(frozen=True)
+class QueueReason:
+    """Why a queued demo waits, its place in the queue and about how long until it has room."""
+
+    cause: QueueCause | None  # None: room has just freed up and admission has not run yet
+    limit: int
+    position: int
+    # Until the running demo it waits for ends; None when no demo in its way has an end time.
+    wait: timedelta | None
+
+
+@dataclass(frozen=True)
+class _Held:
+    owner_id: int | None
+    template_id: int
+    is_spare: bool
+    ends_at: datetime | None  # ready demos only: the end of a starting or sleeping one moves
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    pk: int
+    owner_id: int | None
+    template_id: int
+
+
+@dataclass(frozen=True)
+class CapacityPicture:
+    """The demos holding capacity and those waiting for it, read with one query.
+
+    Pages read it to show a person's slots and why each queued demo waits. It counts what
+    `Occupancy` counts (the same states, warm spares only in the total), so the numbers people
+    see are the ones admission goes by. The rows are few: the running demos are bounded by
+    DEMO_MAX_ACTIVE_TOTAL and the queue by DEMO_MAX_ACTIVE_PER_USER per person.
+    """
+
+    held: list[_Held]
+    waiting: list[_Waiting]  # oldest first: the order admission takes them in
+    now: datetime
+
+    @classmethod
+    def read(cls) -> CapacityPicture:
+        rows = (
+            Demo.objects.filter(status__in=[*ACTIVE, Status.QUEUED])
+            .order_by("requested_at", "pk")
+            .values_list("pk", "owner_id", "template_id", "is_spare", "status", "expires_at")
+        )
+        held, waiting = [], []
+        for pk, owner_id, template_id, is_spare, status, expires_at in rows:
+            if status == Status.QUEUED:
+                waiting.append(_Waiting(pk, owner_id, template_id))
+            else:
+                ends_at = expires_at if status == Status.READY else None
+                held.append(_Held(owner_id, template_id, is_spare, ends_at))
+        return cls(held, waiting, timezone.now())
+
+    @property
+    def portal_full(self) -> bool:
+        return len(self.held) >= settings.DEMO_MAX_ACTIVE_TOTAL
+
+    def slots_of(self, user: Any) -> Slots:
+        used = sum(1 for demo in self.held if demo.owner_id == user.pk)
+        return Slots(used, settings.DEMO_MAX_ACTIVE_PER_USER, self.portal_full)
+
+    def why_queued(self, demo: Demo) -> QueueReason | None:
+        """Why `demo` waits, the person's own limit first (the one they can do something
+        about). `demo.template` must be loaded. None when the demo is not in the queue."""
+        ahead = next((i for i, w in enumerate(self.waiting) if w.pk == demo.pk), None)
+        if ahead is None:
+            return None
+        before = self.waiting[:ahead]
+        position = ahead + 1
+        if demo.owner_id is not None:
+            mine = [d for d in self.held if d.owner_id == demo.owner_id]
+            limit = settings.DEMO_MAX_ACTIVE_PER_USER
+            if len(mine) >= limit:
+                waiting_too = sum(1 for w in before if w.owner_id == demo.owner_id)
+                return QueueReason(QueueCause.OWNER, limit, position, self._wait(mine, waiting_too))
+        if self.portal_full:
+            limit = settings.DEMO_MAX_ACTIVE_TOTAL
+            return QueueReason(QueueCause.PORTAL, limit, position, self._wait(self.held, ahead))
+        limit = demo.template.max_concurrent
+        same = [d for d in self.held if d.template_id == demo.template_id and not d.is_spare]
+        if limit and len(same) >= limit:
+            waiting_too = sum(1 for w in before if w.template_id == demo.template_id)
+            return QueueReason(QueueCause.TEMPLATE, limit, position, self._wait(same, waiting_too))
+        return QueueReason(None, 0, position, None)
+
+    def _wait(self, in_the_way: list[_Held], waiting_too: int) -> timedelta | None:
+        """Until the demo it waits for ends: the soonest end among `in_the_way`, after as many
+        more as there are demos ahead of it waiting for the same room."""
+        ends = sorted(d.ends_at for d in in_the_way if d.ends_at is not None)
+        if len(ends) <= waiting_too:
+            return None
+        return max(ends[waiting_too] - self.now, timedelta(0))
+
+
+def slots_for(user: Any) -> Slots:
+    """The person's slots and whether the portal is full, counted in the database: one query
+    that reads no rows, for pages that need nothing else (CapacityPicture reads every demo
+    holding or awaiting capacity, which only explaining a queued demo needs)."""
+    counts = Demo.objects.filter(status__in=ACTIVE).aggregate(
+        total=Count("pk"), mine=Count("pk", filter=Q(owner_id=user.pk))
+    )
+    full = counts["total"] >= settings.DEMO_MAX_ACTIVE_TOTAL
+    return Slots(counts["mine"], settings.DEMO_MAX_ACTIVE_PER_USER, full)

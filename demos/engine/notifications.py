@@ -6,13 +6,22 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.mail import send_mail, send_mass_mail
+from django.db.models import Q
 from django.urls import reverse
+from redis.exceptions import RedisError
 
+from demos import roles
 from demos.durations import format_duration
 from demos.models import Demo, ShareLink
 
 log = logging.getLogger(__name__)
+
+# At most one email per template to its admins in this time: a broken template failing every
+# demo must not flood them.
+ADMIN_FAILURE_COOLDOWN = timedelta(minutes=10)
 
 
 def demo_url(demo: Demo) -> str:
@@ -80,3 +89,101 @@ def more_time_requested(link: ShareLink) -> bool:
         f"{_who(demo)}. Nothing has been changed: extend it, if you agree, here:\n"
         f"{demo_url(demo)}\n",
     )
+
+
+def studio_url(demo: Demo) -> str:
+    return settings.SITE_URL + reverse("demos:studio_template", args=[demo.template.slug])
+
+
+def demo_failed(demo: Demo, *, template_flagged: bool = False) -> None:
+    """Tell who needs to know that `demo` failed.
+
+    The owner gets plain words and the demo's link; the template's admins the technical cause
+    and the template's studio page. A test launch concerns only the admin who launched it, and
+    a warm-pool spare (no owner) only the admins.
+    """
+    if demo.is_test_launch:
+        _send(demo, _admin_subject(demo), _admin_body(demo, template_flagged=False))
+        return
+    if demo.owner is not None:
+        _send(
+            demo,
+            f"Your {demo.template.name} demo is broken",
+            f"Your {demo.template.name} demo for {_who(demo)} could not go on: it is broken "
+            "right now, and the template's admins have been told.\n\n"
+            f"Try it again, or delete it, here:\n{demo_url(demo)}\n",
+        )
+    # A template taken out of the catalog is news admins must get, cooldown or not; it happens
+    # once until they put it back.
+    if template_flagged or _admins_not_told_recently(demo.template_id):
+        _send_to_admins(_admin_subject(demo), _admin_body(demo, template_flagged=template_flagged))
+
+
+def template_admin_emails() -> list[str]:
+    """Who is told about failures: the template admins (and superusers) with an address."""
+    admins = get_user_model().objects.filter(
+        Q(groups__name=roles.TEMPLATE_ADMINS) | Q(is_superuser=True), is_active=True
+    )
+    return sorted(set(admins.exclude(email="").values_list("email", flat=True)))
+
+
+def _admins_not_told_recently(template_id: int) -> bool:
+    try:
+        return bool(
+            cache.add(
+                f"failures:admins-told:{template_id}",
+                1,
+                timeout=int(ADMIN_FAILURE_COOLDOWN.total_seconds()),
+            )
+        )
+    except RedisError:
+        return True  # without Redis there is no cooldown: told twice rather than not at all
+
+
+def _admin_subject(demo: Demo) -> str:
+    return f"A {demo.template.name} demo failed"
+
+
+def _admin_body(demo: Demo, *, template_flagged: bool) -> str:
+    if demo.is_test_launch:
+        whose = "Your test launch"
+    elif demo.is_spare:
+        whose = "A warm-pool spare"
+    elif demo.owner is not None:
+        whose = f"The demo of {demo.owner.get_full_name() or demo.owner.get_username()}"
+    else:
+        whose = "A demo"
+    lines = [
+        f"{whose} ({demo.template.name}, cluster {demo.cluster_name}) failed:",
+        "",
+        demo.error_message or "No cause was recorded.",
+    ]
+    if demo.error_detail:
+        lines += ["", "Detail (the end of it):", demo.error_detail[-1500:]]
+    if template_flagged:
+        lines += [
+            "",
+            f"The template failed {settings.DEMO_TEMPLATE_FLAG_AFTER} starts in a row, so it is "
+            "taken out of the catalog. Fix it, then put it back in the catalog from its studio "
+            "page.",
+        ]
+    lines += ["", f"The template in the studio:\n{studio_url(demo)}"]
+    if demo.is_test_launch:
+        launch = reverse("demos:studio_launch", args=[demo.template.slug, demo.public_id])
+        lines += ["", f"The test launch:\n{settings.SITE_URL}{launch}"]
+    elif not demo.is_spare:
+        lines += ["", f"The demo and its event log:\n{demo_url(demo)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _send_to_admins(subject: str, body: str) -> int:
+    recipients = template_admin_emails()
+    if not recipients:
+        log.warning("Nobody to tell about “%s”: no template admin has an email address.", subject)
+        return 0
+    try:
+        # One message each, so admins do not see one another's addresses.
+        return send_mass_mail([(subject, body, None, [email]) for email in recipients])
+    except OSError:
+        log.exception("Could not send “%s” to the template admins", subject)
+        return 0

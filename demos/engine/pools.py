@@ -41,7 +41,9 @@ def schedule_is_on(expression: str, now: datetime) -> bool:
 
 
 def wanted_size(template: DemoTemplate, now: datetime) -> int:
-    if not template.enabled or not template.warm_pool_size:
+    # A template taken out of the catalog after repeated failures starts no spares either: they
+    # would fail the same way.
+    if not template.enabled or not template.warm_pool_size or template.flagged_at is not None:
         return 0
     return template.warm_pool_size if schedule_is_on(template.warm_pool_schedule, now) else 0
 

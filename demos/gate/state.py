@@ -11,13 +11,19 @@ check that finds one missing reads the database and stores what it found with SE
 racing a change never overwrites the change's newer value. Entries live
 DEMO_GATE_STATE_SECONDS, which bounds how long a write lost to a Redis failure can linger.
 
-A check, its decision and the count of an allowed request are one Lua script: one round trip.
+Each process keeps the decisions it made for DEMO_GATE_CACHE_SECONDS (one second): a browser
+loading a page asks for dozens of files, and a decision taken a moment ago still holds. So a
+revocation or a demo's end takes effect within that time plus the next request, and most checks
+cost no round trip at all. Allowed requests are counted in the process too, and sent to Redis in
+one round trip at most once per that time (demos.gate.activity).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import os
+import threading
 import time
 
 from django.conf import settings
@@ -67,7 +73,7 @@ def _redis() -> Redis:
     return shared()
 
 
-def _write(key: str, value: str, *, only_if_missing: bool = False) -> None:
+def _write(key: str, value: str, only_if_missing: bool = False) -> None:
     try:
         _redis().set(key, value, ex=settings.DEMO_GATE_STATE_SECONDS, nx=only_if_missing)
     except RedisError:
@@ -113,83 +119,85 @@ def decide(grant: Pass, demo: str, link: str | None, now: float) -> Decision:
     return Decision.ALLOW
 
 
-# KEYS: demo entry, link entry (or the demo entry again for a member), then the activity keys
-# (minute hash, set of minutes, last, present). ARGV: now, hash field, count (1/0), minute,
-# present TTL, prospect (1/0), link required (1/0), cluster. Returns {demo entry, link entry}
-# or {false, false} when an entry is missing (the caller reads the database and asks again).
-# The script decides only whether to count; `decide` (the same rule, in Python) gives the answer,
-# and a test holds the two to the same table of cases.
-_CHECK = """
-local demo = redis.call('GET', KEYS[1])
-local link = demo
-if ARGV[7] == '1' then link = redis.call('GET', KEYS[2]) end
-if not demo or not link then return {false, false} end
-local now = tonumber(ARGV[1])
-local function usable(entry, cluster)
-  local ends, owner = string.match(entry, '^open:(%d+):?(.*)$')
-  if not ends then return false end
-  ends = tonumber(ends)
-  if ends > 0 and ends <= now then return false end
-  return cluster == nil or owner == cluster
-end
-local allowed = usable(demo, nil)
-if ARGV[7] == '1' then allowed = allowed and usable(link, ARGV[8]) end
-if allowed and ARGV[3] == '1' then
-  redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-  redis.call('EXPIRE', KEYS[3], 86400)
-  redis.call('SADD', KEYS[4], ARGV[4])
-  redis.call('SET', KEYS[5], ARGV[1], 'EX', 86400)
-  if ARGV[6] == '1' then redis.call('SET', KEYS[6], ARGV[1], 'EX', tonumber(ARGV[5])) end
-end
-return {demo, link}
-"""
+class _Held:
+    """This process's recent decisions, per pass, until a moment in epoch seconds."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.decisions: dict[tuple[str, str, int], tuple[Decision, float]] = {}
+
+    def get(self, key: tuple[str, str, int], now: float) -> Decision | None:
+        held = self.decisions.get(key)
+        return held[0] if held is not None and held[1] > now else None
+
+    def put(self, key: tuple[str, str, int], decision: Decision, until: float) -> None:
+        with self.lock:
+            if len(self.decisions) > 10_000:  # many visitors: start again rather than grow
+                self.decisions = {k: v for k, v in self.decisions.items() if v[1] > until - 60}
+            self.decisions[key] = (decision, until)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.decisions = {}
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()  # another thread of the parent may have held it
+        self.decisions = {}
 
 
-def check(grant: Pass, *, counts: bool, now: float | None = None) -> Decision:
+_held = _Held()
+os.register_at_fork(after_in_child=_held.after_fork)
+
+
+def forget_held() -> None:
+    """Drop this process's held decisions and uncounted requests (a new test, a new world)."""
+    _held.clear()
+    activity.discard_pending()
+
+
+def check(grant: Pass, *, counts: bool, now: float | None = None, fresh: bool = False) -> Decision:
     """Whether `grant` opens its demo now; counts the request when allowed and `counts`.
 
-    No database query while the entries are in Redis; one per missing entry otherwise. With Redis
-    away the database decides and nothing is counted.
+    No database query while the entries are in Redis (one per missing entry otherwise), and no
+    round trip at all while this process holds a decision for the pass. With Redis away the
+    database decides. `fresh` asks Redis whatever is held (and holds the new answer): for the
+    moment a pass is given, when a demo may have just woken.
     """
     now = now or time.time()
+    hold = settings.DEMO_GATE_CACHE_SECONDS
+    key = (grant.cluster, grant.kind, grant.subject)
+    decision = _held.get(key, now) if hold and not fresh else None
+    if decision is None:
+        decision = _look_up(grant, now)
+        if hold:
+            _held.put(key, decision, now + hold)
+    if decision is Decision.ALLOW and counts:
+        activity.record(grant.demo, grant.kind, grant.subject, now)
+    activity.flush_if_due(now)
+    return decision
+
+
+def _look_up(grant: Pass, now: float) -> Decision:
+    keys = [demo_key(grant.cluster)]
+    if grant.is_prospect:
+        keys.append(link_key(grant.subject))
     try:
-        return _check_in_redis(grant, counts=counts, now=now)
+        values = [v.decode() if v is not None else None for v in _redis().mget(keys)]
     except RedisError:
         log.warning("Redis is unavailable: the gate decides from the database")
-        link = _link_from_database(grant.subject) if grant.is_prospect else None
-        return decide(grant, _demo_from_database(grant.cluster), link, now)
-
-
-def _check_in_redis(grant: Pass, *, counts: bool, now: float) -> Decision:
-    redis = _redis()
-    script = redis.register_script(_CHECK)
-    minute = int(now // 60)
-    keys = [
-        demo_key(grant.cluster),
-        link_key(grant.subject) if grant.is_prospect else demo_key(grant.cluster),
-        activity.minute_key(minute),
-        activity.MINUTES_KEY,
-        activity.last_key(grant.demo),
-        activity.present_key(grant.demo),
-    ]
-    args = [
-        repr(now),
-        activity.field(grant.demo, grant.kind, grant.subject),
-        "1" if counts else "0",
-        minute,
-        settings.DEMO_GATE_PRESENT_SECONDS,
-        "1" if grant.is_prospect else "0",
-        "1" if grant.is_prospect else "0",
-        grant.cluster,
-    ]
-    for _attempt in range(2):
-        demo, link = script(keys=keys, args=args)
-        if demo is not None and link is not None:
-            return decide(grant, demo.decode(), link.decode() if grant.is_prospect else None, now)
-        # Missing entries: fill them from the database (never over a newer write), then ask again.
-        if demo is None:
-            _write(keys[0], _demo_from_database(grant.cluster), only_if_missing=True)
-        if grant.is_prospect and link is None:
-            _write(keys[1], _link_from_database(grant.subject), only_if_missing=True)
-    link_entry = _link_from_database(grant.subject) if grant.is_prospect else None
-    return decide(grant, _demo_from_database(grant.cluster), link_entry, now)
+        values = [None] * len(keys)
+        redis_answered = False
+    else:
+        redis_answered = True
+    demo = values[0]
+    if demo is None:
+        demo = _demo_from_database(grant.cluster)
+        if redis_answered:
+            # Never over a newer write: a change that committed meanwhile has set its value.
+            _write(keys[0], demo, only_if_missing=True)
+    link = values[1] if grant.is_prospect else None
+    if grant.is_prospect and link is None:
+        link = _link_from_database(grant.subject)
+        if redis_answered:
+            _write(keys[1], link, only_if_missing=True)
+    return decide(grant, demo, link, now)

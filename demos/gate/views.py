@@ -76,7 +76,8 @@ def check(request: HttpRequest, original_path: str | None = None) -> HttpRespons
         response = HttpResponse(status=401)
     else:
         response = HttpResponseRedirect(entry.signin_url(original))
-    add_never_cache_headers(response)
+    # Set directly: Django's add_never_cache_headers costs a tenth of a check.
+    response["Cache-Control"] = "no-store"
     return response
 
 
@@ -91,7 +92,7 @@ def enter(request: HttpRequest) -> HttpResponse:
         return _no_store(redirect(entry.signin_url(request.build_absolute_uri(next_path))))
     if grant.cluster != cluster:
         return _no_store(redirect(entry.signin_url(request.build_absolute_uri(next_path))))
-    decision = state.check(grant, counts=False)
+    decision = state.check(grant, counts=False, fresh=True)
     if decision is not Decision.ALLOW:
         return _no_store(redirect(entry.signin_url(request.build_absolute_uri(next_path))))
     response = redirect(next_path)

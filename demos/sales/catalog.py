@@ -7,19 +7,25 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.contrib import messages
 from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import condition, require_GET, require_http_methods
 
+from demos.engine.capacity import CapacityError, Slots, check_user_limit, slots_for
 from demos.engine.lifecycle import start_demo
 from demos.engine.pools import pool_levels
 from demos.engine.speeds import typical_times_to_ready
 from demos.errors import LifecycleError
 from demos.guards import login_required
-from demos.models import OPEN, Demo, DemoTemplate
+from demos.models import ACTIVE, OPEN, Demo, DemoTemplate
+from demos.sales.buttons import OfferedAction, available_actions
 from demos.sales.forms import StartDemoForm
+from demos.sales.panel import DemoRow
 
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 RUNNING_SHOWN = 10
@@ -46,8 +52,11 @@ class CatalogCard:
 @require_GET
 @never_cache  # a page restored from the back/forward cache would reuse spent start tokens
 def catalog(request: HttpRequest) -> HttpResponse:
-    # Only published templates: a draft that was never published is for template admins.
-    published = DemoTemplate.objects.filter(enabled=True, published_version__isnull=False)
+    # Only published templates: a draft that was never published is for template admins, and
+    # one taken out after failing start after start waits for them to put it back.
+    published = DemoTemplate.objects.filter(
+        enabled=True, published_version__isnull=False, flagged_at__isnull=True
+    )
     templates = list(published.prefetch_related("charts"))
     typical = typical_times_to_ready([template.pk for template in templates])
     levels = pool_levels()
@@ -69,7 +78,10 @@ def catalog(request: HttpRequest) -> HttpResponse:
         .only(*RUNNING_COLUMNS)
         .order_by("-requested_at", "-pk")[:RUNNING_SHOWN]
     )
-    return render(request, "demos/catalog.html", {"cards": cards, "running": running})
+    # Said before they start, so reaching the limit is never a surprise: one query.
+    slots = slots_for(request.user)
+    context = {"cards": cards, "running": running, "slots": slots}
+    return render(request, "demos/catalog.html", context)
 
 
 @login_required
@@ -83,10 +95,21 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
         enabled=True,
         published_version__isnull=False,
     )
-    form = StartDemoForm(request.POST if request.method == "POST" else None, template=template)
+    if request.method == "POST":
+        form = StartDemoForm(request.POST, template=template)
+    else:  # back from the choice at the limit, the details typed before come along
+        form = StartDemoForm(initial=_typed_before(request), template=template)
+    slots = slots_for(request.user)
+    at_limit = slots.full
     status = 200
-    if form.is_bound:
+    if template.flagged_at is not None:
+        # A form opened before it was taken out of the catalog, or a bookmark, starts nothing.
+        messages.error(request, flagged_message(template))
+        status = 409 if form.is_bound else 200
+    elif form.is_bound:
         if form.is_valid():
+            if at_limit and request.POST.get("when_full") != "queue":
+                return _choose_at_limit(request, template, form, slots)
             try:
                 demo = start_demo(
                     template=template,
@@ -103,9 +126,71 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
                 return redirect("demos:detail", public_id=demo.public_id)
         else:
             status = 400
+    elif at_limit:
+        return _choose_at_limit(request, template, form, slots)
     typical = typical_times_to_ready([template.pk]).get(template.pk)
     card = CatalogCard(template, typical, form)
-    return render(request, "demos/start.html", {"card": card}, status=status)
+    context = {"card": card, "slots": slots}
+    return render(request, "demos/start.html", context, status=status)
+
+
+# What the start form carries through the choice at the limit and back to itself.
+_TYPED_FIELDS = ("prospect_company", "prospect_name", "lifetime")
+# The actions on a running demo that give its slot back.
+_FREES_A_SLOT = ("pause", "delete")
+
+
+def _typed_before(request: HttpRequest) -> dict[str, str]:
+    return {name: request.GET[name] for name in _TYPED_FIELDS if request.GET.get(name)}
+
+
+def _choose_at_limit(
+    request: HttpRequest, template: DemoTemplate, form: StartDemoForm, slots: Slots
+) -> HttpResponse:
+    """Every slot of the person is taken: before anything starts, let them keep one of their
+    demos for later, delete one, or queue the new one, instead of a demo that waits unasked."""
+    if form.is_bound:
+        token = form.cleaned_data["start_token"]
+        made = Demo.objects.filter(owner=request.user, start_token=token).first()
+        if made is not None:  # a second click of a start that went through before the limit
+            return redirect("demos:detail", public_id=made.public_id)
+    typed = {name: form[name].value() for name in _TYPED_FIELDS}
+    typed_query = urlencode({name: value for name, value in typed.items() if value})
+    back_here = reverse("demos:start", args=[template.slug])
+    running = (
+        Demo.objects.filter(owner=request.user, status__in=ACTIVE)
+        .select_related("template", "owner")
+        .order_by("-requested_at", "-pk")
+    )
+    rows = [DemoRow(demo, _slot_actions(request, demo)) for demo in running]
+    # The lifecycle's own rule, in its own words, for whether one more may wait.
+    queue_refusal = ""
+    try:
+        check_user_limit(request.user)
+    except CapacityError as exc:
+        queue_refusal = str(exc)
+    context = {
+        "template": template,
+        "form": form,
+        "slots": slots,
+        "rows": rows,
+        "queue_refusal": queue_refusal,
+        # Without JavaScript an action returns here, with what was typed.
+        "next_url": f"{back_here}?{typed_query}" if typed_query else back_here,
+    }
+    return render(request, "demos/at_limit.html", context, status=409 if queue_refusal else 200)
+
+
+def _slot_actions(request: HttpRequest, demo: Demo) -> list[OfferedAction]:
+    actions = available_actions(request.user, demo, in_list=True)
+    return [action for action in actions if action.name in _FREES_A_SLOT]
+
+
+def flagged_message(template: DemoTemplate) -> str:
+    return (
+        f"“{template.name}” is not available right now: its last demos failed to start, and its "
+        "admins have been told. Pick another demo, or try again later."
+    )
 
 
 def _accents_etag(request: HttpRequest) -> str:

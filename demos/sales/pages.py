@@ -22,6 +22,7 @@ from demos.access import (
     get_demo_for_user,
     sees_everyones_demos,
 )
+from demos.engine.capacity import CapacityPicture, slots_for
 from demos.gate import activity
 from demos.guards import login_required
 from demos.models import IS_ENDED, IS_KEPT, OPEN, Demo, Status
@@ -31,6 +32,7 @@ from demos.sales.panel import (
     DemoRow,
     panel_context,
     prospect_present,
+    queue_note,
     render_row,
     render_status_update,
 )
@@ -150,10 +152,18 @@ def my_demos(request: HttpRequest) -> HttpResponse:
     present = activity.present(
         d.pk for page in pages.values() for d in page if d.status == Status.READY
     )
+    # Why each queued demo waits needs every demo holding capacity: read only when one is shown.
+    queued = any(d.status == Status.QUEUED for page in pages.values() for d in page)
+    capacity = CapacityPicture.read() if queued else None
 
     def row(demo: Demo) -> DemoRow:
         actions = available_actions(request.user, demo, in_list=True)
-        return DemoRow(demo, actions, prospect_present=demo.pk in present)
+        note = (
+            queue_note(capacity.why_queued(demo), demo)
+            if capacity and demo.status == Status.QUEUED
+            else ""
+        )
+        return DemoRow(demo, actions, prospect_present=demo.pk in present, queue_note=note)
 
     sections = [
         Section(key, SECTION_TITLES[key], [row(d) for d in page], page)
@@ -167,6 +177,8 @@ def my_demos(request: HttpRequest) -> HttpResponse:
         "owner": owner,
         "show_owner": everyone and not owner,
         "next_url": request.get_full_path(),
+        # The person's own slots (a manager's too): one query either way.
+        "slots": capacity.slots_of(request.user) if capacity else slots_for(request.user),
     }
     return render(request, "demos/my_demos.html", context)
 

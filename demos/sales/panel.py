@@ -6,6 +6,7 @@ so the three can never disagree about what a demo looks like.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from django.utils import timezone
 from demos.access import can_act_on, sees_everyones_demos
 from demos.durations import format_duration
 from demos.engine import progress
-from demos.engine.capacity import queue_position
+from demos.engine.capacity import CapacityPicture, QueueCause, QueueReason
 from demos.engine.specs import Policy
 from demos.gate import activity
 from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
@@ -95,6 +96,8 @@ class DemoRow:
     version: str = ""
     # A prospect is in the demo right now (read from Redis for the whole list at once).
     prospect_present: bool = False
+    # Why a queued demo waits and about how long (`queue_note`); empty for any other demo.
+    queue_note: str = ""
 
     @property
     def dom_id(self) -> str:
@@ -117,6 +120,40 @@ def steps_of(demo: Demo, position: int | None) -> list[StepView]:
         ticking = state == progress.ACTIVE and seconds is not None
         steps.append(StepView(label, state, _STEP_STATE_LABELS.get(state, ""), seconds, ticking))
     return steps
+
+
+def about(wait: timedelta) -> str:
+    """A wait in round minutes: an estimate should not read like a countdown."""
+    minutes = math.ceil(wait / timedelta(minutes=1))
+    if minutes <= 1:
+        return "about a minute"
+    if minutes < 60:
+        return f"about {minutes} minutes"
+    return f"about {format_duration(timedelta(minutes=minutes))}"
+
+
+def queue_note(reason: QueueReason | None, demo: Demo) -> str:
+    """Why a queued demo waits and about how long, in words its owner can act on."""
+    if reason is None:
+        return ""
+    place = f"Number {reason.position} in the queue"
+    if reason.cause is None:
+        return f"{place}: room has just freed up, so it starts in a moment."
+    if reason.cause == QueueCause.OWNER:
+        why = f"Waiting because your {reason.limit} demo slots are in use."
+        if reason.wait is None:
+            return f"{why} It starts when you end one of your demos (Keep for later or Delete)."
+        return (
+            f"{why} One of them ends in {about(reason.wait)}, and this one starts then, or as "
+            "soon as you end one (Keep for later or Delete)."
+        )
+    if reason.cause == QueueCause.PORTAL:
+        why = f"Waiting because the portal is at its limit of {reason.limit} running demos."
+    else:
+        why = f"Waiting because {demo.template.name} allows {reason.limit} demos at once."
+    if reason.wait is None:
+        return f"{why} {place}: it starts as soon as other demos end."
+    return f"{why} {place}: it starts in {about(reason.wait)}, when the next demo ends."
 
 
 def elapsed(demo: Demo) -> timedelta | None:
@@ -184,7 +221,9 @@ def panel_context(
     actions = available_actions(request.user, demo)
     events = timeline(demo) if with_timeline else None
     archived = demo.status == Status.ARCHIVED
-    position = queue_position(demo)
+    # Only a queued demo reads the capacity picture (one query, as its queue position took).
+    reason = CapacityPicture.read().why_queued(demo) if demo.status == Status.QUEUED else None
+    position = reason.position if reason else None
     return {
         "demo": demo,
         "policy": Policy.of(demo),
@@ -201,7 +240,11 @@ def panel_context(
         "instructions": demo.spec.get("instructions", ""),
         "other_urls": [url for url in demo.urls if url != demo.live_url],
         "poll": not demo.is_settled,
+        # The technical cause of a failure is for the people who fix templates and watch the
+        # fleet; the salesperson gets plain words and what to do.
+        "failure_detail": demo.status == Status.FAILED and sees_everyones_demos(request.user),
         "sleep_note": sleep_note(demo),
+        "queue_note": queue_note(reason, demo),
         # Live (the page polls it, see `demos.sales.pages.demo_status`), and about prospects
         # only: a team member in the demo is no news to the salesperson.
         "prospect_present": prospect_present(demo),
@@ -263,7 +306,10 @@ def render_row(
     version: str = "",
 ) -> HttpResponse:
     actions = available_actions(request.user, demo, in_list=True)
-    row = DemoRow(demo, actions, version, prospect_present=prospect_present(demo))
+    note = ""
+    if demo.status == Status.QUEUED:  # one query, and only while it waits
+        note = queue_note(CapacityPicture.read().why_queued(demo), demo)
+    row = DemoRow(demo, actions, version, prospect_present=prospect_present(demo), queue_note=note)
     context = {
         "row": row,
         "notice": notice,

@@ -77,6 +77,10 @@ def create_share_link(
     expires_at: datetime | None = None,
 ) -> NewLink:
     """Make a link for a prospect. `expires_at=None` lets it follow the demo (and extensions)."""
+    if demo.status == Status.FAILED:
+        raise LifecycleError(
+            "A broken demo cannot be shared: retry it, or start a new one, then make a link."
+        )
     if demo.status not in _SHAREABLE:
         raise LifecycleError("This demo has ended, so it cannot be shared any more.")
     recipient = recipient.strip()

@@ -17,6 +17,7 @@ urlpatterns = [
     path(f"{TEMPLATE}publish/", views.publish, name="studio_publish"),
     path(f"{TEMPLATE}discard/", views.discard, name="studio_discard"),
     path(f"{TEMPLATE}availability/", views.availability, name="studio_availability"),
+    path(f"{TEMPLATE}put-back/", views.put_back, name="studio_put_back"),
     path(f"{TEMPLATE}compare/", views.compare, name="studio_compare"),
     path(f"{TEMPLATE}export.yaml", views.export, name="studio_export"),
     path(f"{TEMPLATE}versions/<int:number>/roll-back/", views.roll_back, name="studio_roll_back"),

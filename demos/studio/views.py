@@ -1,7 +1,7 @@
 """The studio's pages, for template admins and superusers; everyone else gets 403.
 
-Views read through `selectors`, change through `versions`, `launches` and `import_export`, and
-validate through the editor's forms; none of them writes a model itself.
+Views read through `selectors`, change through `versions`, `launches`, `import_export` and the
+catalog's `services`, and validate through the editor's forms; none of them writes a model itself.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -17,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HTMX_STOP_POLLING
 
 from demos import roles
+from demos.catalog import services
 from demos.engine.lifecycle import Actor as LifecycleActor
 from demos.engine.lifecycle import delete_demo
 from demos.errors import LifecycleError
@@ -49,7 +52,11 @@ def _actor(request: HttpRequest) -> Actor:
 @studio_access
 @require_GET
 def template_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "studio/list.html", {"rows": selectors.template_rows()})
+    return render(
+        request,
+        "studio/list.html",
+        {"rows": selectors.template_rows(), "flag_after": settings.DEMO_TEMPLATE_FLAG_AFTER},
+    )
 
 
 # --- The editor --------------------------------------------------------------------------------
@@ -169,6 +176,7 @@ def template_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "start_token": new_start_token(),
             "compare_old": history[1].number if len(history) > 1 else "",
             "compare_new": "draft" if draft else (history[0].number if history else ""),
+            "flag_after": settings.DEMO_TEMPLATE_FLAG_AFTER,
         },
     )
 
@@ -213,6 +221,27 @@ def availability(request: HttpRequest, slug: str) -> HttpResponse:
     if versions.set_availability(template=template, enabled=enabled, actor=_actor(request)):
         state = "offered in the catalog" if enabled else "hidden from the catalog"
         messages.success(request, f"“{template.name}” is {state}; running demos are not affected.")
+    return redirect("demos:studio_template", slug=template.slug)
+
+
+@studio_access
+@require_POST
+def put_back(request: HttpRequest, slug: str) -> HttpResponse:
+    """Offer a template taken out of the catalog for failing again, once an admin fixed it."""
+    template = _template(slug)
+    cause = template.flag_reason
+    with transaction.atomic():
+        if services.put_template_back(template=template):
+            # The template's history says who decided it was fixed, and what had gone wrong.
+            versions.log_change(
+                template,
+                _actor(request),
+                f"Put back in the catalog after failed starts (last cause: {cause or 'unknown'}).",
+            )
+            messages.success(
+                request,
+                f"“{template.name}” is back in the catalog; its failed starts count from zero.",
+            )
     return redirect("demos:studio_template", slug=template.slug)
 
 

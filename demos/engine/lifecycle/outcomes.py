@@ -4,6 +4,7 @@ overdue, or look again in DEMO_OBSERVE_INTERVAL seconds).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,8 +15,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from demos.backends.base import BackendError, Observation, Phase
+from demos.catalog import services as template_services
 from demos.durations import format_duration
-from demos.engine import capacity, dispatch, progress, speeds
+from demos.engine import capacity, dispatch, notifications, progress, speeds
 from demos.engine.dispatch import Work
 from demos.engine.lifecycle.table import (
     TRANSITIONS,
@@ -34,6 +36,8 @@ from demos.models import (
     SnapshotKind,
     Status,
 )
+
+log = logging.getLogger(__name__)
 
 
 def next_step(demo: Demo, seq: int) -> Demo:
@@ -140,6 +144,8 @@ def _finish_start(demo: Demo, observation: Observation, kubeconfig: str | None) 
         dispatch.schedule_expiry(demo.public_id, expires_at)
     if not (demo.is_spare or demo.is_test_launch or demo.restored_from_id):
         speeds.refresh(demo.template_id)
+    if _counts_for_template(demo):
+        template_services.record_template_ready(template_id=demo.template_id)
     return demo
 
 
@@ -369,10 +375,40 @@ def fail_demo(demo: Demo, message: str, detail: str = "", *, cleanup: bool | Non
                 )
                 demo.refresh_from_db(fields=["steps", "next_step_at"])
                 dispatch.enqueue_step(Work.CLEANUP, demo.public_id, demo.steps)
+            flagged = failed_from in STARTING and _count_failure(demo, message)
             transaction.on_commit(capacity.request_admission)
+            # Mail trouble must not undo the failure, nor hide it from the event log.
+            transaction.on_commit(
+                lambda: notifications.demo_failed(demo, template_flagged=flagged), robust=True
+            )
     except InvalidTransition:
         pass
     return demo
+
+
+def _counts_for_template(demo: Demo) -> bool:
+    """Whether this demo's start says something about its template: test launches try a draft,
+    and a restore starts from a snapshot, not from the template alone."""
+    return not (demo.is_test_launch or demo.restored_from_id)
+
+
+def _count_failure(demo: Demo, cause: str) -> bool:
+    """Count a failed start against the template; True when it took the template out of the
+    catalog."""
+    if not _counts_for_template(demo):
+        return False
+    if not template_services.record_template_failure(template_id=demo.template_id, cause=cause):
+        return False
+    limit = settings.DEMO_TEMPLATE_FLAG_AFTER
+    record_event(
+        demo,
+        "template-flagged",
+        f"“{demo.template.name}” is taken out of the catalog after {limit} failed starts in a "
+        "row; its admins have been told.",
+        data={"template": demo.template.slug, "failed_starts": limit},
+    )
+    log.warning("Template %s taken out of the catalog: %s", demo.template.slug, cause)
+    return True
 
 
 def fail_overdue(demo: Demo, now: datetime | None = None) -> bool:

@@ -82,6 +82,11 @@ def start_demo(
             return existing
     if not template.enabled and not test_launch:
         raise LifecycleError(f"“{template.name}” is not available at the moment.")
+    if template.flagged_at is not None and not test_launch:
+        raise LifecycleError(
+            f"“{template.name}” is not available right now: its last demos failed to start, and "
+            "its admins have been told. Try another demo, or this one later."
+        )
     lifetime = lifetime or template.default_lifetime
     if lifetime < MIN_LIFETIME:
         raise LifecycleError(f"A demo runs at least {format_duration(MIN_LIFETIME)}.")
