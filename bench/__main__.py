@@ -450,7 +450,7 @@ def pollers(run: Run, users: list[Any], sessions: list[str], slug: str) -> None:
     if not all(first_polls):
         raise st.BenchError("a starting demo's page does not poll its status")
     # The gate's check as the ingress makes it, for a prospect in a running demo.
-    gate_headers, _link = gate.prospect_headers(gate.running_demo(template, users[0]))
+    gate_headers, _link = gate.prospect_headers(portal_data.running_demo(template, users[0]))
     # The same polls without the panel's version: every answer is rendered in full, as when
     # each poll brought news. Not the target figure, but what the 204s save is worth seeing.
     full_renders = [without_version(path) for path in first_polls]

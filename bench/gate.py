@@ -9,43 +9,19 @@ the first check that refuses, with checks arriving back to back.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
+from bench import portal_data
 from bench.client import Browser
 
 REVOCATION_TRIALS = 20
-
-
-def running_demo(template: Any, owner: Any) -> Any:
-    """A demo that runs for the next two hours, as far as the gate is concerned."""
-    from demos.engine.specs import render_spec
-    from demos.models import Demo, Status
-
-    now = timezone.now()
-    demo = Demo(
-        template=template,
-        owner=owner,
-        cluster_name="demo-" + secrets.token_hex(8),
-        prospect_company="Acme Corp",
-        lifetime=timedelta(hours=2),
-        status=Status.READY,
-        started_at=now,
-        ready_at=now,
-        expires_at=now + timedelta(hours=2),
-    )
-    demo.spec = render_spec(demo)
-    demo.save()
-    return demo
 
 
 def prospect_headers(demo: Any) -> tuple[dict[str, str], Any]:
@@ -84,7 +60,7 @@ def revocation_to_blocked(port: int, template: Any, owner: Any) -> list[float]:
     """Seconds from revoking a link to the first refused check, over several links."""
     delays = []
     for _ in range(REVOCATION_TRIALS):
-        headers, link = prospect_headers(running_demo(template, owner))
+        headers, link = prospect_headers(portal_data.running_demo(template, owner))
         delays.append(_one_revocation(port, headers, link, owner))
     return delays
 

@@ -88,11 +88,8 @@ def template(slug: str, *, pool_size: int = 0, **fields: Any) -> DemoTemplate:
     return created
 
 
-def starting_demo(template: DemoTemplate, owner: User) -> Demo:
-    """A demo half-way through starting, as the status fragment sees it while a salesperson
-    waits: its simulated cluster takes an hour per step, and its next look is not due for an
-    hour either, so no worker or sweep changes it while it is polled."""
-    now = timezone.now()
+def _demo(template: DemoTemplate, owner: User, **fields: Any) -> Demo:
+    """An unsaved demo of `template` for Ada at Acme Corp, with its spec rendered."""
     demo = Demo(
         template=template,
         owner=owner,
@@ -100,10 +97,33 @@ def starting_demo(template: DemoTemplate, owner: User) -> Demo:
         prospect_company="Acme Corp",
         prospect_name="Ada",
         lifetime=template.default_lifetime,
-        status=Status.REQUESTED,
-        started_at=now - timedelta(seconds=4),
+        **fields,
     )
     demo.spec = render_spec(demo)
+    return demo
+
+
+def running_demo(template: DemoTemplate, owner: User) -> Demo:
+    """A demo that runs for the next two hours, as far as the gate is concerned."""
+    now = timezone.now()
+    demo = _demo(
+        template,
+        owner,
+        status=Status.READY,
+        started_at=now,
+        ready_at=now,
+        expires_at=now + timedelta(hours=2),
+    )
+    demo.save()
+    return demo
+
+
+def starting_demo(template: DemoTemplate, owner: User) -> Demo:
+    """A demo half-way through starting, as the status fragment sees it while a salesperson
+    waits: its simulated cluster takes an hour per step, and its next look is not due for an
+    hour either, so no worker or sweep changes it while it is polled."""
+    now = timezone.now()
+    demo = _demo(template, owner, status=Status.REQUESTED, started_at=now - timedelta(seconds=4))
     steps = progress.initial(demo.spec)
     steps = progress.mark(steps, "queued", progress.DONE, now - timedelta(seconds=4))
     steps = progress.mark(steps, "cluster", progress.DONE, now - timedelta(seconds=1))

@@ -759,9 +759,9 @@ class TestGateFigures:
     def test_a_check_with_the_bench_pass_is_allowed_without_queries(
         self, template: Any, alice: Any
     ) -> None:
-        from bench import gate
+        from bench import gate, portal_data
 
-        headers, _link = gate.prospect_headers(gate.running_demo(template, alice))
+        headers, _link = gate.prospect_headers(portal_data.running_demo(template, alice))
         assert gate.queries_per_check(headers) == 0
 
     def test_revocation_to_blocked_is_timed_per_link(
