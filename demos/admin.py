@@ -15,7 +15,7 @@ from django.contrib.admin import ActionLocation
 from django.contrib.admin.utils import construct_change_message
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.forms import BaseFormSet, ModelForm
+from django.forms import BaseFormSet, ModelForm, RadioSelect
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -36,7 +36,12 @@ from demos.models import (
     TemplateChart,
 )
 from demos.studio.documents import LIVE_LINK_FIELDS
-from demos.studio.forms import DurationPickerField, LiveLinkChecks
+from demos.studio.forms import (
+    DurationPickerField,
+    LiveLinkChecks,
+    ProductIconChoice,
+    ProductIconField,
+)
 from demos.studio.versions import Actor, record_row_as_version
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
@@ -65,13 +70,20 @@ def _variables_help() -> str:
     )
 
 
-class TemplateAdminForm(LiveLinkChecks, DemoTemplateForm):
+class TemplateAdminForm(ProductIconChoice, LiveLinkChecks, DemoTemplateForm):
     """The catalog's template form, with the live-link settings the studio edits too (same
-    checks); how long before a demo sleeps is picked as a number and a unit, empty for never."""
+    checks); how long before a demo sleeps is picked as a number and a unit, empty for never;
+    the icon is picked from the product icons' pictures, as in the studio."""
 
     class Meta(DemoTemplateForm.Meta):
         fields = [*DemoTemplateForm.Meta.fields, *LIVE_LINK_FIELDS]
-        field_classes = {**DemoTemplateForm.Meta.field_classes, "sleep_after": DurationPickerField}
+        field_classes = {
+            **DemoTemplateForm.Meta.field_classes,
+            "sleep_after": DurationPickerField,
+            "icon": ProductIconField,
+        }
+        # The admin's own layout for a row of radio buttons (it has not the portal's CSS).
+        widgets = {"icon": RadioSelect(attrs={"class": "radiolist inline"})}
 
 
 class TemplateChartInline(admin.StackedInline):

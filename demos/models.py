@@ -403,6 +403,8 @@ class Demo(models.Model):
 
     # Sleep (demos.engine.sleep): when it fell asleep, the time it had left then (given back when
     # it wakes), and how long it has slept in all, for the fleet's "hours saved".
+    # Kept for later: the time it had left when paused, given back when it resumes.
+    paused_remaining = models.DurationField(null=True, blank=True)
     asleep_since = models.DateTimeField(null=True, blank=True)
     sleep_remaining = models.DurationField(null=True, blank=True)
     slept = models.DurationField(default=timedelta(0))
@@ -543,6 +545,10 @@ class ShareLink(models.Model):
 
     demo = models.ForeignKey(Demo, on_delete=models.CASCADE, related_name="share_links")
     token_hash = models.CharField(max_length=64, unique=True)
+    # With the portal's key, the token is derived from the link's id and this salt, so its owner
+    # can copy the link again; the database alone can no more rebuild it than before. Empty for
+    # links made before (shown once).
+    token_salt = models.CharField(max_length=32, blank=True)
     recipient = models.CharField(max_length=200, help_text="Name and/or email of the prospect.")
     note = models.TextField(blank=True, help_text="Shown to the prospect on the landing page.")
     expires_at = models.DateTimeField(
@@ -648,3 +654,19 @@ class SimulatedCluster(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Profile(models.Model):
+    """A person's own settings."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="An IANA zone such as Europe/Berlin; empty: the browser's own zone.",
+    )
+
+    def __str__(self) -> str:
+        return f"Profile of {self.user}"

@@ -29,7 +29,7 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
             "PostgreSQL database with sample products.\n\n"
             "Good for showing the checkout flow and the back office to retail prospects."
         ),
-        "icon": "🛒",
+        "icon": "shop",
         "colour": "#0f766e",
         "instructions": (
             "Open the shop at https://${DEMO_HOST}/ and sign in to the back office at "
@@ -69,7 +69,7 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
             "microservice app that generates realistic traffic.\n\n"
             "Good for platform and SRE teams."
         ),
-        "icon": "📈",
+        "icon": "chart",
         "colour": "#7c3aed",
         "instructions": (
             "Dashboards are at https://${DEMO_HOST}/. The sample app produces traffic on its "
@@ -103,7 +103,7 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
             "A small data platform with an ingestion pipeline, a query engine and a notebook "
             "UI, loaded with a sample sales dataset."
         ),
-        "icon": "🗄️",
+        "icon": "database",
         "colour": "#b45309",
         "instructions": "Open the notebook UI at https://${DEMO_HOST}/ and run the first cell.",
         "credentials": "Notebook token: demo-data",

@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from demos.backends.simulated_app import simulated_app
-from demos.sales import actions, catalog, opening, pages
+from demos.sales import account, actions, catalog, opening, pages
 
 app_name = "demos"
 urlpatterns = [
@@ -20,6 +20,7 @@ urlpatterns = [
         actions.restore,
         name="restore",
     ),
+    path("account/", account.account, name="account"),
     path("simulated/<slug:cluster_name>/", simulated_app, name="simulated_app"),
     path("", include("demos.fleet.urls")),
     path("studio/", include("demos.studio.urls")),

@@ -251,6 +251,10 @@ def _fresh_caches() -> None:
         redis = shared()
         for key in redis.scan_iter("gate:*", count=1000):
             redis.delete(key)
+        # So do a person's cached time zone and a template's cached typical time to ready.
+        for pattern in ("portal-sessions:*time-zone:*", "portal-cache:*typical-time-to-ready:*"):
+            for key in redis.scan_iter(pattern, count=1000):
+                redis.delete(key)
 
 
 @pytest.fixture(autouse=True)

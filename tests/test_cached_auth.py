@@ -180,7 +180,7 @@ class TestWhatIsCached:
         client = signed_in("alice")
         assert client.get(reverse("demos:my_demos")).status_code == 200
         keys = rq_redis.keys("portal-sessions*")
-        assert len(keys) == 2  # the session and the user
+        assert len(keys) == 3  # the session, the user and the person's time zone
         assert all(0 < rq_redis.ttl(key) <= tolerant_cache.LONGEST_ENTRY for key in keys)
 
 

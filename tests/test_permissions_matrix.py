@@ -207,6 +207,11 @@ ROUTES: dict[str, list[Probe]] = {
         signed_in("/templates/no-such-template/start/", 404),
     ],
     "templates/accents.css": [signed_in("/templates/accents.css", 200)],
+    # A person's own settings: anyone signed in; a bad zone is refused on the page itself.
+    "account/": [
+        signed_in("/account/", 200),
+        signed_in("/account/", 200, method="post", data={"time_zone": "Nowhere/Else"}),
+    ],
     "demos/": [signed_in("/demos/", 200)],
     "demos/<uuid:public_id>/": [
         probe(demo_url(), LOGIN, 200, 404, 200, 200),
@@ -251,6 +256,39 @@ ROUTES: dict[str, list[Probe]] = {
         probe(demo_url("share/new/"), LOGIN, 405, 405, 405, 405),
         # An empty form: refused (or sent back with an error) before anything is made.
         probe(demo_url("share/new/"), LOGIN, REDIRECT, 404, REDIRECT, 403, method="post"),
+    ],
+    # A link in full, to copy it again, and emailing it: only who may act (it shows the token).
+    "demos/<uuid:public_id>/share/<int:link_id>/": [
+        probe(lambda w: f"/demos/{w.demo.public_id}/share/{w.link.pk}/", LOGIN, 200, 404, 200, 403),
+        probe(
+            lambda w: f"/demos/{w.demo.public_id}/share/{w.link.pk}/",
+            HX_LOGIN,
+            200,
+            404,
+            200,
+            403,
+            htmx=True,
+        ),
+    ],
+    # The world's link is for "Pat", no address: the portal refuses to send, and sends nothing.
+    "demos/<uuid:public_id>/share/<int:link_id>/email/": [
+        probe(
+            lambda w: f"/demos/{w.demo.public_id}/share/{w.link.pk}/email/",
+            LOGIN,
+            405,
+            405,
+            405,
+            405,
+        ),
+        probe(
+            lambda w: f"/demos/{w.demo.public_id}/share/{w.link.pk}/email/",
+            LOGIN,
+            REDIRECT,
+            404,
+            REDIRECT,
+            403,
+            method="post",
+        ),
     ],
     "demos/<uuid:public_id>/share/<int:link_id>/revoke/": [
         probe(

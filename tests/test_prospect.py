@@ -432,7 +432,7 @@ class TestSalespersonSide:
         assert response.status_code == 200
         link = ShareLink.objects.get()
         assert "/p/" in response.text
-        assert "shown only once" in response.text
+        assert "copy it again later" in response.text
         response = client.post(
             reverse("demos:revoke_link", args=[demo.public_id, link.pk]), HTTP_HX_REQUEST="true"
         )

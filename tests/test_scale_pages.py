@@ -204,7 +204,7 @@ class TestRowPoll:
         make_demo(template, alice, Status.PROVISIONING)
         client.force_login(alice)
         html = html_of(client, reverse("demos:my_demos"))
-        assert re.search(r'Requested <span data-elapsed="[0-9.]+">', html)
+        assert re.search(r'Requested <span data-elapsed="[0-9.]+"', html)
 
 
 # --- Typical time to ready ----------------------------------------------------------------------
@@ -359,11 +359,10 @@ class TestCatalogFragments:
         publish("The first description.", "1.0.0")
         first = html_of(client, reverse("demos:catalog"))
         assert "The first description." in first
-        assert '<span class="tag">New</span>' in first
+        assert "its first start" in first
         publish("A brand new description.", "2.5.0")
         html = html_of(client, reverse("demos:catalog"))
         assert "A brand new description." in html
         assert "The first description." not in html
-        assert "chart0 2.5.0" in html
         make_demo(template, alice, ready_after=timedelta(seconds=42))
         assert "about 42 s" in html_of(client, reverse("demos:catalog"))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from email.headerregistry import Address
+from email.utils import parseaddr
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.core.mail import send_mail, send_mass_mail
+from django.core.mail import EmailMessage, send_mail, send_mass_mail
 from django.db.models import Q
 from django.urls import reverse
 from redis.exceptions import RedisError
@@ -89,6 +91,44 @@ def more_time_requested(link: ShareLink) -> bool:
         f"{_who(demo)}. Nothing has been changed: extend it, if you agree, here:\n"
         f"{demo_url(demo)}\n",
     )
+
+
+def share_link_to_prospect(link: ShareLink, *, url: str, to: str, until: str) -> bool:
+    """A share link, emailed to its prospect in the demo owner's name ("Sam Seller via Demo
+    portal"), from the portal's own address so it passes mail checks; replies reach the owner.
+    `until` says how long the link works ("until 3 Dec, 14:30 UTC")."""
+    demo = link.demo
+    owner = demo.owner
+    name = (owner.get_full_name() or owner.get_username()) if owner else "Your contact"
+    portal_name, portal_address = parseaddr(settings.DEFAULT_FROM_EMAIL)
+    sender = Address(
+        display_name=f"{name} via {portal_name or 'Demo portal'}", addr_spec=portal_address
+    )
+    lines = [
+        "Hello,",
+        "",
+        f"{name} has set up a {demo.template.name} demo for you. Open it here, no account needed:",
+        "",
+        url,
+        "",
+    ]
+    if link.note:
+        lines += [f"A note from {name}:", link.note, ""]
+    lines += [f"The link works {until}.", "", f"Reply to this email to reach {name}."]
+    message = EmailMessage(
+        subject=f"{name} shared a {demo.template.name} demo with you",
+        body="\n".join(lines) + "\n",
+        from_email=str(sender),
+        to=[to],
+        reply_to=[owner.email] if owner and owner.email else [],
+    )
+    try:
+        message.send()
+    except OSError:
+        # The address, not the message: the body holds the link, which is never logged.
+        log.exception("Could not email a share link to %s", to)
+        return False
+    return True
 
 
 def studio_url(demo: Demo) -> str:

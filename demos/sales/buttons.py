@@ -18,6 +18,7 @@ from demos.access import can_act_on
 from demos.durations import format_duration
 from demos.engine import lifecycle
 from demos.engine.lifecycle import Actor
+from demos.engine.lifecycle.requests import resume_lifetime
 from demos.engine.specs import Policy
 from demos.models import Demo, Status
 
@@ -101,18 +102,34 @@ def _label(action: DemoAction, demo: Demo) -> str:
         return f"Extend by {format_duration(Policy.of(demo).extension_step)}"
     if action is DELETE and demo.status in lifecycle.TRANSITIONS["cancel"].allowed:
         return "Cancel"
+    if action is RESUME and demo.paused_remaining is not None:
+        # It comes back with the time it had left, so the button says how much that is.
+        return f"Resume ({format_duration(resume_lifetime(demo))} left)"
     return _LABELS[action.name]
 
 
 def _hint(action: DemoAction, demo: Demo) -> str:
+    """The line beside a button that says what it does, where its name alone does not."""
     if action is EXTEND:
         left = Policy.of(demo).max_extensions - demo.extension_count
         return f"{left} extension{'s' if left != 1 else ''} left"
-    if action is RESUME:
-        return f"Runs for {format_duration(demo.lifetime)} again"
+    if action is RESUME and demo.paused_remaining is None:
+        return f"Runs for {format_duration(resume_lifetime(demo))} again"
+    if action is PAUSE:
+        kept = format_duration(Policy.of(demo).retention)
+        return f"Pauses it with everything kept, for {kept}; resume it any time."
+    if action is ARCHIVE:
+        return "Saves a snapshot and frees the cluster; restoring starts a new demo from it."
     if action is WAKE and demo.sleep_remaining is not None:
         return f"With the {format_duration(demo.sleep_remaining)} it had left"
     return ""
+
+
+def extension_note(demo: Demo) -> str:
+    """Why a running demo offers no Extend, in words; "" when it does (or is not running)."""
+    if demo.status != Status.READY or demo.expires_at is None:
+        return ""
+    return lifecycle.extension_refusal(demo) or ""
 
 
 def is_allowed(action: DemoAction, demo: Demo) -> bool:
@@ -151,6 +168,9 @@ def done_message(action: DemoAction, demo: Demo) -> str:
         return f"Extended: the demo now ends at {ends:%H:%M %Z}."
     if action is DELETE and demo.status == Status.DELETED:
         return "Cancelled: the demo will not start."
+    if action is RESUME:
+        left = format_duration(resume_lifetime(demo))
+        return f"Resuming: the demo will be ready again in a moment, and runs for {left}."
     return {
         "extend": "Extended.",
         "pause": "Keeping it for later: the cluster is being paused and its data kept.",

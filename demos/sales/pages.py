@@ -30,14 +30,13 @@ from demos.paging import Page, page_of
 from demos.sales.buttons import available_actions
 from demos.sales.panel import (
     DemoRow,
-    panel_context,
     prospect_present,
     queue_note,
     render_row,
     render_status_update,
 )
 from demos.sales.poll import panel_state
-from demos.sharing.views import share_context
+from demos.sharing.views import demo_page_context
 
 # An event id, as the page sends it back: ASCII digits only (str.isdigit() also takes "²").
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
@@ -51,9 +50,9 @@ def demo_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
     # The panel's version before the demo (see `demo_status`), so the first poll can answer 204.
     state = panel_state(public_id)
     demo = get_demo_for_user(request.user, public_id)
-    context = panel_context(request, demo, version=state.version if state else "")
-    context["show_owner"] = demo.owner_id != request.user.pk
-    context.update(share_context(demo, can_act=can_act_on(request.user, demo)))
+    version = state.version if state else ""
+    can_act = can_act_on(request.user, demo)
+    context = demo_page_context(request, demo, version=version, can_act=can_act)
     return render(request, "demos/detail.html", context)
 
 

@@ -6,25 +6,31 @@ so the three can never disagree about what a demo looks like.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from demos.access import can_act_on, sees_everyones_demos
 from demos.durations import format_duration
 from demos.engine import progress
 from demos.engine.capacity import CapacityPicture, QueueCause, QueueReason
+from demos.engine.lifecycle.requests import resume_lifetime
 from demos.engine.specs import Policy
+from demos.engine.speeds import typical_times_to_ready
 from demos.gate import activity
 from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
-from demos.sales.buttons import OfferedAction, available_actions
+from demos.roles import can_view_fleet
+from demos.sales.buttons import OfferedAction, available_actions, extension_note
 from demos.sales.forms import RestoreSnapshotForm
 
 TIMELINE_LENGTH = 50
@@ -104,11 +110,29 @@ class DemoRow:
         return row_dom_id(self.demo)
 
 
+def readable_chart(chart: dict[str, Any]) -> str:
+    """A frozen spec's chart as a salesperson reads it: "oci://…/payments-api" is "Payments api".
+    Release names and versions are for the people who run templates."""
+    name = (chart.get("chart") or chart.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
+    name = name.replace("-", " ").replace("_", " ").strip()
+    return name[:1].upper() + name[1:]
+
+
+def chart_names(charts: list[dict[str, Any]]) -> str:
+    """ "Shop, Payments": the charts of a frozen spec by name, each once."""
+    return ", ".join(dict.fromkeys(name for name in map(readable_chart, charts) if name))
+
+
 def steps_of(demo: Demo, position: int | None) -> list[StepView]:
     steps = []
+    # Each chart's step by its chart's name, not its release's (recorded as it started).
+    installs = {
+        f"chart:{chart['name']}": f"Installing {readable_chart(chart)}"
+        for chart in demo.spec.get("charts", [])
+    }
     for step in demo.progress.get("steps", []):
         seconds = progress.step_seconds(step)
-        label = step["label"]
+        label = installs.get(step["key"], step["label"])
         if step["key"] == "queued":
             if position is not None:
                 label = f"Waiting for capacity: number {position} in the queue"
@@ -163,6 +187,51 @@ def elapsed(demo: Demo) -> timedelta | None:
     if demo.status in STARTING or demo.status == Status.QUEUED:
         return timezone.now() - (demo.started_at or demo.requested_at)
     return None
+
+
+# The typical time to ready of a template changes a little with each demo that becomes ready;
+# read it at most this often per template, so a starting demo's poll costs no query for it.
+_TYPICAL_CACHED = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class StartEstimate:
+    """How soon a starting demo is usually ready, from its template's typical time to ready."""
+
+    typical: timedelta | None  # None on a template's first start: nothing to go by yet
+    ready_by: datetime | None
+
+    @property
+    def left(self) -> timedelta | None:
+        return self.ready_by - timezone.now() if self.ready_by else None
+
+    @property
+    def overdue(self) -> bool:
+        left = self.left
+        return left is not None and left <= timedelta(0)
+
+
+def typical_time_to_ready(template_id: int) -> timedelta | None:
+    key = f"typical-time-to-ready:{template_id}"
+    try:
+        seconds = cache.get(key)
+    except RedisError:
+        seconds = None
+    if seconds is None:
+        typical = typical_times_to_ready([template_id]).get(template_id)
+        seconds = typical.total_seconds() if typical else -1.0  # -1: none yet, also kept
+        with contextlib.suppress(RedisError):
+            cache.set(key, seconds, timeout=int(_TYPICAL_CACHED.total_seconds()))
+    return timedelta(seconds=seconds) if seconds >= 0 else None
+
+
+def start_estimate(demo: Demo) -> StartEstimate | None:
+    """How soon a starting demo is usually ready; None for a demo that is not starting."""
+    if demo.status not in STARTING:
+        return None
+    typical = typical_time_to_ready(demo.template_id)
+    begun = demo.started_at or demo.requested_at
+    return StartEstimate(typical, begun + typical if typical else None)
 
 
 def prospect_present(demo: Demo) -> bool:
@@ -231,7 +300,13 @@ def panel_context(
         "steps": steps_of(demo, position),
         "steps_display": steps_display(demo),
         "elapsed": elapsed(demo),
+        "estimate": start_estimate(demo),
+        "resume_for": resume_lifetime(demo) if demo.status == Status.PAUSED else None,
         "actions": actions,
+        "extension_note": extension_note(demo),
+        # Versions, release names and the cluster's name are for the people who run templates
+        # and the fleet; salespeople see what is inside by name.
+        "technical": can_view_fleet(request.user),
         # Whoever may act on the demo may restore its snapshot (the new demo is theirs).
         "can_restore": archived and can_act_on(request.user, demo),
         "snapshots": list(snapshots_of(demo)) if archived else [],

@@ -1,26 +1,33 @@
 """Prospect access: share links with hashed tokens, visits, and requests for more time.
 
-A link's token is 256 random bits, shown once to the salesperson who makes it; only its SHA-256
-is stored, and lookups go by that hash. A link stops working when it is revoked, when its own
-expiry passes, or when the demo ends; callers cannot tell which (see `resolve`).
+A link's token is 256 bits derived with a key from the portal's SECRET_KEY, from the link's id
+and a random salt (`token_of`), so its owner can copy it again; only its SHA-256 is stored, and
+lookups go by that hash. Neither the database nor the key alone yields a token. A link stops
+working when it is revoked, when its own expiry passes, or when the demo ends; callers cannot
+tell which (see `resolve`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import logging
+import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 from redis.exceptions import RedisError
 
 from demos.engine import notifications
@@ -43,7 +50,18 @@ _SHAREABLE = {
     *RESTING,
 }
 MORE_TIME_COOLDOWN = timedelta(minutes=10)
+# Emails of one link to its prospect: enough to resend after a typo, too few to pester anyone.
+EMAILS_PER_LINK = 3
+EMAIL_WINDOW = timedelta(hours=1)
+# The HMAC's own key salt, so this key is used for nothing else derived from SECRET_KEY.
+_HMAC_KEY_SALT = "demos.sharing.links.token"
 log = logging.getLogger(__name__)
+
+
+def utc_text(when: datetime) -> str:
+    """A moment as people read it, e.g. "3 Dec, 14:30 UTC" (pages show it in local time)."""
+    when = when.astimezone(UTC)
+    return f"{when.day} {when:%b}, {when:%H:%M} UTC"
 
 
 def is_shareable(demo: Demo) -> bool:
@@ -58,10 +76,32 @@ def link_url(token: str) -> str:
     return settings.SITE_URL + reverse("prospect:landing", args=[token])
 
 
+def _derive_token(pk: int, salt: str) -> str:
+    digest = salted_hmac(_HMAC_KEY_SALT, f"share-link:{pk}:{salt}", algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def token_of(link: ShareLink) -> str | None:
+    """The link's token, rebuilt so its owner can copy it again; never stored.
+
+    None for links made before tokens were derived (no salt: shown only once) and after the
+    portal's SECRET_KEY changed (the stored hash no longer matches what the key yields).
+    """
+    if not link.token_salt:
+        return None
+    token = _derive_token(link.pk, link.token_salt)
+    return token if constant_time_compare(hash_token(token), link.token_hash) else None
+
+
+def url_of(link: ShareLink) -> str | None:
+    token = token_of(link)
+    return link_url(token) if token else None
+
+
 @dataclass(frozen=True)
 class NewLink:
     link: ShareLink
-    token: str  # shown once; never stored
+    token: str  # never stored: rebuilt by `token_of` when needed again
 
     @property
     def url(self) -> str:
@@ -75,8 +115,10 @@ def create_share_link(
     recipient: str,
     note: str = "",
     expires_at: datetime | None = None,
+    time_zone: tzinfo = UTC,
 ) -> NewLink:
-    """Make a link for a prospect. `expires_at=None` lets it follow the demo (and extensions)."""
+    """Make a link for a prospect. `expires_at=None` lets it follow the demo (and extensions).
+    `time_zone`: the zone the salesperson reads times in, for the messages they get."""
     if demo.status == Status.FAILED:
         raise LifecycleError(
             "A broken demo cannot be shared: retry it, or start a new one, then make a link."
@@ -90,20 +132,26 @@ def create_share_link(
         if expires_at <= timezone.now():
             raise LifecycleError("The link's end must be in the future.")
         if demo.expires_at and expires_at > demo.expires_at:
+            ends = dateformat.format(timezone.localtime(demo.expires_at, time_zone), "j M, H:i T")
             raise LifecycleError(
-                "A link cannot outlive its demo: choose a time before the demo ends, or let the "
-                "link follow the demo."
+                f"A link cannot outlive its demo: choose a time before the demo ends at {ends}, "
+                "or let the link follow the demo."
             )
-    token = secrets.token_urlsafe(32)
     with transaction.atomic():
+        # The token needs the link's id, so the row is made first with a stand-in hash: random,
+        # so it is unique and no token matches it, and never seen outside this transaction.
         link = ShareLink.objects.create(
             demo=demo,
-            token_hash=hash_token(token),
+            token_hash=secrets.token_hex(32),
+            token_salt=secrets.token_hex(16),
             recipient=recipient,
             note=note.strip(),
             expires_at=expires_at,
             created_by=actor.user,
         )
+        token = _derive_token(link.pk, link.token_salt)
+        link.token_hash = hash_token(token)
+        link.save(update_fields=["token_hash"])
         until = f"until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "for as long as it runs"
         record_event(
             demo,
@@ -130,6 +178,84 @@ def revoke_share_link(*, link: ShareLink, actor: Actor) -> ShareLink:
                 {"link": link.pk},
             )
     return link
+
+
+# Words that cannot be part of an email address, around one in "Pat Lee <pat@acme.example>".
+_NOT_IN_ADDRESS = re.compile(r"[\s,;<>()\[\]\"']+")
+
+
+def prospect_email(link: ShareLink) -> str | None:
+    """The email address in the link's "For" field, if it holds one."""
+    for word in _NOT_IN_ADDRESS.split(link.recipient):
+        if "@" not in word:
+            continue
+        try:
+            validate_email(word)
+        except ValidationError:
+            continue
+        return word
+    return None
+
+
+def email_share_link(*, link: ShareLink, actor: Actor) -> str:
+    """Email the link to its prospect from the portal, in the owner's name; the address sent to.
+
+    At most `EMAILS_PER_LINK` a link in `EMAIL_WINDOW`. Raises LifecycleError saying what to do
+    instead when the link cannot be sent.
+    """
+    address = prospect_email(link)
+    if address is None:
+        raise LifecycleError(
+            "“For” holds no email address, so the portal cannot send this link: copy it and "
+            "send it yourself."
+        )
+    url = url_of(link)
+    if not is_usable(link) or url is None:
+        raise LifecycleError("This link no longer works, so it was not sent: make a new link.")
+    if not _take_email_turn(link):
+        raise LifecycleError(
+            f"This link was emailed {EMAILS_PER_LINK} times in the last hour, the most the portal "
+            "sends: copy it and send it yourself, or try again later."
+        )
+    if not notifications.share_link_to_prospect(link, url=url, to=address, until=_until(link)):
+        raise LifecycleError(
+            "The email could not be sent just now: copy the link and send it yourself, or try "
+            "again in a few minutes."
+        )
+    record_event(
+        link.demo,
+        "share-link-emailed",
+        f"Emailed the link for {link.recipient} to {address}.",
+        actor,
+        {"link": link.pk},
+    )
+    return address
+
+
+def _until(link: ShareLink) -> str:
+    """How long the link works, in words for the prospect."""
+    if link.expires_at is not None:
+        return f"until {utc_text(link_expires_at(link) or link.expires_at)}"
+    if link.demo.expires_at is not None:
+        return f"while the demo runs, now until {utc_text(link.demo.expires_at)}"
+    return "while the demo runs"
+
+
+def _take_email_turn(link: ShareLink) -> bool:
+    """Count one email of `link`; False when its window's allowance is used up."""
+    key = f"share-link:emails:{link.pk}"
+    timeout = int(EMAIL_WINDOW.total_seconds())
+    try:
+        if cache.add(key, 1, timeout=timeout):
+            return True
+        return int(cache.incr(key)) <= EMAILS_PER_LINK
+    except ValueError:  # the window ended between add and incr: this email starts a new one
+        cache.set(key, 1, timeout=timeout)
+        return True
+    except RedisError:
+        # As with requests for more time: without Redis there is no limit, only a note of it.
+        log.warning("Cannot count the emails of a share link: Redis is unavailable")
+        return True
 
 
 def is_usable(link: ShareLink, now: datetime | None = None) -> bool:

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -19,6 +20,9 @@ from demos.errors import LifecycleError
 from demos.gate import engagement
 from demos.guards import login_required
 from demos.models import Demo, ShareLink
+from demos.sales.account import time_zone_of
+from demos.sales.panel import panel_context
+from demos.sales.poll import panel_state
 from demos.sharing import links
 from demos.sharing.forms import ShareLinkForm
 
@@ -29,6 +33,9 @@ class LinkRow:
 
     link: ShareLink
     usage: engagement.LinkUsage
+    active: bool
+    # Whether the link can be rebuilt to copy it again (not for links made before that).
+    copyable: bool
 
 
 def link_rows(demo: Demo) -> list[LinkRow]:
@@ -36,16 +43,46 @@ def link_rows(demo: Demo) -> list[LinkRow]:
     round trip for who is in the demo now."""
     shared = list(engagement.with_usage(demo.share_links.all()))
     usage = engagement.link_usage(demo, shared)
-    return [LinkRow(link, usage[link.pk]) for link in shared]
+    return [
+        LinkRow(
+            link,
+            usage[link.pk],
+            active=links.is_usable(link),
+            copyable=links.token_of(link) is not None,
+        )
+        for link in shared
+    ]
 
 
-def share_context(demo: Demo, *, can_act: bool, **extra: Any) -> dict[str, Any]:
-    """What the share panel shows. Only people who may change the demo may make or revoke links."""
+@dataclass(frozen=True)
+class ShownLink:
+    """One link in full, in the link dialog: to copy, or to email to the prospect."""
+
+    link: ShareLink
+    active: bool
+    url: str | None  # None: it no longer works, or was shown only when it was made
+    email: str | None  # the prospect's address, when "For" holds one
+    new: bool = False
+    sent_to: str = ""
+    error: str = ""
+
+
+def shown_link(link: ShareLink, **extra: Any) -> ShownLink:
+    active = links.is_usable(link)
+    url = links.url_of(link) if active else None
+    return ShownLink(link, active, url, links.prospect_email(link), **extra)
+
+
+def share_context(
+    demo: Demo, *, can_act: bool, time_zone: str = "", **extra: Any
+) -> dict[str, Any]:
+    """What the share panel shows. Only people who may change the demo may make or revoke links.
+    `time_zone`: the zone the person chose (demos.sales.account), for the new link's form."""
     return {
         "demo": demo,
         "share_links": link_rows(demo),
         "visits": links.visits_for(demo)[:20],
-        "share_form": extra.pop("share_form", None) or ShareLinkForm(),
+        "share_form": extra.pop("share_form", None) or ShareLinkForm(time_zone=time_zone),
         "shareable": can_act and links.is_shareable(demo),
         "can_share": can_act,
         **extra,
@@ -53,8 +90,43 @@ def share_context(demo: Demo, *, can_act: bool, **extra: Any) -> dict[str, Any]:
 
 
 def _panel(request: HttpRequest, demo: Demo, **extra: Any) -> HttpResponse:
-    context = share_context(demo, can_act=can_act_on(request.user, demo), **extra)
+    can_act = can_act_on(request.user, demo)
+    context = share_context(demo, can_act=can_act, time_zone=time_zone_of(request.user), **extra)
     return TemplateResponse(request, "demos/share_panel.html#share_panel", context)
+
+
+def demo_page_context(
+    request: HttpRequest, demo: Demo, *, version: str, can_act: bool, **extra: Any
+) -> dict[str, Any]:
+    """Everything the demo's page shows: its status panel (of `version`, read before the demo so
+    the first poll can answer 204) and its share panel, with `extra` there."""
+    context = panel_context(request, demo, version=version)
+    context["show_owner"] = demo.owner_id != request.user.pk
+    zone = time_zone_of(request.user)
+    context.update(share_context(demo, can_act=can_act, time_zone=zone, **extra))
+    return context
+
+
+def _demo_page(request: HttpRequest, demo: Demo, **extra: Any) -> HttpResponse:
+    """The demo's page with `extra` in its share panel: how browsers without JavaScript see a
+    link in full (the dialog is then a section of the page)."""
+    state = panel_state(demo.public_id)
+    version = state.version if state else ""
+    context = demo_page_context(request, demo, version=version, can_act=True, **extra)
+    return TemplateResponse(request, "demos/detail.html", context)
+
+
+def _link_to_act_on(request: HttpRequest, public_id: UUID, link_id: int) -> ShareLink:
+    demo = get_demo_to_act_on(request.user, public_id)
+    link = get_object_or_404(ShareLink, pk=link_id, demo=demo)
+    link.demo = demo  # the one already loaded, with its owner and template
+    return link
+
+
+def _link_page_url(link: ShareLink, *, new: bool = False) -> str:
+    url = reverse("demos:share_link", args=[link.demo.public_id, link.pk])
+    # The dialog's id: a browser without JavaScript scrolls to the link it asked for.
+    return f"{url}?new=1#link-dialog" if new else f"{url}#link-dialog"
 
 
 # The panel lists the prospect links, and shows a new one in full: never cached.
@@ -70,7 +142,7 @@ def share_panel(request: HttpRequest, public_id: UUID) -> HttpResponse:
 @require_POST
 def create_link(request: HttpRequest, public_id: UUID) -> HttpResponse:
     demo = get_demo_to_act_on(request.user, public_id)
-    form = ShareLinkForm(request.POST)
+    form = ShareLinkForm(request.POST, time_zone=time_zone_of(request.user))
     error = ""
     new_link = None
     if form.is_valid():
@@ -81,22 +153,54 @@ def create_link(request: HttpRequest, public_id: UUID) -> HttpResponse:
                 recipient=form.cleaned_data["recipient"],
                 note=form.cleaned_data["note"],
                 expires_at=form.chosen_expiry(),
+                time_zone=form.display_zone(),
             )
         except LifecycleError as exc:
             error = str(exc)
     if not request.htmx:
         if new_link:
-            messages.success(
-                request,
-                f"Link for {new_link.link.recipient}: {new_link.url} "
-                "(copy it now: it is shown only once).",
-            )
-        else:
-            messages.error(request, error or "Check the link form: " + form.errors.as_text())
+            # The link's own page shows it in full: no token in a message or an address bar.
+            return redirect(_link_page_url(new_link.link, new=True))
+        messages.error(request, error or "Check the link form: " + form.errors.as_text())
         return redirect("demos:detail", public_id=demo.public_id)
     if new_link:
-        return _panel(request, demo, new_link=new_link)
+        email = links.prospect_email(new_link.link)
+        shown = ShownLink(new_link.link, True, new_link.url, email, new=True)
+        return _panel(request, demo, shown=shown)
     return _panel(request, demo, share_form=form, share_error=error)
+
+
+# Shows a token: never cached.
+@never_cache
+@login_required
+@require_GET
+def show_link(request: HttpRequest, public_id: UUID, link_id: int) -> HttpResponse:
+    """One link in full, to copy it again: for the demo's owner and sales managers only."""
+    link = _link_to_act_on(request, public_id, link_id)
+    shown = shown_link(link, new=request.GET.get("new") == "1")
+    if request.htmx:
+        return _panel(request, link.demo, shown=shown)
+    return _demo_page(request, link.demo, shown=shown)
+
+
+@never_cache
+@login_required
+@require_POST
+def email_link(request: HttpRequest, public_id: UUID, link_id: int) -> HttpResponse:
+    """Send the link to its prospect from the portal, in the owner's name."""
+    link = _link_to_act_on(request, public_id, link_id)
+    sent_to, error = "", ""
+    try:
+        sent_to = links.email_share_link(link=link, actor=Actor.of(request.user))
+    except LifecycleError as exc:
+        error = str(exc)
+    if request.htmx:
+        return _panel(request, link.demo, shown=shown_link(link, sent_to=sent_to, error=error))
+    if sent_to:
+        messages.success(request, f"Sent the link to {sent_to}.")
+    else:
+        messages.error(request, error)
+    return redirect(_link_page_url(link))
 
 
 @never_cache

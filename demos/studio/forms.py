@@ -17,6 +17,8 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from demos.catalog import validation as checks
 from demos.catalog.forms import DemoTemplateForm, TemplateChartForm
@@ -36,6 +38,7 @@ from demos.studio.documents import (
     split_duration,
     with_defaults,
 )
+from demos.templatetags.icons import PRODUCT_ICONS, icon_svg, product_icon_name
 
 CHARTS_PREFIX = "charts"
 
@@ -155,6 +158,55 @@ class LiveLinkChecks:
         return text
 
 
+# --- The product icon ------------------------------------------------------------------------
+
+
+def _icon_choices() -> list[tuple[str, SafeString]]:
+    # Each choice shows its picture. Built per form, as the sprite's URL comes from the static
+    # storage (hashed in production).
+    return [
+        (name, format_html("{} {}", icon_svg(name, size=24), label))
+        for name, label in PRODUCT_ICONS.items()
+    ]
+
+
+class ProductIconField(forms.ChoiceField):
+    """One of the product icons, picked by its picture. A template from before icons had names
+    holds an emoji: it is shown (and rendered everywhere) as the default icon, and kept if the
+    form leaves it as it was; any other value must be an icon's name."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("max_length", None)
+        kwargs.pop("empty_value", None)
+        kwargs.setdefault("widget", forms.RadioSelect(attrs={"class": "icon-picker"}))
+        kwargs["help_text"] = "The picture shown with the demo in the catalog and to prospects."
+        super().__init__(choices=_icon_choices, **kwargs)
+        self.kept = ""
+        names = ", ".join(PRODUCT_ICONS)
+        self.error_messages["invalid_choice"] = (
+            f"Icon “%(value)s” is not one of the icons: pick one of {names}."
+        )
+
+    def valid_value(self, value: Any) -> bool:
+        return value in PRODUCT_ICONS or (bool(self.kept) and value == self.kept)
+
+    def prepare_value(self, value: Any) -> Any:
+        return product_icon_name(value) if value else value
+
+
+class ProductIconChoice:
+    """Lets the icon field keep the value the form started with (see ProductIconField)."""
+
+    fields: dict[str, forms.Field]
+    initial: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("icon")
+        if isinstance(field, ProductIconField):
+            field.kept = str(self.initial.get("icon", field.initial) or "")
+
+
 # --- The template form and the charts ----------------------------------------------------------
 
 
@@ -165,7 +217,7 @@ def _textarea(rows: int, yaml: bool = False) -> forms.Textarea:
     return forms.Textarea(attrs=attrs)
 
 
-class StudioTemplateForm(LiveLinkChecks, DemoTemplateForm):
+class StudioTemplateForm(ProductIconChoice, LiveLinkChecks, DemoTemplateForm):
     """The admin's template form (same checks), minus availability, with duration pickers."""
 
     class Meta(DemoTemplateForm.Meta):
@@ -173,6 +225,7 @@ class StudioTemplateForm(LiveLinkChecks, DemoTemplateForm):
         field_classes = {
             **dict.fromkeys(DURATION_FIELDS, DurationPickerField),
             **DemoTemplateForm.Meta.field_classes,
+            "icon": ProductIconField,
         }
         widgets = {
             "description": _textarea(4),
@@ -353,7 +406,7 @@ class FieldView:
 
     @property
     def anchor(self) -> str:
-        if isinstance(self.field.field.widget, forms.MultiWidget):
+        if isinstance(self.field.field.widget, forms.MultiWidget | forms.RadioSelect):
             return f"{self.field.auto_id}_0"
         return self.field.auto_id
 

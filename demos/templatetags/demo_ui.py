@@ -6,13 +6,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from demos import roles
 from demos.durations import format_duration
 from demos.models import KEPT, WORKING, Status
 from demos.rendering import markdown_to_html
+from demos.sales import panel
+from demos.sales.account import time_zone_of
+from demos.sharing.agents import VisitGroup, group_visits
 
 register = template.Library()
 
@@ -61,6 +65,39 @@ def since(moment: datetime | None) -> str:
     return format_duration(timezone.now() - moment) if moment else "—"
 
 
+# Under a minute, "ago" reads "just now": "0 s ago" or "12 s ago" only make a reader count.
+JUST_NOW = timedelta(minutes=1)
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """`Requested {{ demo.requested_at|ago }}`: "just now", or "5 min ago" (the browser's clocks
+    in static/js/portal.js follow the same rule for `data-ago`)."""
+    if moment is None:
+        return "—"
+    passed = timezone.now() - moment
+    return "just now" if passed < JUST_NOW else f"{format_duration(passed)} ago"
+
+
+@register.filter
+def visit_groups(visits: Any) -> list[VisitGroup]:
+    """`{% for group in visits|visit_groups %}`: a link's visits as "Chrome on macOS · 2 visits"
+    (demos.sharing.agents), not raw user-agent strings."""
+    return group_visits(visits)
+
+
+@register.filter
+def chart_names(charts: Any) -> str:
+    """`{{ demo.spec.charts|chart_names }}` or `{{ template.charts.all|chart_names }}`: "Shop,
+    Payments", what a salesperson needs to know of the charts (versions and release names are
+    for the people who run them)."""
+    specs = [
+        chart if isinstance(chart, dict) else {"chart": chart.chart, "name": chart.release_name}
+        for chart in charts or []
+    ]
+    return panel.chart_names(specs)
+
+
 @register.filter
 def seconds_since(moment: datetime | None) -> str:
     """`data-elapsed="{{ demo.requested_at|seconds_since }}"`: for a clock the browser counts on
@@ -72,6 +109,40 @@ def seconds_since(moment: datetime | None) -> str:
 def until(moment: datetime | None) -> str:
     """`{{ demo.expires_at|until }}`: the time from now until `moment`, as `duration` writes it."""
     return format_duration(moment - timezone.now()) if moment else "—"
+
+
+# The ways a moment is written, each with the zone's short name when it has a time of day:
+# "3 Dec, 18:44 CET". The server writes them in UTC; static/js/portal.js rewrites each in the zone
+# in use (`data-local` names the way), so both must spell them alike.
+LOCAL_FORMATS = {
+    "datetime": "j M, H:i T",
+    "time": "H:i T",
+    "seconds": "j M, H:i:s T",
+    "date": "j M Y",
+    "full": "j M Y, H:i T",
+}
+
+
+@register.simple_tag
+def local_time(moment: datetime | None, style: str = "datetime") -> str:
+    """`{% local_time demo.expires_at "time" %}`: a <time> the browser shows in the zone in use,
+    with the UTC text for a browser that runs no script. Nothing when there is no moment."""
+    if moment is None:
+        return ""
+    in_utc = timezone.localtime(moment, timezone.UTC)
+    return format_html(
+        '<time datetime="{}" data-local="{}">{}</time>',
+        in_utc.isoformat(),
+        style,
+        dateformat.format(in_utc, LOCAL_FORMATS[style]),
+    )
+
+
+@register.filter
+def time_zone(user: Any) -> str:
+    """`data-time-zone="{{ user|time_zone }}"`: the zone the person chose, "" for their
+    browser's (full pages only: see demos.sales.account)."""
+    return time_zone_of(user)
 
 
 @register.filter

@@ -186,8 +186,16 @@
         clocks.delete(element);
         return;
       }
-      element.textContent = formatDuration((now - startedAt) / 1000);
+      var seconds = (now - startedAt) / 1000;
+      element.textContent = element.hasAttribute("data-ago")
+        ? ago(seconds)
+        : formatDuration(seconds);
     });
+  }
+
+  // The server's `ago` filter (demos/templatetags/demo_ui.py): "just now" under a minute.
+  function ago(seconds) {
+    return seconds < 60 ? "just now" : formatDuration(seconds) + " ago";
   }
 
   function setUpClocks(root) {
@@ -204,6 +212,155 @@
     tick();
     tickClocks();
   }, 1000);
+
+  // --- Local time ----------------------------------------------------------------------------
+
+  // The server writes each moment in UTC (`{% local_time %}`, demos/templatetags/demo_ui.py);
+  // here it is rewritten in the zone in use: the one the person chose in their settings
+  // (<body data-time-zone>), else this browser's own. Prospect pages name no zone: the browser's.
+
+  function browserZone() {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    } catch (error) {
+      return "UTC";
+    }
+  }
+
+  function isZone(zone) {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: zone });
+      return true;
+    } catch (error) {
+      return false;
+    }
+  }
+
+  function zoneInUse() {
+    var chosen = document.body.getAttribute("data-time-zone");
+    return chosen && isZone(chosen) ? chosen : browserZone();
+  }
+
+  // The wall clock of `zone` at `date`, as numbers ("hour" 0 to 23).
+  function wallClock(date, zone) {
+    var parts = {};
+    new Intl.DateTimeFormat("en-US", {
+      timeZone: zone,
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+      minute: "numeric",
+      second: "numeric",
+      hourCycle: "h23",
+    })
+      .formatToParts(date)
+      .forEach(function (part) {
+        parts[part.type] = Number(part.value);
+      });
+    return parts;
+  }
+
+  // Each English locale knows the short names of its own region's zones ("EST", "CET", "AEST",
+  // "IST") and writes the others as an offset ("GMT+1"): the first real name wins.
+  var NAME_LOCALES = ["en-US", "en-GB", "en-AU", "en-IN"];
+
+  function zoneName(date, zone) {
+    var offset = "";
+    for (var index = 0; index < NAME_LOCALES.length; index += 1) {
+      var named = new Intl.DateTimeFormat(NAME_LOCALES[index], {
+        timeZone: zone,
+        timeZoneName: "short",
+      })
+        .formatToParts(date)
+        .filter(function (part) {
+          return part.type === "timeZoneName";
+        })[0];
+      var name = named ? named.value : "";
+      if (name && !/^(GMT|UTC)[+\-\u2212]/.test(name)) return name;
+      offset = offset || name;
+    }
+    return offset;
+  }
+
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+  function twoDigits(number) {
+    return (number < 10 ? "0" : "") + number;
+  }
+
+  // The server's LOCAL_FORMATS, in `zone`: "3 Dec, 18:44 CET", "18:44 CET", "3 Dec 2026"…
+  function formatLocal(date, style, zone) {
+    var clock = wallClock(date, zone);
+    var day = clock.day + " " + MONTHS[clock.month - 1];
+    var time = twoDigits(clock.hour) + ":" + twoDigits(clock.minute);
+    var name = zoneName(date, zone);
+    if (style === "time") return time + " " + name;
+    if (style === "date") return day + " " + clock.year;
+    if (style === "full") return day + " " + clock.year + ", " + time + " " + name;
+    if (style === "seconds") return day + ", " + time + ":" + twoDigits(clock.second) + " " + name;
+    return day + ", " + time + " " + name;
+  }
+
+  function setUpLocalTimes(root) {
+    var zone = zoneInUse();
+    var elements = Array.prototype.slice.call(root.querySelectorAll("time[data-local]"));
+    if (root.matches && root.matches("time[data-local]")) elements.unshift(root);
+    elements.forEach(function (element) {
+      var date = new Date(element.getAttribute("datetime"));
+      if (isNaN(date.getTime())) return;
+      element.textContent = formatLocal(date, element.getAttribute("data-local"), zone);
+      element.title = zone.replace(/_/g, " ") + " time";
+    });
+  }
+
+  // The moment (a Date) that the wall-clock `value` of a datetime-local input means in `zone`.
+  function fromWallClock(value, zone) {
+    var found = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(value);
+    if (!found) return null;
+    var wall = Date.UTC(+found[1], +found[2] - 1, +found[3], +found[4], +found[5], +(found[6] || 0));
+    function offsetAt(moment) {
+      var clock = wallClock(new Date(moment), zone);
+      var seen = Date.UTC(clock.year, clock.month - 1, clock.day, clock.hour, clock.minute, clock.second);
+      return seen - Math.floor(moment / 1000) * 1000;
+    }
+    // The zone's offset at a first guess, then at the moment it gives: right across a change to
+    // or from summer time too.
+    var guess = wall - offsetAt(wall);
+    return new Date(wall - offsetAt(guess));
+  }
+
+  // The settings page names this browser's zone, for "Use my browser's zone".
+  function showBrowserZone(root) {
+    root.querySelectorAll("[data-browser-zone]").forEach(function (element) {
+      element.querySelector("[data-browser-zone-name]").textContent = browserZone().replace(/_/g, " ");
+      element.hidden = false;
+    });
+  }
+
+  // A datetime-local input holds the person's local time; its form sends the moment in UTC (and
+  // the zone it was read in) in the hidden fields it names, which the server prefers.
+  function setUpLocalInputs(root) {
+    root.querySelectorAll("input[data-utc-field]").forEach(function (input) {
+      if (input.hasAttribute("data-local-ready") || !input.form) return;
+      input.setAttribute("data-local-ready", "");
+      var zone = zoneInUse();
+      var utcField = input.form.elements.namedItem(input.getAttribute("data-utc-field"));
+      var zoneField = input.form.elements.namedItem(input.getAttribute("data-zone-field"));
+      var label = input.labels && input.labels[0];
+      if (label && label.firstChild && label.firstChild.nodeType === Node.TEXT_NODE) {
+        label.firstChild.nodeValue = "Time (" + zone.replace(/_/g, " ") + ")";
+      }
+      function sync() {
+        var moment = input.value ? fromWallClock(input.value, zone) : null;
+        if (utcField) utcField.value = moment ? moment.toISOString() : "";
+        if (zoneField) zoneField.value = zone;
+      }
+      input.addEventListener("input", sync);
+      input.addEventListener("change", sync);
+      sync();
+    });
+  }
 
   // --- Confirmation dialog for htmx actions --------------------------------------------------
 
@@ -305,6 +462,24 @@
     });
   });
 
+  // --- Link dialog ---------------------------------------------------------------------------
+
+  // A share link in full comes as an open <dialog>, a section of the page without JavaScript;
+  // here it becomes a modal, wide enough for the whole link. On closing, focus goes back to the
+  // link's row (the panel around the button that asked for it was replaced).
+  function setUpModals(root) {
+    root.querySelectorAll("dialog[data-modal-on-load]").forEach(function (dialog) {
+      if (typeof dialog.showModal !== "function" || dialog.hasAttribute("data-modal-ready")) return;
+      dialog.setAttribute("data-modal-ready", "");
+      dialog.close();
+      dialog.showModal();
+      dialog.addEventListener("close", function () {
+        var back = document.getElementById(dialog.getAttribute("data-return-focus") || "");
+        if (back) back.focus();
+      });
+    });
+  }
+
   // --- User menu: close on Escape or a click elsewhere ---------------------------------------
 
   document.addEventListener("click", function (event) {
@@ -325,13 +500,21 @@
 
   function enhance(root) {
     setUpCopyButtons(root);
+    setUpModals(root);
     setUpCountdowns(root);
     setUpClocks(root);
+    setUpLocalTimes(root);
+    setUpLocalInputs(root);
+    showBrowserZone(root);
     announceChanges(root);
   }
 
-  // The duration rule, for the tests that hold it to the server's.
-  window.portal = { formatDuration: formatDuration };
+  // The duration and local-time rules, for the tests that hold them to the server's.
+  window.portal = {
+    formatDuration: formatDuration,
+    formatLocal: formatLocal,
+    fromWallClock: fromWallClock,
+  };
 
   if (window.htmx) {
     // Runs for the page once it is ready and again for every fragment htmx swaps in.

@@ -120,7 +120,7 @@ def test_a_template_admin_creates_tests_publishes_edits_compares_and_rolls_back(
     page.get_by_label("Compare from version 1").check()
     page.get_by_label("Compare to version 2").check()
     page.get_by_role("button", name="Compare selected versions").click()
-    expect(page.get_by_role("heading", name="Version 1 → Version 2")).to_be_visible()
+    expect(page.get_by_role("heading", name="Version 1 to Version 2")).to_be_visible()
     diff = page.locator(".studio-diff")
     expect(diff.locator(".diff-added")).to_contain_text(["max_extensions: 5", "version: 2.1.0"])
     expect(diff.locator(".diff-removed")).to_contain_text(["max_extensions: 3", "version: 2.0.0"])

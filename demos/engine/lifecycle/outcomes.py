@@ -19,6 +19,7 @@ from demos.catalog import services as template_services
 from demos.durations import format_duration
 from demos.engine import capacity, dispatch, notifications, progress, speeds
 from demos.engine.dispatch import Work
+from demos.engine.lifecycle.requests import resume_lifetime
 from demos.engine.lifecycle.table import (
     TRANSITIONS,
     WORK_FOR_STATUS,
@@ -165,13 +166,17 @@ def record_resume(
 
 def _finish_resume(demo: Demo, observation: Observation, kubeconfig: str | None) -> Demo:
     now = timezone.now()
-    expires_at = now + demo.lifetime
+    # The time it had left when it was paused, not a fresh lifetime.
+    runs_for = resume_lifetime(demo)
+    expires_at = now + runs_for
     with transaction.atomic():
         demo = transition(
             demo,
             "resumed",
+            message=f"Resumed and ready again, with {format_duration(runs_for)} to run.",
             ready_at=now,
             expires_at=expires_at,
+            paused_remaining=None,
             keep_until=None,
             extension_count=0,
             warnings_sent=[],

@@ -299,12 +299,23 @@ def delete_demo(*, demo: Demo, actor: Actor) -> Demo:
 
 
 def pause_demo(*, demo: Demo, actor: Actor) -> Demo:
-    """Keep for later: stop the cluster, keep its data."""
-    return transition(demo, "pause", actor=actor)
+    """Keep for later: stop the cluster, keep its data, and the time it had left (given back
+    when it resumes)."""
+    remaining = max(demo.expires_at - timezone.now(), timedelta(0)) if demo.expires_at else None
+    return transition(demo, "pause", actor=actor, paused_remaining=remaining)
+
+
+def resume_lifetime(demo: Demo) -> timedelta:
+    """How long a paused demo runs once resumed: the time it had left when it was paused, but
+    at least `MIN_LIFETIME`; its whole lifetime when that is not known (paused when its time was
+    up, or before the time left was kept)."""
+    if demo.paused_remaining is None:
+        return demo.lifetime
+    return max(demo.paused_remaining, MIN_LIFETIME)
 
 
 def resume_demo(*, demo: Demo, actor: Actor) -> Demo:
-    """Bring a paused demo back, with a fresh lifetime."""
+    """Bring a paused demo back, with the time it had left (see `resume_lifetime`)."""
     with transaction.atomic():
         capacity.lock_admission()
         if not capacity.has_room_for(demo):
@@ -408,9 +419,12 @@ def warn_of_expiry(demo: Demo, now: datetime) -> bool:
     """
     from demos.engine import notifications
 
-    leads = sorted(settings.DEMO_EXPIRY_WARNINGS, reverse=True)
     if demo.status != Status.READY or demo.expires_at is None or demo.is_spare:
         return False
+    # A lead as long as the demo's whole run would warn at its very start ("ends in 59 minutes"
+    # for a one-hour demo): only the leads shorter than the run count.
+    run = max(demo.lifetime, demo.expires_at - (demo.ready_at or now))
+    leads = sorted((lead for lead in settings.DEMO_EXPIRY_WARNINGS if lead < run), reverse=True)
     due = [lead for lead in leads if demo.expires_at - now <= lead]
     if not due:
         return False
