@@ -464,36 +464,36 @@ def _advance(demo: Demo, step: str, actor: lifecycle.Actor, error: tuple[str, st
         case "fail":
             return lifecycle.fail_demo(demo, *error)
         case "ready":
-            return _work(demo, operations.provision)
+            return work_until_it_moves(demo, operations.provision)
         case "pause":
             return lifecycle.pause_demo(demo=demo, actor=actor)
         case "paused":
-            return _work(demo, operations.pause)
+            return work_until_it_moves(demo, operations.pause)
         case "resume":
             return lifecycle.resume_demo(demo=demo, actor=actor)
         case "sleep":
             return lifecycle.sleep_demo(demo=demo, actor=lifecycle.SCHEDULER)
         case "asleep":
-            return _work(demo, operations.pause)
+            return work_until_it_moves(demo, operations.pause)
         case "wake":
             return lifecycle.wake_demo(demo=demo, actor=actor)
         case "archive":
             return lifecycle.archive_demo(demo=demo, actor=actor)
         case "archived":
-            return _work(demo, operations.archive)
+            return work_until_it_moves(demo, operations.archive)
         case "delete":
             return lifecycle.delete_demo(demo=demo, actor=actor)
         case "deleted":
-            return _work(demo, operations.delete)
+            return work_until_it_moves(demo, operations.delete)
     raise ValueError(f"make_demo has no step {step!r}")
 
 
 def finish_delete(demo: Demo) -> Demo:
     """The worker's delete steps on a `deleting` demo, run here until it is deleted."""
-    return _work(demo, operations.delete)
+    return work_until_it_moves(demo, operations.delete)
 
 
-def _work(demo: Demo, step: Any) -> Demo:
+def work_until_it_moves(demo: Demo, step: Any) -> Demo:
     """Run the worker's steps on `demo` until its state changes, as the follow-up jobs would."""
     for _ in range(10):
         step(str(demo.public_id), demo.steps)

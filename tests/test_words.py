@@ -22,7 +22,7 @@ from demos.sales.buttons import available_actions
 from demos.sharing import links
 from demos.sharing.agents import describe, group_visits
 from demos.templatetags.demo_ui import ago, chart_names
-from tests.conftest import make_demo
+from tests.conftest import make_demo, work_until_it_moves
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -66,17 +66,6 @@ def act(client: Client, demo: Demo, action: str) -> str:
     response = client.post(reverse("demos:action", args=[demo.public_id, action]), **HTMX)
     assert response.status_code == 200, response.content
     return response.content.decode()
-
-
-def finish(demo: Demo, step: Any) -> Demo:
-    """The worker's steps on `demo` until its state changes (the simulated backend is instant)."""
-    for _ in range(10):
-        step(str(demo.public_id), demo.steps)
-        changed = Demo.objects.get(pk=demo.pk)
-        if changed.status != demo.status:
-            return changed
-        demo = changed
-    raise AssertionError(f"{demo.status} did not move on")
 
 
 @pytest.fixture
@@ -197,11 +186,11 @@ class TestResumeKeepsTheTimeLeft:
         Demo.objects.filter(pk=demo.pk).update(expires_at=timezone.now() + left)
         demo.refresh_from_db()
         demo = lifecycle.pause_demo(demo=demo, actor=Actor.of(owner))
-        return finish(demo, operations.pause)
+        return work_until_it_moves(demo, operations.pause)
 
     def _resumed(self, demo: Demo, owner: User) -> Demo:
         demo = lifecycle.resume_demo(demo=demo, actor=Actor.of(owner))
-        return finish(demo, operations.resume)
+        return work_until_it_moves(demo, operations.resume)
 
     def test_it_runs_for_the_time_it_had_left(
         self, template: DemoTemplate, alice: User, rq_redis: Any, simulated_now: None
