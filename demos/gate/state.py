@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime
 
 from django.conf import settings
 from redis import Redis
@@ -55,17 +56,17 @@ def link_key(link_id: int) -> str:
     return f"gate:link:{link_id}"
 
 
-def _epoch(moment: object) -> int:
-    return int(moment.timestamp()) if moment is not None else 0  # type: ignore[attr-defined]
+def _epoch(moment: datetime | None) -> int:
+    return int(moment.timestamp()) if moment is not None else 0
 
 
-def demo_value(status: str, expires_at: object) -> str:
+def demo_value(status: str, expires_at: datetime | None) -> str:
     if status == Status.READY:
         return f"open:{_epoch(expires_at)}"
     return ASLEEP if status in RESTING else CLOSED
 
 
-def link_value(revoked_at: object, expires_at: object, cluster: str) -> str:
+def link_value(revoked_at: datetime | None, expires_at: datetime | None, cluster: str) -> str:
     return CLOSED if revoked_at is not None else f"open:{_epoch(expires_at)}:{cluster}"
 
 

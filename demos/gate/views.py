@@ -28,6 +28,7 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseClientRedirect
 
 from demos.backends.simulated_app import simulated_app
+from demos.engine.lifecycle import Actor
 from demos.gate import activity, entry, hosts, passes, state
 from demos.gate.state import Decision
 from demos.models import RESTING, Demo, Status
@@ -153,7 +154,7 @@ def _open(
     request: HttpRequest,
     demo: Demo,
     grant: passes.Pass,
-    actor: object,
+    actor: Actor,
     next_path: str,
 ) -> HttpResponse:
     """Into the app when it runs, to the waking page while it sleeps, else to what explains."""
@@ -163,14 +164,14 @@ def _open(
     elif demo.status == Status.READY:
         return _no_store(redirect(entry.enter_url(demo, grant, next_path)))
     elif demo.status in RESTING:
-        entry.wake_if_asleep(demo, actor)  # type: ignore[arg-type]
+        entry.wake_if_asleep(demo, actor)
         return redirect(entry.waking_url(demo, next_path))
     if grant.is_prospect:
         return _private(request, demo)
     return redirect("demos:detail", public_id=demo.public_id)
 
 
-def open_demo(request: HttpRequest, demo: Demo, grant: passes.Pass, actor: object) -> HttpResponse:
+def open_demo(request: HttpRequest, demo: Demo, grant: passes.Pass, actor: Actor) -> HttpResponse:
     """What an "Open demo" button does (demos:open for the team, prospect:open for prospects)."""
     return _open(request, demo, grant, actor, "/")
 
@@ -190,7 +191,7 @@ def waking(request: HttpRequest, public_id: str) -> HttpResponse:
         if request.htmx:
             return _no_store(HttpResponseClientRedirect(target))
         return _no_store(redirect(target))
-    demo = entry.wake_if_asleep(demo, actor)  # type: ignore[arg-type]
+    demo = entry.wake_if_asleep(demo, actor)
     context = {
         "demo": demo,
         "waking": demo.status in RESTING,
