@@ -22,7 +22,7 @@ from django.utils import timezone
 from demos.engine import lifecycle
 from demos.engine.lifecycle import Actor
 from demos.gate import passes, state
-from demos.models import Demo, Status
+from demos.models import Demo, SimulatedCluster, Status
 from demos.sharing import links
 from tests.conftest import WorkerProcess, make_demo, wait_for, wait_for_status
 from tests.nginx_gate import nginx_binary
@@ -160,8 +160,9 @@ def test_a_sleeping_demo_wakes_for_its_prospect_and_lets_them_in(
         SITE_URL=settings.SITE_URL,
         SIMULATED_APP_ORIGIN=settings.SIMULATED_APP_ORIGIN,
         DEMO_GATE_CONTROLLER="ingress-nginx",
-        DEMO_SIM_STEP_SECONDS="1",  # waking takes a moment, so the waking page shows
     )
+    # Waking takes a step of the simulated cluster: a second, so the waking page shows first.
+    SimulatedCluster.objects.filter(name=demo.cluster_name).update(step_seconds=1)
     worker = WorkerProcess(worker_env)
     worker.start()
     try:
@@ -169,6 +170,13 @@ def test_a_sleeping_demo_wakes_for_its_prospect_and_lets_them_in(
         enter_with_link(browser, demo)
         asleep = wait_for_status(lifecycle.sleep_demo(demo=demo), Status.ASLEEP, Status.FAILED)
         assert asleep.status == Status.ASLEEP, asleep.error_message
+        # The worker tells the gate just after its transaction commits, so the database may show
+        # the demo asleep a moment before the gate's entry does.
+        wait_for(
+            lambda: state._redis().get(state.demo_key(demo.cluster_name)) == state.ASLEEP.encode(),
+            timeout=5,
+            message="the worker never told the gate the demo sleeps",
+        )
         # A demo sleeps after minutes without a request: by then no decision is held.
         time.sleep(settings.DEMO_GATE_CACHE_SECONDS)
 
