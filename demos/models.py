@@ -27,8 +27,17 @@ class DemoTemplate(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=100)
     tagline = models.CharField(max_length=200, blank=True)
-    description = models.TextField(blank=True, help_text="Markdown. Shown in the catalog.")
-    icon = models.CharField(max_length=8, default="◆", help_text="An emoji or short symbol.")
+    description = models.TextField(
+        blank=True, help_text="Markdown. Shown in the catalog: notes for the sales team."
+    )
+    # What a prospect reads on their landing page; the catalog's description is for the sales
+    # team ("Good for retail prospects") and never shown to them.
+    prospect_description = models.TextField(
+        blank=True, help_text="Markdown. Shown to prospects on their landing page."
+    )
+    icon = models.CharField(
+        max_length=16, default="cube", help_text="One of the portal's product icons."
+    )
     colour = models.CharField(
         max_length=7, default="#4f46e5", help_text="Accent colour as #rrggbb."
     )
@@ -409,6 +418,13 @@ class Demo(models.Model):
     sleep_remaining = models.DurationField(null=True, blank=True)
     slept = models.DurationField(default=timedelta(0))
 
+    # Colleagues the owner added: they see the demo and act on it as the owner does.
+    colleagues = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="shared_demos"
+    )
+    # A prospect asked for more time and nobody has answered yet: a badge with one-click Extend.
+    more_time_requested_at = models.DateTimeField(null=True, blank=True)
+
     is_spare = models.BooleanField(default=False)
     claimed_at = models.DateTimeField(null=True, blank=True)
     restored_from = models.ForeignKey(
@@ -667,6 +683,39 @@ class Profile(models.Model):
         blank=True,
         help_text="An IANA zone such as Europe/Berlin; empty: the browser's own zone.",
     )
+    # What a prospect sees of the salesperson on their landing page.
+    job_title = models.CharField(max_length=100, blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    booking_url = models.URLField(
+        max_length=500, blank=True, help_text="A link where prospects book a meeting."
+    )
+    # A small image (PNG, JPEG or WebP, checked and size-limited on upload), kept in the database
+    # so every web process serves it without shared file storage.
+    photo = models.BinaryField(blank=True, default=b"")
+    photo_type = models.CharField(max_length=20, blank=True)
+    photo_updated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Profile of {self.user}"
+
+
+class Branding(models.Model):
+    """How the portal presents itself to prospects: one row, set by an admin."""
+
+    name = models.CharField(
+        max_length=100, default="Demo portal", help_text="The company name prospects see."
+    )
+    accent_colour = models.CharField(
+        max_length=7, default="#4f46e5", help_text="Buttons and links on prospect pages, #rrggbb."
+    )
+    website = models.URLField(max_length=300, blank=True)
+    # As with profile photos: a small checked image kept in the database.
+    logo = models.BinaryField(blank=True, default=b"")
+    logo_type = models.CharField(max_length=20, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "branding"
+
+    def __str__(self) -> str:
+        return self.name
