@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench drills setup tools clean cluster-test
+.PHONY: run test lint format bench drills setup tools clean cluster-test screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "make: no suitable Python (see the message above)"; exit 1; }
@@ -22,10 +22,17 @@ tools:
 run: $(STAMP)
 	@scripts/run-dev
 
+# Test processes in parallel (pytest-xdist), each with its own PostgreSQL and Redis database.
+TEST_PROCESSES ?= 2
+
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES)
+
+# Every page at desktop and phone size, whole length, for review: var/screenshots/ (not committed).
+screenshots: setup
+	$(BIN)/pytest -m screenshots -s tests/browser/test_screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,26 +1,65 @@
-"""Who may see and act on what. The one place authorization decisions about demos live."""
+"""Who may see and act on what. The one place authorization decisions about demos live.
+
+A demo's people: its owner, the colleagues the owner (or a sales manager) added, who see and act
+on it as the owner does, and sales managers, who see and act on everyone's. Template admins watch
+every demo and change none. Only the owner and sales managers manage the team and hand a demo
+over.
+"""
 
 from typing import Any, Protocol
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.http import Http404
 
 from demos import roles
 from demos.models import Demo
 
+# The annotation that says, on a demo loaded for one person, whether that person is one of its
+# colleagues: their own id when they are, None when not. Carrying the id rather than a flag means
+# a demo loaded for one person can never answer for another.
+COLLEAGUE_MARK = "colleague_viewer_id"
+_UNKNOWN = object()
+_SHARED_DEMOS = "_portal_shared_demo_ids"
+
+
+def _colleague_row(user: Any) -> QuerySet[Any]:
+    """The row that makes `user` a colleague of the outer query's demo (an EXISTS subquery)."""
+    return Demo.colleagues.through.objects.filter(demo_id=OuterRef("pk"), user_id=user.pk)
+
+
+def _marked(demos: QuerySet[Demo], user: Any) -> QuerySet[Demo]:
+    """`demos` with `COLLEAGUE_MARK` for `user`, computed in the same query."""
+    if not getattr(user, "is_authenticated", False):
+        return demos
+    mark = Case(
+        When(Exists(_colleague_row(user)), then=Value(user.pk)),
+        default=None,
+        output_field=IntegerField(),
+    )
+    return demos.annotate(**{COLLEAGUE_MARK: mark})
+
 
 def demos_visible_to(user: Any) -> QuerySet[Demo]:
-    """Demos `user` may see: their own, or everyone's for sales managers and admins."""
-    demos = Demo.objects.visible().select_related("template", "owner")
+    """Demos `user` may see: their own and those shared with them, or everyone's for sales
+    managers and admins. One query whatever the number of colleagues: sharing is an EXISTS."""
+    demos = _marked(Demo.objects.visible().select_related("template", "owner"), user)
     if roles.can_view_fleet(user):
         return demos
-    return demos.filter(owner=user)
+    return demos.filter(Q(owner=user) | Exists(_colleague_row(user)))
+
+
+def own_and_shared(user: Any) -> Q:
+    """The condition for demos `user` owns or was added to, e.g. to narrow a manager's list."""
+    return Q(owner=user) | Exists(_colleague_row(user))
 
 
 class Owned(Protocol):
     """What deciding who may see a demo needs: a demo, or the few columns a status poll reads."""
+
+    @property
+    def pk(self) -> Any: ...
 
     @property
     def owner_id(self) -> int | None: ...
@@ -29,18 +68,47 @@ class Owned(Protocol):
     def is_spare(self) -> bool: ...
 
 
+def is_colleague(user: Any, demo: Owned) -> bool:
+    """Whether `user` was added to `demo` as a colleague. Free for a demo loaded through this
+    module (or a status poll's state); otherwise one small query per request."""
+    if not getattr(user, "is_authenticated", False) or demo.pk is None:
+        return False
+    known = getattr(demo, COLLEAGUE_MARK, _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known == user.pk
+    # Demos loaded elsewhere (the fleet's lists, the gate): the person's shared demos are read
+    # once per request and kept on the user object, as `demos.roles` keeps their groups, so a
+    # list of such demos costs one query, not one per demo.
+    shared = getattr(user, _SHARED_DEMOS, None)
+    if shared is None:
+        rows = Demo.colleagues.through.objects.filter(user_id=user.pk)
+        shared = set(rows.values_list("demo_id", flat=True))
+        setattr(user, _SHARED_DEMOS, shared)
+    return demo.pk in shared
+
+
 def can_see(user: Any, demo: Owned) -> bool:
     """The rule behind `demos_visible_to`, for one demo already loaded."""
     if demo.is_spare or not getattr(user, "is_authenticated", False):
         return False
     # The owner first: it answers the common case without looking up the person's groups.
-    return demo.owner_id == user.pk or roles.can_view_fleet(user)
+    if demo.owner_id == user.pk:
+        return True
+    if getattr(demo, COLLEAGUE_MARK, _UNKNOWN) == user.pk:
+        return True
+    return roles.can_view_fleet(user) or is_colleague(user, demo)
 
 
-def get_demo_for_user(user: Any, public_id: UUID | str) -> Demo:
-    """The demo if `user` may see it; otherwise 404, so ids of others' demos leak nothing."""
+def get_demo_for_user(user: Any, public_id: UUID | str, *, with_team_size: bool = False) -> Demo:
+    """The demo if `user` may see it; otherwise 404, so ids of others' demos leak nothing.
+
+    `with_team_size`: also count its colleagues (`team_size`), in the same query.
+    """
+    demos = _marked(Demo.objects.select_related("template", "owner"), user)
+    if with_team_size:
+        demos = demos.annotate(team_size=Count("colleagues", distinct=True))
     try:
-        demo = Demo.objects.select_related("template", "owner").get(public_id=public_id)
+        demo = demos.get(public_id=public_id)
     except (Demo.DoesNotExist, ValueError):
         raise Http404("No such demo.") from None
     if not can_see(user, demo):
@@ -48,22 +116,44 @@ def get_demo_for_user(user: Any, public_id: UUID | str) -> Demo:
     return demo
 
 
-def can_act_on(user: Any, demo: Demo) -> bool:
-    """Whether `user` may change `demo` (extend, pause, delete, ...), not only look at it.
+def can_act_on(user: Any, demo: Owned) -> bool:
+    """Whether `user` may change `demo` (extend, pause, share, delete, ...), not only look at it.
 
-    The owner and sales managers act; template admins watch the fleet but leave other people's
-    demos alone.
+    The owner, the colleagues and sales managers act; template admins watch the fleet but leave
+    other people's demos alone.
     """
     if not getattr(user, "is_authenticated", False):
         return False
-    return demo.owner_id == user.pk or roles.is_manager(user)
+    if demo.owner_id == user.pk:
+        return True
+    return roles.is_manager(user) or is_colleague(user, demo)
 
 
 def get_demo_to_act_on(user: Any, public_id: UUID | str) -> Demo:
     """The demo if `user` may change it: 404 when they cannot see it, 403 when they only see it."""
     demo = get_demo_for_user(user, public_id)
     if not can_act_on(user, demo):
-        raise PermissionDenied("Only the demo's owner or a sales manager can change this demo.")
+        raise PermissionDenied(
+            "Only the demo's owner, its colleagues or a sales manager can change it."
+        )
+    return demo
+
+
+def can_manage_team(user: Any, demo: Owned) -> bool:
+    """Whether `user` may add or remove colleagues and hand the demo over: the owner and sales
+    managers. Colleagues act on the demo but do not decide who else does."""
+    if not getattr(user, "is_authenticated", False) or demo.is_spare:
+        return False
+    return demo.owner_id == user.pk or roles.is_manager(user)
+
+
+def get_demo_to_manage(user: Any, public_id: UUID | str) -> Demo:
+    """The demo if `user` may manage its team: 404 when they cannot see it, 403 otherwise."""
+    demo = get_demo_for_user(user, public_id)
+    if not can_manage_team(user, demo):
+        raise PermissionDenied(
+            "Only the demo's owner or a sales manager can change who works on it."
+        )
     return demo
 
 

@@ -21,12 +21,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
+from demos.branding import BrandingForm, current_branding, forget_branding
 from demos.catalog import services
 from demos.catalog.forms import DemoTemplateForm, TemplateChartForm, TemplateChartFormSet
 from demos.catalog.preview import preview_template
 from demos.engine.specs import PERSONAL_VARIABLES, VARIABLES
 from demos.fleet import selectors
 from demos.models import (
+    Branding,
     Demo,
     DemoEvent,
     DemoTemplate,
@@ -124,7 +126,14 @@ class DemoTemplateAdmin(admin.ModelAdmin):
     fieldsets = [
         (
             "Catalog",
-            {"fields": ["name", "slug", "tagline", "description", "icon", "colour", "enabled"]},
+            {
+                "fields": [
+                    *("name", "slug", "tagline", "description", "prospect_description"),
+                    *("icon", "colour", "enabled"),
+                ],
+                "description": "Sales notes are for the sales team only; prospects read the "
+                "description for prospects on their demo page.",
+            },
         ),
         (
             "Version",
@@ -467,3 +476,47 @@ class ShareLinkAdmin(ReadOnlyAdmin):
     @admin.display(description="Token hash")
     def token_hint(self, link: ShareLink) -> str:
         return f"{link.token_hash[:8]}…"
+
+
+@admin.register(Branding)
+class BrandingAdmin(admin.ModelAdmin):
+    """The portal's look for prospects: superusers only, and one row (demos.branding)."""
+
+    form = BrandingForm
+    list_display = ["name", "accent_colour", "website", "updated_at"]
+    readonly_fields = ["current_logo"]
+    fields = ["name", "accent_colour", "website", "current_logo", "logo_upload", "remove_logo"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser and not Branding.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    @admin.display(description="Current logo")
+    def current_logo(self, branding: Branding) -> str:
+        url = current_branding().logo_url if branding.pk and branding.logo_type else None
+        if url is None:
+            return "None: prospect pages show the name alone."
+        return format_html('<img src="{}" alt="The current logo" height="64">', url)
+
+    def save_model(self, request: HttpRequest, obj: Branding, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        forget_branding()
+
+    def delete_model(self, request: HttpRequest, obj: Branding) -> None:
+        super().delete_model(request, obj)
+        forget_branding()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Branding]) -> None:
+        super().delete_queryset(request, queryset)
+        forget_branding()

@@ -16,5 +16,8 @@ class DemosConfig(AppConfig):
 
     def ready(self) -> None:
         from demos import checks  # noqa: F401  (registers system checks)
+        from demos.gate import state
+
+        state.connect_signals()
 
         post_migrate.connect(_ensure_roles, sender=self)

@@ -29,6 +29,11 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
             "PostgreSQL database with sample products.\n\n"
             "Good for showing the checkout flow and the back office to retail prospects."
         ),
+        "prospect_description": (
+            "Your own copy of our online shop: browse the **storefront**, place an order and "
+            "follow it through the back office. Everything here is yours to try; nothing you "
+            "do reaches real customers."
+        ),
         "icon": "shop",
         "colour": "#0f766e",
         "instructions": (
@@ -69,6 +74,10 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
             "microservice app that generates realistic traffic.\n\n"
             "Good for platform and SRE teams."
         ),
+        "prospect_description": (
+            "A sample microservice app under realistic traffic, with its metrics, dashboards "
+            "and alerts. Explore the dashboards, then break something and watch the alerts fire."
+        ),
         "icon": "chart",
         "colour": "#7c3aed",
         "instructions": (
@@ -102,6 +111,10 @@ SAMPLE_TEMPLATES: list[dict[str, Any]] = [
         "description": (
             "A small data platform with an ingestion pipeline, a query engine and a notebook "
             "UI, loaded with a sample sales dataset."
+        ),
+        "prospect_description": (
+            "A data platform loaded with a sample sales dataset: ingest a file, transform it and "
+            "query the result from the notebook."
         ),
         "icon": "database",
         "colour": "#b45309",

@@ -2,8 +2,9 @@
 
 from django.urls import include, path
 
+from demos import branding, profiles
 from demos.backends.simulated_app import simulated_app
-from demos.sales import account, actions, catalog, opening, pages
+from demos.sales import account, actions, catalog, more_time, opening, pages, team_pages
 
 app_name = "demos"
 urlpatterns = [
@@ -20,7 +21,25 @@ urlpatterns = [
         actions.restore,
         name="restore",
     ),
+    # Team work: colleagues, handing a demo over, and a prospect's request for more time.
+    path("demos/<uuid:public_id>/team/", team_pages.team_page, name="team"),
+    path("demos/<uuid:public_id>/team/add/", team_pages.add_colleague, name="add_colleague"),
+    path(
+        "demos/<uuid:public_id>/team/<int:user_id>/remove/",
+        team_pages.remove_colleague,
+        name="remove_colleague",
+    ),
+    path("demos/<uuid:public_id>/hand-over/", team_pages.hand_over, name="hand_over"),
+    path(
+        "demos/<uuid:public_id>/more-time/dismiss/",
+        more_time.dismiss,
+        name="dismiss_more_time",
+    ),
     path("account/", account.account, name="account"),
+    # What prospect pages show (public, at URLs that change with what they serve).
+    path("brand/logo/<str:version>.png", branding.logo, name="brand_logo"),
+    path("brand/<str:version>.css", branding.stylesheet, name="brand_stylesheet"),
+    path("people/photo/<str:signed>.png", profiles.photo, name="profile_photo"),
     path("simulated/<slug:cluster_name>/", simulated_app, name="simulated_app"),
     path("", include("demos.fleet.urls")),
     path("studio/", include("demos.studio.urls")),

@@ -1,4 +1,4 @@
-"""Share-link tokens out of logs.
+"""Share-link tokens (and the other secrets that travel in URLs) out of logs.
 
 A prospect's link is `/p/<token>/...`, and whoever reads the token can open the demo. Logs are
 read by more people, kept longer and shipped further than the database, which stores only the
@@ -16,13 +16,23 @@ import re
 PROSPECT_PREFIX = "p/"
 REDACTED = "[redacted]"
 
-# The path segment after /p/, in a path, a full URL or a request line; whatever it is (a real
-# token, a mistyped one, a percent-encoded one), it never reaches a log.
-_SHARE_TOKEN = re.compile(rf"(/{re.escape(PROSPECT_PREFIX)})[^/?#\s\"']+")
+# Each: what stays, then the secret. In a path, a full URL or a request line; whatever the secret
+# is (real, mistyped, percent-encoded), it never reaches a log.
+_SECRETS = (
+    # The path segment after /p/: a share link's token.
+    re.compile(rf"(/{re.escape(PROSPECT_PREFIX)})[^/?#\s\"']+"),
+    # A password reset link's token (/password/reset/<user>/<token>/): Django's confirm view
+    # receives it once, before it moves it into the session.
+    re.compile(r"(/password/reset/[^/?#\s\"']+/)[^/?#\s\"']+"),
+    # The gate's one-minute, single-use ticket to a demo host (/.portal-gate/enter?ticket=...).
+    re.compile(r"([?&]ticket=)[^&#\s\"']+"),
+)
 
 
 def redact_share_tokens(text: str) -> str:
-    return _SHARE_TOKEN.sub(rf"\g<1>{REDACTED}", text)
+    for secret in _SECRETS:
+        text = secret.sub(rf"\g<1>{REDACTED}", text)
+    return text
 
 
 class RedactShareTokens(logging.Filter):

@@ -233,6 +233,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "portal.lockout.locked_out"
 AXES_CLIENT_IP_CALLABLE = "portal.clients.client_address"
+# A password reset link works for an hour: long enough to find the email, short enough that an
+# old email found later in someone's inbox opens nothing (demos/sales/password.py).
+PASSWORD_RESET_TIMEOUT = envint("PASSWORD_RESET_TIMEOUT", 60 * 60, minimum=60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "demos:catalog"
 LOGOUT_REDIRECT_URL = "login"

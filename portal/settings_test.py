@@ -5,16 +5,33 @@ import os
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
-# Tests use their own Redis database so a running `make run` is never disturbed.
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def _redis_database() -> int:
+    """Tests use their own Redis database, so a running `make run` is never disturbed; each
+    parallel test process (pytest-xdist's gw0, gw1, ...) has one of its own, as it has its own
+    PostgreSQL database. 14 and 15 first; 13 stays the benchmark's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    number = int(worker) if worker.isdigit() else 0
+    return 14 + number if number < 2 else 13 - number
+
+
+# Set in the environment, so the worker processes tests start inherit the same database. A value
+# this module chose is chosen again in each test process (pytest-xdist's processes inherit the
+# environment of the one that starts them); a REDIS_URL given from outside (by the person running
+# the tests, or by a test for a process of its own) is kept.
+if os.environ.get("REDIS_URL") in (None, os.environ.get("PORTAL_TEST_REDIS_CHOSEN")):
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{_redis_database()}"
+    os.environ["PORTAL_TEST_REDIS_CHOSEN"] = os.environ["REDIS_URL"]
 os.environ.setdefault("DEMO_SIM_STEP_SECONDS", "0")
 os.environ.setdefault("DEMO_OBSERVE_INTERVAL", "0.05")
 # The gate decides and counts at each request: tests see a change at once. Tests of the
 # gate's one-second hold set it themselves.
 os.environ.setdefault("DEMO_GATE_CACHE_SECONDS", "0")
 
-from portal.settings import *  # noqa: F403
-from portal.settings import DATABASES, STORAGES, VAR_DIR
+# The environment above must be set before the settings read it.
+from portal.settings import *  # noqa: E402, F403
+from portal.settings import DATABASES, STORAGES, VAR_DIR  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, include, path
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
+from demos.sales import password
 from portal import health
 from portal.redaction import PROSPECT_PREFIX
 
@@ -43,6 +44,29 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Passwords: reset by email when forgotten, changed when signed in (demos/sales/password.py).
+    path("password/reset/", password.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password/reset/sent/",
+        password.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        password.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/done/",
+        password.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
+    path("password/change/", password.PasswordChangeView.as_view(), name="password_change"),
+    path(
+        "password/change/done/",
+        password.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
     path(PROSPECT_PREFIX, include("demos.sharing.prospect_urls")),
     path("gate/", include("demos.gate.urls")),
     path("admin/rq/", include((_job_queue_urls(), "django_rq"))),

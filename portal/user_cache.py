@@ -28,6 +28,7 @@ from django.contrib.auth.models import Group
 from django.core.cache import BaseCache, caches
 from django.db import connection, router, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
+from django.dispatch import Signal
 from django.utils.crypto import salted_hmac
 
 # Bumped when the shape of an entry changes, so a new release never reads an old one.
@@ -127,6 +128,17 @@ def _user_changed(sender: Any, instance: AbstractBaseUser, **kwargs: Any) -> Non
     forget([instance.pk])
 
 
+# Sent with `user_ids` when people's groups, and so their roles, may have changed: for others who
+# keep what a role allows (the gate's entries for team members).
+roles_changed = Signal()
+
+
+def _roles_changed(user_ids: Iterable[Any]) -> None:
+    ids = list(user_ids)
+    forget(ids)
+    roles_changed.send(sender=None, user_ids=ids)
+
+
 def _memberships_changed(
     sender: Any,
     instance: Any,
@@ -137,16 +149,16 @@ def _memberships_changed(
 ) -> None:
     if not reverse:  # user.groups.add(...) and the like: one user
         if action.startswith("post_"):
-            forget([instance.pk])
+            _roles_changed([instance.pk])
     elif action in ("post_add", "post_remove"):  # group.user_set.add(...): these users
-        forget(pk_set or ())
+        _roles_changed(pk_set or ())
     elif action == "pre_clear":  # group.user_set.clear(): its members, while they are known
-        forget(_members(instance))
+        _roles_changed(_members(instance))
 
 
 def _group_changed(sender: Any, instance: Group, **kwargs: Any) -> None:
     if instance.pk is not None:
-        forget(_members(instance))
+        _roles_changed(_members(instance))
 
 
 def _members(group: Group) -> list[Any]:

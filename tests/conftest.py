@@ -235,10 +235,12 @@ _started: list[WorkerProcess] = []
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     """The fleet's time-to-ready figures are cached for a minute, catalog fragments for the life
-    of the process, and the gate's state for minutes: each test renders and computes its own."""
+    of the process, the gate's state for minutes and the branding until it changes: each test
+    renders and computes its own."""
     from django.core.cache import cache, caches
     from redis.exceptions import RedisError
 
+    from demos.branding import CACHE_KEY as BRANDING_CACHE_KEY
     from demos.fleet.selectors import TIME_TO_READY_CACHE_KEY
     from demos.gate import state as gate_state
     from portal.redis_connection import shared
@@ -246,6 +248,7 @@ def _fresh_caches() -> None:
     caches["fragments"].clear()
     with contextlib.suppress(RedisError):
         cache.delete(TIME_TO_READY_CACHE_KEY)
+        cache.delete(BRANDING_CACHE_KEY)  # a row of an earlier test's database
         # The gate's state names demos and links by id, which each test's database reuses.
         gate_state.forget_held()
         redis = shared()

@@ -13,11 +13,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from demos import roles
 from demos.engine.lifecycle import Actor
 from demos.gate import activity, entry, passes, state
 from demos.gate.passes import LINK, MEMBER, InvalidPass, Pass
@@ -119,6 +121,8 @@ def test_the_entries_decide_and_only_allowed_requests_count(
     redis.set(state.demo_key("c-one"), demo_entry)
     if link_entry is not None:
         redis.set(state.link_key(5), link_entry)
+    else:  # a team member who may still see the demo (tests/test_team_work.py: one who may not)
+        redis.set(state.member_key("c-one", 5), "open")
     assert state.check(grant, counts=True, now=now) is expected
     counted = redis.hget(activity.minute_key(int(now // 60)), activity.field(41, kind, 5))
     assert (counted is not None) == (expected is Decision.ALLOW)
@@ -150,6 +154,23 @@ def test_missing_state_is_read_from_the_database_once(
         assert ask(client, demo, cookie_for(grant)).status_code == 200
     with django_assert_num_queries(0):
         assert ask(client, demo, cookie_for(grant)).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", ["leaves the managers", "is deactivated"])
+def test_a_manager_who_loses_the_role_is_refused_at_the_next_request(
+    client: Client, demo: Demo, manager: Any, change: str
+) -> None:
+    grant = entry.member_pass(demo, manager.pk)
+    assert ask(client, demo, cookie_for(grant)).status_code == 200  # the entry is filled: open
+    assert shared().get(state.member_key(demo.cluster_name, manager.pk)) == b"open"
+    if change == "leaves the managers":
+        manager.groups.remove(Group.objects.get(name=roles.SALES_MANAGERS))
+    else:
+        manager.is_active = False
+        manager.save(update_fields=["is_active"])
+    assert ask(client, demo, cookie_for(grant)).status_code == 401
+    assert shared().get(state.member_key(demo.cluster_name, manager.pk)) == b"closed"
 
 
 @pytest.mark.django_db

@@ -166,9 +166,19 @@ class TestRedaction:
             ("/p/%41bc/more-time/", f"/p/{REDACTED}/more-time/"),
             ("/demos/p/", "/demos/p/"),
             ("/pages/abc/", "/pages/abc/"),
+            (
+                "GET /password/reset/MTI/set-password/ HTTP/1.1",
+                f"GET /password/reset/MTI/{REDACTED}/ HTTP/1.1",
+            ),
+            ("/password/reset/MTI/cz1-abc123/", f"/password/reset/MTI/{REDACTED}/"),
+            ("/password/reset/sent/", "/password/reset/sent/"),
+            (
+                "/.portal-gate/enter?ticket=c.1.l2.99:x:y&next=%2F",
+                f"/.portal-gate/enter?ticket={REDACTED}&next=%2F",
+            ),
         ],
     )
-    def test_it_replaces_what_follows_the_prospect_prefix(self, text: str, expected: str) -> None:
+    def test_it_replaces_the_secrets_urls_carry(self, text: str, expected: str) -> None:
         assert redact_share_tokens(text) == expected
 
     def test_the_filter_rewrites_the_formatted_message(self) -> None:

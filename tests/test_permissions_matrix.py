@@ -22,6 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from demos.engine.lifecycle import Actor
 from demos.models import (
+    Branding,
     Demo,
     DemoTemplate,
     ShareLink,
@@ -200,6 +201,16 @@ ROUTES: dict[str, list[Probe]] = {
         probe("/logout/", 405, 405, 405, 405, 405),
         probe("/logout/", LOGIN, LOGIN, LOGIN, LOGIN, LOGIN, method="post"),
     ],
+    # Passwords: resetting one is for anyone (the answer never says whether an address has an
+    # account); changing one is for people signed in. A made-up reset link shows "does not work".
+    "password/reset/": [probe("/password/reset/", 200, 200, 200, 200, 200)],
+    "password/reset/sent/": [probe("/password/reset/sent/", 200, 200, 200, 200, 200)],
+    "password/reset/<uidb64>/<token>/": [
+        probe("/password/reset/MQ/not-a-token/", 200, 200, 200, 200, 200)
+    ],
+    "password/reset/done/": [probe("/password/reset/done/", 200, 200, 200, 200, 200)],
+    "password/change/": [signed_in("/password/change/", 200)],
+    "password/change/done/": [signed_in("/password/change/done/", 200)],
     # --- Salespeople: catalog, starting, their demos and the htmx fragments ----------------------
     "": [signed_in("/", 200)],
     "templates/<slug:slug>/start/": [
@@ -246,6 +257,43 @@ ROUTES: dict[str, list[Probe]] = {
             405,
             405,
         ),
+    ],
+    # Team work: anyone who sees the demo sees who works on it; its owner and sales managers
+    # change that (an empty form is refused on the page itself, 400). Colleagues: see
+    # `test_a_colleague_is_answered_as_the_owner_but_for_the_team`.
+    "demos/<uuid:public_id>/team/": [probe(demo_url("team/"), LOGIN, 200, 404, 200, 200)],
+    "demos/<uuid:public_id>/team/add/": [
+        probe(demo_url("team/add/"), LOGIN, 405, 405, 405, 405),
+        probe(demo_url("team/add/"), LOGIN, 400, 404, 400, 403, method="post"),
+    ],
+    # Bob is not on the demo: removing him changes nothing.
+    "demos/<uuid:public_id>/team/<int:user_id>/remove/": [
+        probe(
+            lambda w: f"/demos/{w.demo.public_id}/team/{w.users['sales B'].pk}/remove/",
+            LOGIN,
+            405,
+            405,
+            405,
+            405,
+        ),
+        probe(
+            lambda w: f"/demos/{w.demo.public_id}/team/{w.users['sales B'].pk}/remove/",
+            LOGIN,
+            REDIRECT,
+            404,
+            REDIRECT,
+            403,
+            method="post",
+        ),
+    ],
+    "demos/<uuid:public_id>/hand-over/": [
+        probe(demo_url("hand-over/"), LOGIN, 405, 405, 405, 405),
+        probe(demo_url("hand-over/"), LOGIN, 400, 404, 400, 403, method="post"),
+    ],
+    # No request for more time is waiting: dismissing changes nothing.
+    "demos/<uuid:public_id>/more-time/dismiss/": [
+        probe(demo_url("more-time/dismiss/"), LOGIN, 405, 405, 405, 405),
+        probe(demo_url("more-time/dismiss/"), LOGIN, REDIRECT, 404, REDIRECT, 403, method="post"),
     ],
     # Share links: anyone who sees the demo sees its links; only who may act makes or revokes.
     "demos/<uuid:public_id>/share/": [
@@ -332,6 +380,13 @@ ROUTES: dict[str, list[Probe]] = {
         probe("/p/not-a-token/more-time/", 404, 404, 404, 404, 404, method="post"),
     ],
     # This template does not allow kubeconfig downloads.
+    # What prospect pages show: public, like the pages (a logo only once an admin uploads one;
+    # a photo only at its signed address).
+    "brand/<str:version>.css": [probe("/brand/default.css", 200, 200, 200, 200, 200)],
+    "brand/logo/<str:version>.png": [probe("/brand/logo/default.png", 404, 404, 404, 404, 404)],
+    "people/photo/<str:signed>.png": [
+        probe("/people/photo/1.1:forged.png", 404, 404, 404, 404, 404)
+    ],
     "p/<str:token>/kubeconfig/": [
         probe(lambda w: f"/p/{w.token}/kubeconfig/", 404, 404, 404, 404, 404),
     ],
@@ -497,6 +552,16 @@ ROUTES: dict[str, list[Probe]] = {
         delete=403,
         history=200,
     ),
+    # The portal's branding: superusers only.
+    **admin_model(
+        "demos/branding",
+        lambda w: Branding.objects.get_or_create()[0],
+        changelist=403,
+        add=403,
+        change=403,
+        delete=403,
+        history=403,
+    ),
     # Share links carry prospect data: superusers only.
     **admin_model(
         "demos/sharelink",
@@ -655,4 +720,39 @@ def test_route_answers_each_role_as_expected(route: str, world: World) -> None:
             if not _matches(response, expected):
                 how = f"{probe_.method.upper()}{' (htmx)' if probe_.htmx else ''} {url}"
                 wrong.append(f"{how} as {role}: expected {expected}, got {_describe(response)}")
+    assert not wrong, "\n".join(wrong)
+
+
+# Routes about who works on a demo: a colleague acts on the demo but does not change its team.
+TEAM_ROUTES = frozenset(
+    {
+        "demos/<uuid:public_id>/team/add/",
+        "demos/<uuid:public_id>/team/<int:user_id>/remove/",
+        "demos/<uuid:public_id>/hand-over/",
+    }
+)
+
+
+def test_a_colleague_is_answered_as_the_owner_but_for_the_team(world: World) -> None:
+    """Carol, added to alice's demo, gets alice's answer on every route of the demo (she sees,
+    opens, extends, shares and deletes it), except that she cannot change who works on it."""
+    carol = User.objects.create_user("carol", "carol@example.com", "x", first_name="Carol")
+    carol.groups.add(Group.objects.get(name="Sales"))
+    world.demo.colleagues.add(carol)
+    wrong = []
+    for route, probes in ROUTES.items():
+        if not route.startswith("demos/<uuid:public_id>/"):
+            continue
+        for probe_ in probes:
+            url = probe_.url(world)
+            owner_answer = probe_.expect[ROLES.index("sales A")]
+            expected = 403 if route in TEAM_ROUTES and probe_.method == "post" else owner_answer
+            client = Client(raise_request_exception=False)
+            client.force_login(carol)
+            headers = {"HX-Request": "true"} if probe_.htmx else {}
+            response = getattr(client, probe_.method)(url, probe_.data, headers=headers)
+            if not _matches(response, expected):
+                how = f"{probe_.method.upper()}{' (htmx)' if probe_.htmx else ''} {url}"
+                got = _describe(response)
+                wrong.append(f"{how} as a colleague: expected {expected}, got {got}")
     assert not wrong, "\n".join(wrong)

@@ -60,6 +60,14 @@ def assert_neutral(response: Any) -> None:
     assert "This link is not available" in response.text
 
 
+def assert_ended(response: Any, heading: str = "This demo has ended") -> None:
+    """The friendly page for a link that existed: what happened, and whom to contact."""
+    assert response.status_code == 200
+    assert response.templates[0].name == "prospect/ended.html"
+    assert heading in response.text
+    assert "alice@example.com" in response.text
+
+
 class TestTokens:
     def test_only_a_hash_of_the_256_bit_token_is_stored(self, demo: Demo) -> None:
         new = share(demo)
@@ -90,8 +98,9 @@ class TestTokens:
         new = share(demo)
         assert landing(client, new.token).status_code == 200
         links.revoke_share_link(link=new.link, actor=Actor.of(demo.owner))
-        # Even the browser that used it before gets the neutral page: revoking means "no".
-        assert_neutral(landing(client, new.token))
+        # Revoking means "no": any browser is told so, with whom to ask for a new link.
+        assert_ended(landing(client, new.token), "This demo was turned off")
+        assert_ended(landing(Client(), new.token), "This demo was turned off")
         assert demo.events.filter(kind="share-link-revoked").exists()
 
     def test_a_fixed_expiry_ends_the_link_on_time(self, client: Client, demo: Demo) -> None:
@@ -100,7 +109,7 @@ class TestTokens:
         with time_machine.travel(end - timedelta(seconds=5)):
             assert landing(client, token).status_code == 200
         with time_machine.travel(end + timedelta(seconds=5)):
-            assert_neutral(landing(Client(), token))
+            assert_ended(landing(Client(), token), "This link has expired")
 
     def test_a_link_cannot_outlive_its_demo(self, demo: Demo) -> None:
         with pytest.raises(LifecycleError, match="cannot outlive"):
@@ -115,12 +124,12 @@ class TestTokens:
         with time_machine.travel(old_end + timedelta(minutes=5)):
             assert landing(client, token).status_code == 200
         with time_machine.travel(demo.expires_at + timedelta(seconds=1)):
-            assert_neutral(landing(Client(), token))
+            assert_ended(landing(Client(), token))
 
-    def test_links_of_ended_demos_get_the_neutral_page(self, client: Client, demo: Demo) -> None:
+    def test_links_of_ended_demos_say_so_on_any_device(self, client: Client, demo: Demo) -> None:
         token = share(demo).token
         end(demo)
-        assert_neutral(landing(client, token))
+        assert_ended(landing(client, token))
 
     def test_the_prospect_who_used_it_is_told_the_demo_ended_and_whom_to_ask(
         self, client: Client, demo: Demo
@@ -267,7 +276,7 @@ class TestLandingPage:
         ("status", "expected"),
         [
             (Status.PROVISIONING, "being prepared"),
-            (Status.PAUSED, "taking a break"),
+            (Status.PAUSED, "kept for later"),
             (Status.RESUMING, "coming back"),
         ],
     )

@@ -492,13 +492,13 @@ class TestDemoPage:
         assert reverse("demos:restore", args=[demo.public_id, snapshot.pk]) in html
         assert "Restore" in html
 
-    def test_a_deleted_demo_points_back_to_the_catalog(
+    def test_a_deleted_demo_offers_to_start_again_like_it(
         self, alice: User, template: DemoTemplate
     ) -> None:
         demo = make_demo(template, alice, Status.DELETED)
         html = page(logged_in(alice), detail_url(demo))
         assert "This demo has ended" in html
-        assert "Start another Webshop demo" in html
+        assert "Start again like this" in html  # tests/test_team_work.py: what it fills in
         assert "action-form" not in html
 
     def test_the_timeline_lists_the_events(self, alice: User, demo: Demo) -> None:

@@ -20,14 +20,15 @@ from demos.catalog import validation as checks
 from demos.models import DemoTemplate, TemplateChart
 
 MULTILINE_FIELDS = (
-    *("description", "instructions", "credentials"),
+    *("description", "prospect_description", "instructions", "credentials"),
     *("vcluster_overrides", "unsafe_vcluster_overrides"),
 )
 # Typed as YAML, so edited in the code editor (static/js/yaml_editor.js).
 YAML_FIELDS = ("credentials", "vcluster_overrides", "unsafe_vcluster_overrides")
 # Listed rather than "__all__" so a new model field is a deliberate addition to the admin.
 TEMPLATE_FIELDS = [
-    *("name", "slug", "tagline", "description", "icon", "colour", "enabled"),
+    *("name", "slug", "tagline", "description", "prospect_description"),
+    *("icon", "colour", "enabled"),
     *("kubernetes_version", "control_plane_cpu", "control_plane_memory", "storage_size"),
     *("quota_cpu", "quota_memory", "quota_pods", "vcluster_overrides"),
     "unsafe_vcluster_overrides",
@@ -98,7 +99,11 @@ class DemoTemplateForm(forms.ModelForm):
             **dict.fromkeys(YAML_FIELDS, YamlTextField),
         }
         # As written, not capitalised into "VCluster".
-        labels = {"vcluster_overrides": "vCluster overrides"}
+        labels = {
+            "vcluster_overrides": "vCluster overrides",
+            "description": "Sales notes",
+            "prospect_description": "Description for prospects",
+        }
 
     def clean_colour(self) -> str:
         colour = self.cleaned_data["colour"]

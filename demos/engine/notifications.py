@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -13,11 +15,13 @@ from django.core.cache import cache
 from django.core.mail import EmailMessage, send_mail, send_mass_mail
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import dateformat, timezone
 from redis.exceptions import RedisError
 
 from demos import roles
 from demos.durations import format_duration
 from demos.models import Demo, ShareLink
+from demos.sales.account import time_zone_of
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +51,23 @@ def _who(demo: Demo) -> str:
     return demo.prospect_company or demo.prospect_name or "your prospect"
 
 
+def time_for(person: Any | None, when: datetime) -> str:
+    """A moment as an email's reader reads it: "3 Dec, 14:30 CET" in the zone they chose on
+    their account page; in UTC, said so, for anyone who chose none and for prospects (no
+    account), as an email cannot ask the reader's browser."""
+    name = time_zone_of(person) if person is not None else ""
+    zone = ZoneInfo(name) if name else UTC
+    return dateformat.format(timezone.localtime(when, zone), "j M, H:i T")
+
+
 def expiry_warning(demo: Demo, left: timedelta) -> bool:
     # In whole minutes: the sweep's own delay and the time to read the email make seconds noise.
     ends_in = format_duration(max(left // timedelta(minutes=1), 1) * timedelta(minutes=1))
+    at = f", at {time_for(demo.owner, demo.expires_at)}" if demo.expires_at else ""
     return _send(
         demo,
         f"Your {demo.template.name} demo ends in {ends_in}",
-        f"Your {demo.template.name} demo for {_who(demo)} ends in about {ends_in}.\n\n"
+        f"Your {demo.template.name} demo for {_who(demo)} ends in about {ends_in}{at}.\n\n"
         f"Extend it or keep it for later here:\n{demo_url(demo)}\n",
     )
 
@@ -227,3 +241,47 @@ def _send_to_admins(subject: str, body: str) -> int:
     except OSError:
         log.exception("Could not send “%s” to the template admins", subject)
         return 0
+
+
+# --- Team work: who works on a demo ---------------------------------------------------------------
+
+
+def _send_to_person(person: Any, subject: str, body: str) -> bool:
+    """One email to someone who is not (or not yet) the demo's owner."""
+    if not person.email:
+        return False
+    try:
+        send_mail(subject, body, None, [person.email])
+    except OSError:
+        log.exception("Could not send “%s” to %s", subject, person.email)
+        return False
+    return True
+
+
+def _name(person: Any) -> str:
+    if person is None:
+        return "A manager"
+    return person.get_full_name() or person.get_username()
+
+
+def colleague_added(demo: Demo, *, colleague: Any, by: Any) -> bool:
+    """`colleague` was added to `demo`: they see it in My demos and act on it as the owner does."""
+    return _send_to_person(
+        colleague,
+        f"{_name(by)} added you to a {demo.template.name} demo",
+        f"{_name(by)} added you as a colleague on the {demo.template.name} demo for "
+        f"{_who(demo)}, owned by {_name(demo.owner)}.\n\n"
+        "You see it in My demos and can open, extend, pause and share it as its owner does.\n\n"
+        f"The demo:\n{demo_url(demo)}\n",
+    )
+
+
+def demo_handed_over(demo: Demo, *, new_owner: Any, by: Any) -> bool:
+    """`demo` is now `new_owner`'s: its slot counts against them, and its links keep working."""
+    return _send_to_person(
+        new_owner,
+        f"{_name(by)} handed a {demo.template.name} demo over to you",
+        f"{_name(by)} handed the {demo.template.name} demo for {_who(demo)} over to you: it is "
+        "yours now and counts as one of your demo slots. The prospect's links keep working.\n\n"
+        f"The demo:\n{demo_url(demo)}\n",
+    )

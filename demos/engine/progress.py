@@ -31,12 +31,23 @@ def _step(key: str, label: str) -> dict[str, Any]:
     return {"key": key, "label": label, "state": PENDING, "started_at": None, "finished_at": None}
 
 
+def chart_title(chart: dict[str, Any]) -> str:
+    """A frozen spec's chart as a salesperson reads it: "oci://…/payments-api" is "Payments api".
+
+    Steps and the timeline's sentences name charts so; release names, chart versions and cluster
+    names are for the people who run templates (the demo page's technical details)."""
+    name = (chart.get("chart") or chart.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
+    name = name.replace("-", " ").replace("_", " ").strip()
+    return name[:1].upper() + name[1:]
+
+
 def initial(spec: dict[str, Any], *, queued_done: bool = False) -> Progress:
+    # Keys stay by release: that is how the backend reports each chart.
     steps = [
         _step("queued", "Waiting for capacity"),
         _step("cluster", "Creating the cluster"),
         *(
-            _step(f"chart:{chart['name']}", f"Installing {chart['name']}")
+            _step(f"chart:{chart['name']}", f"Installing {chart_title(chart)}")
             for chart in spec["charts"]
         ),
         _step("check", "Checking the app"),

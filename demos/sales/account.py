@@ -1,4 +1,7 @@
-"""A person's own settings: the time zone the portal shows times in.
+"""A person's own settings: what prospects see of them, and the time zone times are shown in.
+
+The profile (name, job title, phone, booking link, photo) is what a prospect's landing page
+shows of a demo's owner (demos.profiles); the page previews that card as prospects will see it.
 
 Pages show every time in the zone in use (static/js/portal.js rewrites the server's UTC text): the
 person's own zone when they chose one here, else their browser's. The zone is read for full pages
@@ -23,6 +26,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
+from demos import images, profiles
 from demos.guards import login_required
 from demos.models import Profile
 
@@ -103,21 +107,130 @@ class TimeZoneForm(forms.Form):
         )
 
 
+class ProfileForm(forms.Form):
+    """What prospects see of the person, besides the photo."""
+
+    first_name = forms.CharField(label="First name", max_length=150, required=False)
+    last_name = forms.CharField(label="Last name", max_length=150, required=False)
+    job_title = forms.CharField(
+        label="Job title", max_length=100, required=False, help_text="Such as Account executive."
+    )
+    phone = forms.RegexField(
+        label="Phone",
+        max_length=40,
+        required=False,
+        regex=r"^\+?[0-9 ().-]{5,39}$",
+        error_messages={
+            "invalid": "Write a phone number with digits, spaces and an optional leading +."
+        },
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
+    )
+    booking_url = forms.URLField(
+        label="Booking link",
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text="A page where prospects book a meeting with you; shown as “Book a meeting”.",
+    )
+
+    def clean_booking_url(self) -> str:
+        url = self.cleaned_data["booking_url"]
+        if url and not url.startswith(("https://", "http://")):
+            raise forms.ValidationError("Give a web address starting with https://.")
+        return url
+
+
+class PhotoForm(forms.Form):
+    photo = forms.FileField(
+        label="Choose a picture",
+        required=False,
+        help_text=(
+            f"PNG, JPEG or WebP, up to {images.MAX_UPLOAD_BYTES // 1024} KB. It is cropped to a "
+            f"square of {images.PHOTO_SIZE} pixels and stored without the file's metadata."
+        ),
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/webp"}),
+    )
+    remove = forms.BooleanField(required=False)
+
+    def clean_photo(self) -> images.CheckedImage | None:
+        upload = self.cleaned_data.get("photo")
+        return images.checked_photo(upload) if upload else None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not self.errors and not cleaned.get("photo") and not cleaned.get("remove"):
+            raise forms.ValidationError("Choose a picture to upload first.")
+        return cleaned
+
+
+def _profile_initial(user: Any) -> dict[str, str]:
+    profile = profiles.profile_of(user)
+    return {
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "job_title": profile.job_title if profile else "",
+        "phone": profile.phone if profile else "",
+        "booking_url": profile.booking_url if profile else "",
+    }
+
+
+def _page(request: HttpRequest, status: int = 200, **forms_given: forms.Form) -> HttpResponse:
+    zone = time_zone_of(request.user)
+    context = {
+        "form": forms_given.get("form") or TimeZoneForm(initial={"time_zone": zone}),
+        "profile_form": forms_given.get("profile_form")
+        or ProfileForm(initial=_profile_initial(request.user)),
+        "photo_form": forms_given.get("photo_form") or PhotoForm(),
+        "card": profiles.contact_card(request.user),
+        "time_zone": zone,
+    }
+    return TemplateResponse(request, "demos/account.html", context, status=status)
+
+
+def _save_profile(request: HttpRequest) -> HttpResponse:
+    form = ProfileForm(request.POST)
+    if not form.is_valid():
+        return _page(request, profile_form=form)
+    profiles.save_profile(user=request.user, **form.cleaned_data)
+    messages.success(request, "Saved. Prospects see these details on their demo pages.")
+    return redirect("demos:account")
+
+
+def _save_photo(request: HttpRequest) -> HttpResponse:
+    form = PhotoForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _page(request, photo_form=form)
+    if form.cleaned_data.get("photo"):
+        profiles.set_photo(user=request.user, image=form.cleaned_data["photo"])
+        messages.success(request, "Saved. Prospects now see this photo.")
+    else:
+        profiles.set_photo(user=request.user, image=None)
+        messages.success(request, "Photo removed. Prospects see your initials instead.")
+    return redirect("demos:account")
+
+
+def _save_time_zone(request: HttpRequest) -> HttpResponse:
+    form = TimeZoneForm(request.POST)
+    if not form.is_valid():
+        return _page(request, form=form)
+    chosen = form.cleaned_data["time_zone"]
+    set_time_zone(user=request.user, time_zone=chosen)
+    if chosen:
+        messages.success(request, f"Saved. Times now show in {zone_label(chosen)} time.")
+    else:
+        messages.success(request, "Saved. Times now show in your browser's time zone.")
+    return redirect("demos:account")
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def account(request: HttpRequest) -> HttpResponse:
-    """The person's settings: for now, the time zone times are shown in."""
-    zone = time_zone_of(request.user)
+    """The person's settings: their profile as prospects see it, and their time zone."""
     if request.method != "POST":
-        form = TimeZoneForm(initial={"time_zone": zone})
-        return TemplateResponse(request, "demos/account.html", {"form": form, "time_zone": zone})
-    form = TimeZoneForm(request.POST)
-    if form.is_valid():
-        chosen = form.cleaned_data["time_zone"]
-        set_time_zone(user=request.user, time_zone=chosen)
-        if chosen:
-            messages.success(request, f"Saved. Times now show in {zone_label(chosen)} time.")
-        else:
-            messages.success(request, "Saved. Times now show in your browser's time zone.")
-        return redirect("demos:account")
-    return TemplateResponse(request, "demos/account.html", {"form": form, "time_zone": zone})
+        return _page(request)
+    section = request.POST.get("section")
+    if section == "profile":
+        return _save_profile(request)
+    if section == "photo":
+        return _save_photo(request)
+    return _save_time_zone(request)

@@ -27,7 +27,7 @@ from demos.sales.forms import RestoreSnapshotForm
 from demos.sales.panel import queue_note, render_row, render_status_update, row_dom_id
 
 
-def _back_to(request: HttpRequest, demo: Demo) -> str:
+def back_to(request: HttpRequest, demo: Demo) -> str:
     """Where a no-JavaScript action returns: the page it came from, if it is ours."""
     wanted = request.POST.get("next") or request.GET.get("next") or ""
     if wanted and url_has_allowed_host_and_scheme(
@@ -37,7 +37,7 @@ def _back_to(request: HttpRequest, demo: Demo) -> str:
     return reverse("demos:detail", args=[demo.public_id])
 
 
-def _in_place(
+def in_place(
     request: HttpRequest, demo: Demo, *, notice: str = "", error: str = "", status: int = 200
 ) -> HttpResponse:
     if request.htmx.target == row_dom_id(demo):
@@ -54,14 +54,14 @@ def demo_action(request: HttpRequest, public_id: UUID, action: str) -> HttpRespo
     if chosen is None:
         raise Http404("No such action.")
     demo = get_demo_to_act_on(request.user, public_id)
-    back_to = _back_to(request, demo)
+    return_to = back_to(request, demo)
 
     if request.method == "GET":
         # Without JavaScript, actions that ask first arrive here as a link: show the question.
         # A GET never changes anything.
         if not chosen.confirm or not is_allowed(chosen, demo):
-            return redirect(back_to)
-        context = {"demo": demo, "action": chosen, "back_to": back_to}
+            return redirect(return_to)
+        context = {"demo": demo, "action": chosen, "back_to": return_to}
         return render(request, "demos/confirm_action.html", context)
 
     try:
@@ -69,14 +69,14 @@ def demo_action(request: HttpRequest, public_id: UUID, action: str) -> HttpRespo
     except LifecycleError as exc:
         if request.htmx:
             demo.refresh_from_db()
-            return _in_place(request, demo, error=str(exc), status=409)
+            return in_place(request, demo, error=str(exc), status=409)
         messages.error(request, str(exc))
-        return redirect(back_to)
+        return redirect(return_to)
     notice = done_message(chosen, demo)
     if request.htmx:
-        return _in_place(request, demo, notice=notice)
+        return in_place(request, demo, notice=notice)
     messages.success(request, notice)
-    return redirect(back_to)
+    return redirect(return_to)
 
 
 @login_required

@@ -23,6 +23,7 @@ from demos.engine.speeds import typical_times_to_ready
 from demos.errors import LifecycleError
 from demos.guards import login_required
 from demos.models import ACTIVE, OPEN, Demo, DemoTemplate
+from demos.sales.again import flagged_message
 from demos.sales.buttons import OfferedAction, available_actions
 from demos.sales.forms import StartDemoForm
 from demos.sales.panel import DemoRow
@@ -184,13 +185,6 @@ def _choose_at_limit(
 def _slot_actions(request: HttpRequest, demo: Demo) -> list[OfferedAction]:
     actions = available_actions(request.user, demo, in_list=True)
     return [action for action in actions if action.name in _FREES_A_SLOT]
-
-
-def flagged_message(template: DemoTemplate) -> str:
-    return (
-        f"“{template.name}” is not available right now: its last demos failed to start, and its "
-        "admins have been told. Pick another demo, or try again later."
-    )
 
 
 def _accents_etag(request: HttpRequest) -> str:

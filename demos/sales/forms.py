@@ -1,4 +1,4 @@
-"""Forms salespeople fill in: starting a demo and restoring an archived one."""
+"""Forms salespeople fill in: starting a demo, restoring an archived one, and its team."""
 
 from __future__ import annotations
 
@@ -83,3 +83,51 @@ class StartDemoForm(_StartTokenForm):
 
 class RestoreSnapshotForm(_StartTokenForm):
     """Only the start token: restoring twice by a double click makes one demo."""
+
+
+class PersonField(forms.CharField):
+    """A portal person, picked from the list or typed as a name, email address or user name."""
+
+    def clean(self, value: Any) -> Any:
+        from demos.sales.team import find_person
+
+        text = super().clean(value)
+        person = find_person(text)
+        if person is None:
+            raise forms.ValidationError(
+                f"Nobody in the portal goes by “{text}”. Pick a name from the list, or type "
+                "their email address."
+            )
+        return person
+
+
+class AddColleagueForm(forms.Form):
+    person = PersonField(
+        label="Colleague",
+        max_length=300,
+        help_text="Type a name or email address and pick from the list.",
+        widget=forms.TextInput(attrs={"list": "portal-people", "autocomplete": "off"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "colleague-%s")
+        super().__init__(*args, **kwargs)
+
+
+class HandOverForm(forms.Form):
+    person = PersonField(
+        label="New owner",
+        max_length=300,
+        help_text="The demo becomes theirs, and counts as one of their demo slots.",
+        widget=forms.TextInput(attrs={"list": "portal-people", "autocomplete": "off"}),
+    )
+    stay_on = forms.BooleanField(
+        label="Keep the current owner on as a colleague",
+        required=False,
+        initial=True,
+        help_text="They keep seeing and acting on the demo after handing it over.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "hand-over-%s")
+        super().__init__(*args, **kwargs)

@@ -34,6 +34,7 @@ from demos.sales.panel import (
     queue_note,
     render_row,
     render_status_update,
+    team_work_of,
 )
 from demos.sales.poll import panel_state
 from demos.sharing.views import demo_page_context
@@ -48,8 +49,8 @@ _EVENT_ID = re.compile(r"[0-9]{1,18}")
 @require_GET
 def demo_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
     # The panel's version before the demo (see `demo_status`), so the first poll can answer 204.
-    state = panel_state(public_id)
-    demo = get_demo_for_user(request.user, public_id)
+    state = panel_state(public_id, request.user.pk)
+    demo = get_demo_for_user(request.user, public_id, with_team_size=True)
     version = state.version if state else ""
     can_act = can_act_on(request.user, demo)
     context = demo_page_context(request, demo, version=version, can_act=can_act)
@@ -68,7 +69,7 @@ def demo_status(request: HttpRequest, public_id: UUID) -> HttpResponse:
     if request.GET.get("fragment") == "presence":
         return _presence_update(request, public_id)
     # The version first and the demo after it, so the panel sent is never older than its version.
-    state = panel_state(public_id)
+    state = panel_state(public_id, request.user.pk)
     if state and state.unchanged_since(request.GET.get("v", "")) and can_see(request.user, state):
         return HttpResponse(status=HTTPStatus.NO_CONTENT)
     version = state.version if state else ""
@@ -93,14 +94,16 @@ def _presence_update(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """The "your prospect is in the demo now" line of a running demo's page, polled.
 
     One small query (for access) and one Redis read; 204 while the page already shows the
-    answer (`present`). When the demo is no longer running, the whole status panel is sent in
-    its place, so a page left open sees the demo fall asleep or end.
+    answer (`present`). When the demo is no longer running, or a prospect's request for more
+    time came or went (`asked`), the whole status panel is sent in its place, so a page left open
+    sees the demo fall asleep or end, and the request's badge with its one-click Extend.
     """
-    fields = ("public_id", "owner_id", "is_spare", "status")
+    fields = ("public_id", "owner_id", "is_spare", "status", "more_time_requested_at")
     demo = Demo.objects.only(*fields).filter(public_id=public_id).first()
     if demo is None or not can_see(request.user, demo):
         raise Http404("No such demo.")
-    if demo.status != Status.READY:
+    asked = "1" if demo.more_time_requested_at else "0"
+    if demo.status != Status.READY or request.GET.get("asked", asked) != asked:
         demo = get_demo_for_user(request.user, public_id)
         status = HTMX_STOP_POLLING if demo.is_settled else 200
         return retarget(render_status_update(request, demo, status=status), "#status-panel")
@@ -116,7 +119,9 @@ def _presence_update(request: HttpRequest, public_id: UUID) -> HttpResponse:
 def my_demos(request: HttpRequest) -> HttpResponse:
     """The person's demos, split into active, kept for later and ended, each paged.
 
-    Sales managers (and fleet watchers) see everyone's and can narrow the list to one owner. Each
+    Salespeople see their own and those they work on as colleagues (marked "Shared with you
+    by ..."); sales managers (and fleet watchers) see everyone's and can narrow the list to one
+    owner. Each
     section is read one page at a time, so the page costs the same few queries however many demos
     a person (or the whole team) has had.
     """
@@ -133,8 +138,6 @@ def my_demos(request: HttpRequest) -> HttpResponse:
         )
         if owner:
             demos = demos.filter(owner__username=owner)
-    else:
-        demos = demos.filter(owner=request.user)
 
     # Each order is the one of the index that serves it (demos.models), so a page is read from
     # the index in order and stops after it, however long the history.
@@ -162,7 +165,13 @@ def my_demos(request: HttpRequest) -> HttpResponse:
             if capacity and demo.status == Status.QUEUED
             else ""
         )
-        return DemoRow(demo, actions, prospect_present=demo.pk in present, queue_note=note)
+        return DemoRow(
+            demo,
+            actions,
+            prospect_present=demo.pk in present,
+            queue_note=note,
+            **team_work_of(request.user, demo),
+        )
 
     sections = [
         Section(key, SECTION_TITLES[key], [row(d) for d in page], page)

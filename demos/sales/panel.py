@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from demos.access import can_act_on, sees_everyones_demos
+from demos.access import can_act_on, can_manage_team, sees_everyones_demos
 from demos.durations import format_duration
 from demos.engine import progress
 from demos.engine.capacity import CapacityPicture, QueueCause, QueueReason
@@ -30,8 +30,11 @@ from demos.engine.speeds import typical_times_to_ready
 from demos.gate import activity
 from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
 from demos.roles import can_view_fleet
+from demos.sales.again import StartAgain, start_again
 from demos.sales.buttons import OfferedAction, available_actions, extension_note
 from demos.sales.forms import RestoreSnapshotForm
+from demos.sales.more_time import MoreTimeBadge, badge_for
+from demos.sales.team import shared_by_note
 
 TIMELINE_LENGTH = 50
 
@@ -104,30 +107,39 @@ class DemoRow:
     prospect_present: bool = False
     # Why a queued demo waits and about how long (`queue_note`); empty for any other demo.
     queue_note: str = ""
+    # "Shared with you by Alice Able" on a demo the reader works on as a colleague.
+    shared_by: str = ""
+    # A prospect's waiting request for more time (demos.sales.more_time), with one-click Extend.
+    more_time: MoreTimeBadge | None = None
+    # "Start again like this" on an ended demo (demos.sales.again).
+    again: StartAgain | None = None
 
     @property
     def dom_id(self) -> str:
         return row_dom_id(self.demo)
 
 
-def readable_chart(chart: dict[str, Any]) -> str:
-    """A frozen spec's chart as a salesperson reads it: "oci://…/payments-api" is "Payments api".
-    Release names and versions are for the people who run templates."""
-    name = (chart.get("chart") or chart.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
-    name = name.replace("-", " ").replace("_", " ").strip()
-    return name[:1].upper() + name[1:]
+def team_work_of(user: Any, demo: Demo) -> dict[str, Any]:
+    """What a row or the status panel shows of team work, from the loaded demo: no query (but
+    for a prospect's address, when a request for more time cannot be granted)."""
+    return {
+        "shared_by": shared_by_note(user, demo),
+        # Addressed to who can answer it: template admins watching the fleet cannot extend.
+        "more_time": badge_for(demo) if can_act_on(user, demo) else None,
+        "again": start_again(demo),
+    }
 
 
 def chart_names(charts: list[dict[str, Any]]) -> str:
     """ "Shop, Payments": the charts of a frozen spec by name, each once."""
-    return ", ".join(dict.fromkeys(name for name in map(readable_chart, charts) if name))
+    return ", ".join(dict.fromkeys(name for name in map(progress.chart_title, charts) if name))
 
 
 def steps_of(demo: Demo, position: int | None) -> list[StepView]:
     steps = []
     # Each chart's step by its chart's name, not its release's (recorded as it started).
     installs = {
-        f"chart:{chart['name']}": f"Installing {readable_chart(chart)}"
+        f"chart:{chart['name']}": f"Installing {progress.chart_title(chart)}"
         for chart in demo.spec.get("charts", [])
     }
     for step in demo.progress.get("steps", []):
@@ -288,6 +300,7 @@ def panel_context(
     so it is never newer than what is shown. Without one the next poll is answered in full.
     """
     actions = available_actions(request.user, demo)
+    team_work = team_work_of(request.user, demo)
     events = timeline(demo) if with_timeline else None
     archived = demo.status == Status.ARCHIVED
     # Only a queued demo reads the capacity picture (one query, as its queue position took).
@@ -323,6 +336,10 @@ def panel_context(
         # Live (the page polls it, see `demos.sales.pages.demo_status`), and about prospects
         # only: a team member in the demo is no news to the salesperson.
         "prospect_present": prospect_present(demo),
+        "shared_by": team_work["shared_by"],
+        "more_time": team_work["more_time"],
+        "start_again": team_work["again"],
+        "can_manage_team": can_manage_team(request.user, demo),
         "notice": notice,
         "error": error,
         "events": events,
@@ -384,7 +401,14 @@ def render_row(
     note = ""
     if demo.status == Status.QUEUED:  # one query, and only while it waits
         note = queue_note(CapacityPicture.read().why_queued(demo), demo)
-    row = DemoRow(demo, actions, version, prospect_present=prospect_present(demo), queue_note=note)
+    row = DemoRow(
+        demo,
+        actions,
+        version,
+        prospect_present=prospect_present(demo),
+        queue_note=note,
+        **team_work_of(request.user, demo),
+    )
     context = {
         "row": row,
         "notice": notice,

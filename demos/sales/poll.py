@@ -36,10 +36,14 @@ from demos.models import SETTLED, Demo, DemoEvent, DemoTemplate, Status
 class PanelState(NamedTuple):
     """What access checks and the version need, under the attribute names `can_see` reads."""
 
+    pk: int
     owner_id: int | None
     is_spare: bool
     status: str
     version: str
+    # The reader's id when they are one of the demo's colleagues (demos.access.COLLEAGUE_MARK),
+    # read in the same query, so a colleague's poll costs what the owner's does.
+    colleague_viewer_id: int | None = None
 
     def unchanged_since(self, version: str) -> bool:
         """Whether a panel of `version` is still what the demo looks like. A settled demo is
@@ -51,12 +55,17 @@ class PanelState(NamedTuple):
 def _state_sql() -> str:
     quote = connection.ops.quote_name
     demo, template, event = Demo._meta, DemoTemplate._meta, DemoEvent._meta
+    team = Demo.colleagues.through._meta
     columns = ", ".join(f"d.{quote(field.column)}" for field in demo.concrete_fields)
-    # Only quoted table and column names from the models go into the text; the id is a parameter.
+    # Only quoted table and column names from the models go into the text; the reader's id and
+    # the demo's are parameters.
     return (
         f"SELECT {columns}, t.{quote(template.get_field('updated_at').column)},"  # noqa: S608
         f" (SELECT MAX(e.{quote(event.pk.column)}) FROM {quote(event.db_table)} e"
-        f"  WHERE e.{quote(event.get_field('demo').column)} = d.{quote(demo.pk.column)})"
+        f"  WHERE e.{quote(event.get_field('demo').column)} = d.{quote(demo.pk.column)}),"
+        f" EXISTS (SELECT 1 FROM {quote(team.db_table)} c"
+        f"  WHERE c.{quote(team.get_field('demo').column)} = d.{quote(demo.pk.column)}"
+        f"  AND c.{quote(team.get_field('user').column)} = %s)"
         f" FROM {quote(demo.db_table)} d"
         f" JOIN {quote(template.db_table)} t"
         f"  ON t.{quote(template.pk.column)} = d.{quote(demo.get_field('template').column)}"
@@ -64,14 +73,17 @@ def _state_sql() -> str:
     )
 
 
-def panel_state(public_id: UUID) -> PanelState | None:
-    """The demo's panel version now, or None when there is no such demo."""
+def panel_state(public_id: UUID, reader_id: int | None = None) -> PanelState | None:
+    """The demo's panel version now, or None when there is no such demo. `reader_id`: who asks,
+    to learn in the same query whether they are one of its colleagues."""
     column = Demo._meta.get_field("public_id").get_db_prep_value(public_id, connection)
     with connection.cursor() as cursor:
-        cursor.execute(_state_sql(), [column])
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(_state_sql(), [reader_id, column])
+        found = cursor.fetchone()
+    if found is None:
         return None
+    # Who reads the panel is not part of what it shows: the version leaves it out.
+    *row, reader_is_colleague = found
     demo = dict(zip((field.attname for field in Demo._meta.concrete_fields), row, strict=False))
     status = demo["status"]
     position = None
@@ -80,4 +92,11 @@ def panel_state(public_id: UUID) -> PanelState | None:
         position = queue_position(queued)
     blob = json.dumps([*row, position], sort_keys=True, default=str)
     version = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
-    return PanelState(demo["owner_id"], bool(demo["is_spare"]), status, version)
+    return PanelState(
+        demo[Demo._meta.pk.attname],
+        demo["owner_id"],
+        bool(demo["is_spare"]),
+        status,
+        version,
+        reader_id if reader_is_colleague else None,
+    )

@@ -34,7 +34,7 @@ from demos.engine import notifications
 from demos.engine.lifecycle import Actor, record_event
 from demos.errors import LifecycleError
 from demos.gate import state as gate_state
-from demos.models import ENDED, RESTING, Demo, ShareLink, ShareLinkVisit, Status
+from demos.models import RESTING, Demo, ShareLink, ShareLinkVisit, Status
 from portal.sealing import SealingError, unseal
 
 # Demos a prospect can still reach (or is told are on their way back).
@@ -59,9 +59,9 @@ log = logging.getLogger(__name__)
 
 
 def utc_text(when: datetime) -> str:
-    """A moment as people read it, e.g. "3 Dec, 14:30 UTC" (pages show it in local time)."""
-    when = when.astimezone(UTC)
-    return f"{when.day} {when:%b}, {when:%H:%M} UTC"
+    """A moment for a prospect's email, e.g. "3 Dec, 14:30 UTC": a prospect has no account, so
+    no zone of their own (pages show it in local time)."""
+    return notifications.time_for(None, when)
 
 
 def is_shareable(demo: Demo) -> bool:
@@ -152,7 +152,12 @@ def create_share_link(
         token = _derive_token(link.pk, link.token_salt)
         link.token_hash = hash_token(token)
         link.save(update_fields=["token_hash"])
-        until = f"until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "for as long as it runs"
+        # Said in the zone of the person who made the link: a timeline's text is written once.
+        until = (
+            f"until {notifications.time_for(actor.user, expires_at)}"
+            if expires_at
+            else "for as long as it runs"
+        )
         record_event(
             demo,
             "share-link-created",
@@ -273,7 +278,7 @@ def find_link(token: str) -> ShareLink | None:
     if not token or len(token) > 100:
         return None
     return (
-        ShareLink.objects.select_related("demo__template", "demo__owner")
+        ShareLink.objects.select_related("demo__template", "demo__owner__profile")
         .filter(token_hash=hash_token(token))
         .first()
     )
@@ -283,10 +288,6 @@ def resolve(token: str) -> ShareLink | None:
     """The usable link for `token`, or None. Wrong, expired, revoked and ended look the same."""
     link = find_link(token)
     return link if link is not None and is_usable(link) else None
-
-
-def has_ended(link: ShareLink) -> bool:
-    return link.demo.status in ENDED or not is_usable(link)
 
 
 def link_expires_at(link: ShareLink) -> datetime | None:
@@ -338,7 +339,8 @@ def _record_prospect_event(link: ShareLink, kind: str, message: str) -> None:
 
 
 def request_more_time(link: ShareLink) -> bool:
-    """Tell the owner the prospect wants more time. Changes nothing by itself.
+    """Tell the owner the prospect wants more time, by email and a badge on the demo. Changes
+    nothing else by itself.
 
     False when the prospect asked less than ten minutes ago (one note is enough).
     """
@@ -348,6 +350,11 @@ def request_more_time(link: ShareLink) -> bool:
             return False
     except RedisError:
         pass  # without Redis there is no cooldown; the owner may hear twice, never not at all
+    # The badge on the demo's page and its row in My demos; an earlier request still waiting
+    # keeps its time.
+    Demo.objects.filter(pk=link.demo.pk, more_time_requested_at=None).update(
+        more_time_requested_at=timezone.now()
+    )
     _record_prospect_event(
         link, "more-time-requested", f"{link.recipient} asked for more time with the demo."
     )

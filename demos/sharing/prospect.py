@@ -2,10 +2,14 @@
 
 Every response here carries `Referrer-Policy: no-referrer` (the token is in the URL and must not
 travel to the demo's site), `Cache-Control: no-store, private` (the page shows credentials) and
-`X-Robots-Tag: noindex`. A link that does not work gets one neutral page whatever the reason, and
-repeated failures from one network are rate-limited; a working link always works, so a
-neighbour's guessing never locks a prospect out. Only a browser that already opened a working
-link is told, later, that the demo ended and whom to contact.
+`X-Robots-Tag: noindex`. Pages wear the portal's branding (demos.branding) and show the demo's
+owner as a contact card (demos.profiles).
+
+A token that matches no link gets one neutral page whatever was typed, and repeated failures
+from one network are rate-limited; a working link always works, so a neighbour's guessing never
+locks a prospect out. A token that matches a link that no longer works (revoked, expired, or its
+demo ended or broke) is told so, with whom to contact, on any device: holding a 256-bit token is
+not guessing, and the link's owner meant the prospect to reach them.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from demos import profiles
+from demos.branding import current_branding
 from demos.engine.lifecycle import Actor
 from demos.gate import entry
 from demos.gate import views as gate_views
-from demos.models import SETTLED, ShareLink
+from demos.models import ENDED, SETTLED, ShareLink, Status
 from demos.sharing import links
 from portal.clients import client_address
 
@@ -47,7 +54,8 @@ def prospect_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
 
 def _not_available(request: HttpRequest, status: int = 404, fragment: bool = False) -> HttpResponse:
     name = "prospect/not_available.html" + ("#panel" if fragment else "")
-    return TemplateResponse(request, name, {"too_many": status == 429}, status=status)
+    context = {"too_many": status == 429, "branding": current_branding()}
+    return TemplateResponse(request, name, context, status=status)
 
 
 def _remember(request: HttpRequest, link: ShareLink) -> None:
@@ -56,26 +64,47 @@ def _remember(request: HttpRequest, link: ShareLink) -> None:
         request.session[SESSION_KEY] = sorted(seen | {link.pk})
 
 
+def why_it_stopped(link: ShareLink) -> str:
+    """Why a link that existed no longer opens its demo, in the words of `prospect/ended.html`:
+    "revoked" (its owner turned it off), "failed" (the demo broke and was turned off),
+    "expired" (the link's own end passed while the demo runs on) or "ended" (the demo ended)."""
+    demo = link.demo
+    if link.revoked_at is not None:
+        return "revoked"
+    if demo.status == Status.FAILED:
+        return "failed"
+    link_ran_out = link.expires_at is not None and link.expires_at <= timezone.now()
+    if link_ran_out and demo.status not in ENDED and links.is_shareable(demo):
+        return "expired"
+    return "ended"
+
+
+def _ended(request: HttpRequest, link: ShareLink, *, fragment: bool = False) -> HttpResponse:
+    name = "prospect/ended.html" + ("#panel" if fragment else "")
+    context = {
+        "link": link,
+        "demo": link.demo,
+        "reason": why_it_stopped(link),
+        # Swapped into the landing page under its own h1, or a page of its own.
+        "heading": "h2" if fragment else "h1",
+        "card": profiles.contact_card(link.demo.owner),
+        "branding": current_branding(),
+    }
+    return TemplateResponse(request, name, context)
+
+
 def _link_or_refusal(
     request: HttpRequest, token: str, *, fragment: bool = False
 ) -> ShareLink | HttpResponse:
     """The usable link, or the page (or panel fragment) to answer with instead.
 
-    The token is looked up before the rate limit is consulted: only failures count and only
-    failures are refused, so a working link opens even from a network that is guessing.
+    The token is looked up before the rate limit is consulted: only unknown tokens count and
+    only they are refused, so a working (or once working) link opens even from a network that
+    is guessing.
     """
-    link = links.resolve(token)
+    link = links.find_link(token)
     if link is not None:
-        return link
-    known = links.find_link(token)
-    if (
-        known is not None
-        and known.revoked_at is None
-        and known.pk in request.session.get(SESSION_KEY, [])
-        and links.has_ended(known)
-    ):
-        name = "prospect/ended.html" + ("#panel" if fragment else "")
-        return TemplateResponse(request, name, {"link": known, "demo": known.demo})
+        return link if links.is_usable(link) else _ended(request, link, fragment=fragment)
     limiter = links.FailureLimiter()
     address = client_address(request)
     if limiter.blocked(address):
@@ -94,6 +123,10 @@ def _context(link: ShareLink) -> dict[str, Any]:
         "ends_at": links.link_expires_at(link),
         "poll_seconds": POLL_SECONDS["busy" if busy else "ready"],
         "can_download_kubeconfig": links.offers_kubeconfig(demo),
+        # More time only means something while the clock runs: not while it is kept or asleep.
+        "offers_more_time": demo.status == Status.READY,
+        "card": profiles.contact_card(demo.owner),
+        "branding": current_branding(),
     }
 
 

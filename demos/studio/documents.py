@@ -120,10 +120,16 @@ def setting_value(name: str, value: Any) -> Any:
     return parse_duration_text(value)
 
 
+# Settings added after the format was first written: a document without them reads as if it
+# had their defaults.
+LATER_FIELDS = [*LIVE_LINK_FIELDS, "prospect_description"]
+
+
 def with_defaults(document: dict[str, Any]) -> dict[str, Any]:
-    """`document` with the live-link settings at their defaults when it lacks them: drafts,
-    versions and files written before those settings existed read as if they had them."""
-    missing = {name: _default_text(name) for name in LIVE_LINK_FIELDS if name not in document}
+    """`document` with the settings added since (`LATER_FIELDS`) at their defaults when it
+    lacks them: drafts, versions and files written before those settings existed read as if
+    they had them."""
+    missing = {name: _default_text(name) for name in LATER_FIELDS if name not in document}
     return {**missing, **document} if missing else document
 
 

@@ -229,6 +229,7 @@ class StudioTemplateForm(ProductIconChoice, LiveLinkChecks, DemoTemplateForm):
         }
         widgets = {
             "description": _textarea(4),
+            "prospect_description": _textarea(5),
             "instructions": _textarea(5),
             "credentials": _textarea(4, yaml=True),
             "vcluster_overrides": _textarea(6, yaml=True),
@@ -420,7 +421,7 @@ class Section:
 
 
 SECTIONS: list[tuple[str, str, list[str]]] = [
-    ("basics", "Basics", ["name", "slug", "icon", "colour", "kubernetes_version"]),
+    ("basics", "Basics", ["name", "slug", "icon", "colour", "kubernetes_version", "description"]),
     ("charts", "Charts", []),
     (
         "values",
@@ -440,7 +441,7 @@ SECTIONS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     ("warm-pool", "Warm pool", ["warm_pool_size", "warm_pool_schedule", "warm_pool_max_age"]),
-    ("prospect", "Prospect-facing text", ["tagline", "description", "entry_url"]),
+    ("prospect", "Prospect-facing text", ["tagline", "prospect_description", "entry_url"]),
     ("live-link", "Live link", ["entry_service", "sleep_after"]),
     (
         "credentials",

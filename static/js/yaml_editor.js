@@ -172,6 +172,9 @@
 
   function contentAttributes(textarea, label, hint) {
     var attributes = { spellcheck: "false", autocapitalize: "off", autocorrect: "off" };
+    // In the tab order as an editable area already is, said outright so that checkers (and a
+    // read-only editor, whose long lines scroll) count the scrolling box as reachable by keyboard.
+    if (!textarea.disabled) attributes.tabindex = "0";
     if (label) attributes["aria-labelledby"] = label.id;
     else if (textarea.hasAttribute("aria-label")) {
       attributes["aria-label"] = textarea.getAttribute("aria-label");

@@ -12,8 +12,9 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from demos.durations import format_duration
 from demos.engine.lifecycle import Actor
-from demos.models import Demo, DemoTemplate, ShareLink
+from demos.models import Demo, DemoTemplate, ShareLink, Status
 from demos.sales import account
 from demos.sharing import links
 from tests.browser.conftest import log_in, screenshot
@@ -74,8 +75,9 @@ def test_a_chosen_zone_wins_over_the_browsers(
     log_in(page, site_url, "sales")
     page.goto(f"{site_url}/account/")
     expect(page.get_by_text("Your browser's zone: America/New York.")).to_be_visible()
-    page.get_by_label("Time zone").select_option("Europe/Berlin")
-    page.get_by_role("button", name="Save").click()
+    zone = page.get_by_role("region", name="Time zone")  # the page's own section of its form
+    zone.get_by_role("combobox").select_option("Europe/Berlin")
+    zone.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Times now show in Europe/Berlin time.")).to_be_visible()
     screenshot(page, "account-settings")
     page.goto(f"{site_url}/demos/{demo.public_id}/")
@@ -136,3 +138,24 @@ def test_a_prospect_sees_the_end_in_their_browsers_zone(
     until = visitor.locator(".expiry time[data-local='time']")
     expect(until).to_have_text(written(demo.expires_at, ZoneInfo("Asia/Kolkata"), day=False))
     india.close()
+
+
+def test_requested_just_now_counts_on_in_the_browser(
+    page: Page, site_url: str, sales_user: User, template: DemoTemplate
+) -> None:
+    """ "Requested just now" on My demos becomes "2 min ago" without a reload, worded as the
+    server words it (the browser's clock is driven by the test, not waited for)."""
+    make_demo(template, sales_user, Status.INSTALLING, prospect_company="Acme")
+    page.clock.install()
+    log_in(page, site_url, "sales")
+    page.goto(f"{site_url}/demos/")
+    requested = page.locator("[data-ago]").first
+    expect(requested).to_have_text("just now")
+    # From here the browser counts on by itself: the row's polls (which would bring the
+    # server's own, unmoved, clock) go nowhere.
+    page.route("**/*", lambda route: route.abort())
+    page.clock.run_for(50_000)
+    expect(requested).to_have_text("just now")
+    page.clock.run_for(71_000)
+    # "2 min 1 s ago" and on: the page's clock runs on from there at its own pace.
+    expect(requested).to_have_text(re.compile(rf"^{format_duration(timedelta(minutes=2))}.* ago$"))

@@ -70,12 +70,13 @@ def test_a_prospect_opens_a_shared_demo_until_the_link_is_revoked(
     page.locator("#confirm-dialog [data-confirm-accept]").click()
     expect(page.locator("#share-panel")).to_contain_text("no longer works")
 
-    # The open app stops at its next request, and the link's page says nothing more.
+    # The open app stops at its next request; the link's page says it was turned off, and
+    # nothing more about the demo or the prospect.
     app.reload()
     expect(app.get_by_role("heading", name="This demo is private")).to_be_visible()
     expect(app.get_by_text("Welcome, Acme!")).to_have_count(0)
     visitor.goto(url)
-    expect(visitor.get_by_role("heading", name="This link is not available")).to_be_visible()
+    expect(visitor.get_by_role("heading", name="This demo was turned off")).to_be_visible()
     expect(visitor.get_by_text("Acme")).to_have_count(0)
     prospect.close()
     assert csp_violations == []

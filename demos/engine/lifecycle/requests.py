@@ -274,7 +274,13 @@ def extend_demo(*, demo: Demo, actor: Actor) -> Demo:
             status__in=TRANSITIONS["extend"].allowed,
             expires_at=demo.expires_at,
             extension_count=demo.extension_count,
-        ).update(expires_at=new_end, extension_count=demo.extension_count + 1, warnings_sent=[])
+        ).update(
+            expires_at=new_end,
+            extension_count=demo.extension_count + 1,
+            warnings_sent=[],
+            # Extending answers a prospect's request for more time, whoever extends and how.
+            more_time_requested_at=None,
+        )
         if changed != 1:
             raise InvalidTransition("This demo changed meanwhile; reload and try again.")
         demo.refresh_from_db()
