@@ -46,7 +46,7 @@ PAGE_QUERIES = {
     # and capacity on the catalog and My demos: the person's slots, whether the portal is full,
     # why queued demos wait (one query, however many demos)
     "catalog": 6,  # templates, their charts, kept speeds, warm-pool levels, the person's running
-    "my demos (salesperson)": 4,  # one page of each section
+    "my demos (salesperson)": 5,  # the demos shared with them (ids), one page of each section
     "my demos (manager)": 5,  # and the people to filter by
     "demo page": 5,  # panel version, demo, timeline, share links, visits
     "status poll (204)": 1,  # the panel version alone
