@@ -17,6 +17,7 @@ from django.urls import reverse
 from redis.exceptions import RedisError
 
 from demos.sales import password
+from portal import counters
 from portal.redis_connection import shared
 from tests.conftest import PASSWORD
 
@@ -119,7 +120,7 @@ class TestPasswordReset:
     def test_without_redis_requests_go_through_with_a_log_line(
         self, alice: User, client: Client, caplog: Any
     ) -> None:
-        with mock.patch.object(password.cache, "add", side_effect=RedisError("down")):
+        with mock.patch.object(counters.cache, "add", side_effect=RedisError("down")):
             response = ask_for_reset(client, "alice@example.com")
         assert response.status_code == 302
         assert len(mail.outbox) == 1

@@ -22,15 +22,14 @@ from typing import Any
 from axes.utils import reset as reset_login_failures
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from demos.sharing.agents import describe
 from demos.sharing.links import truncate_address
 from portal.clients import client_address
+from portal.counters import count_one
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +42,11 @@ RESET_WINDOW = timedelta(hours=1)
 
 def _take_turn(key: str, limit: int) -> bool:
     """Count one request under `key`; False once the window's `limit` is used up. Fails open."""
-    timeout = int(RESET_WINDOW.total_seconds())
-    try:
-        if cache.add(key, 1, timeout=timeout):
-            return True
-        return int(cache.incr(key)) <= limit
-    except ValueError:  # the window ended between add and incr: this request starts a new one
-        cache.set(key, 1, timeout=timeout)
-        return True
-    except RedisError:
+    count = count_one(key, RESET_WINDOW)
+    if count is None:
         log.warning("Cannot count password reset requests: Redis is unavailable, not limiting")
         return True
+    return count <= limit
 
 
 def address_key(email: str) -> str:

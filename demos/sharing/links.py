@@ -35,6 +35,7 @@ from demos.engine.lifecycle import Actor, record_event
 from demos.errors import LifecycleError
 from demos.gate import state as gate_state
 from demos.models import RESTING, Demo, ShareLink, ShareLinkVisit, Status
+from portal.counters import count_one
 from portal.sealing import SealingError, unseal
 
 # Demos a prospect can still reach (or is told are on their way back).
@@ -248,19 +249,12 @@ def _until(link: ShareLink) -> str:
 
 def _take_email_turn(link: ShareLink) -> bool:
     """Count one email of `link`; False when its window's allowance is used up."""
-    key = f"share-link:emails:{link.pk}"
-    timeout = int(EMAIL_WINDOW.total_seconds())
-    try:
-        if cache.add(key, 1, timeout=timeout):
-            return True
-        return int(cache.incr(key)) <= EMAILS_PER_LINK
-    except ValueError:  # the window ended between add and incr: this email starts a new one
-        cache.set(key, 1, timeout=timeout)
-        return True
-    except RedisError:
+    count = count_one(f"share-link:emails:{link.pk}", EMAIL_WINDOW)
+    if count is None:
         # As with requests for more time: without Redis there is no limit, only a note of it.
         log.warning("Cannot count the emails of a share link: Redis is unavailable")
         return True
+    return count <= EMAILS_PER_LINK
 
 
 def is_usable(link: ShareLink, now: datetime | None = None) -> bool:
@@ -407,13 +401,7 @@ class FailureLimiter:
             return False
 
     def record_failure(self, address: str) -> None:
-        key = self._key(address)
-        try:
-            if not cache.add(key, 1, timeout=self.window * 2):
-                cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=self.window * 2)
-        except RedisError:
+        if count_one(self._key(address), timedelta(seconds=self.window * 2)) is None:
             log.warning("Cannot count a failed link lookup: Redis is unavailable")
 
 
