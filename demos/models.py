@@ -465,6 +465,13 @@ class Demo(models.Model):
             models.Index(
                 fields=["template", "status"], name="demo_spare_idx", condition=Q(is_spare=True)
             ),
+            # Demos that ever slept, by end: the fleet's hours saved by sleep read these only
+            # (demos.fleet.selectors.sleep_savings), not the whole history.
+            models.Index(
+                fields=["ended_at"],
+                name="demo_slept_idx",
+                condition=Q(slept__gt=timedelta(0)) | Q(asleep_since__isnull=False),
+            ),
             # A template's latest ready demos: its typical time to ready (demos.engine.speeds).
             models.Index(
                 fields=["template", "-ready_at"],
