@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection
@@ -191,16 +191,16 @@ class QueueReason:
     wait: timedelta | None
 
 
-@dataclass(frozen=True)
-class _Held:
+# Tuples, not dataclasses: a picture holds one per running demo, thousands on a busy portal, and
+# a page reads one each time it explains a queued demo.
+class _Held(NamedTuple):
     owner_id: int | None
     template_id: int
     is_spare: bool
     ends_at: datetime | None  # ready demos only: the end of a starting or sleeping one moves
 
 
-@dataclass(frozen=True)
-class _Waiting:
+class _Waiting(NamedTuple):
     pk: int
     owner_id: int | None
     template_id: int
@@ -228,11 +228,12 @@ class CapacityPicture:
             .values_list("pk", "owner_id", "template_id", "is_spare", "status", "expires_at")
         )
         held, waiting = [], []
+        queued, ready = Status.QUEUED.value, Status.READY.value
         for pk, owner_id, template_id, is_spare, status, expires_at in rows:
-            if status == Status.QUEUED:
+            if status == queued:
                 waiting.append(_Waiting(pk, owner_id, template_id))
             else:
-                ends_at = expires_at if status == Status.READY else None
+                ends_at = expires_at if status == ready else None
                 held.append(_Held(owner_id, template_id, is_spare, ends_at))
         return cls(held, waiting, timezone.now())
 
@@ -241,7 +242,7 @@ class CapacityPicture:
         return len(self.held) >= settings.DEMO_MAX_ACTIVE_TOTAL
 
     def slots_of(self, user: Any) -> Slots:
-        used = sum(1 for demo in self.held if demo.owner_id == user.pk)
+        used = sum(1 for owner_id, *_ in self.held if owner_id == user.pk)
         return Slots(used, settings.DEMO_MAX_ACTIVE_PER_USER, self.portal_full)
 
     def why_queued(self, demo: Demo) -> QueueReason | None:

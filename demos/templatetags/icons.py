@@ -9,7 +9,11 @@ the Content-Security-Policy's img-src 'self'.
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from django import template
+from django.core.signals import setting_changed
 from django.templatetags.static import static
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -45,6 +49,9 @@ INTERFACE_ICONS = frozenset(
 ICONS = INTERFACE_ICONS | PRODUCT_ICONS.keys()
 
 
+# Kept per process: a long list shows hundreds of icons, and each would ask the static files'
+# manifest for the sprite's address again. Dropped when the static settings change (tests).
+@cache
 def icon_svg(name: str, *, size: int | None = None) -> SafeString:
     """The markup of one icon. Decorative: the text next to it says what it means. `size`
     (pixels) is for pages without the portal's stylesheet, such as the admin site."""
@@ -80,3 +87,11 @@ def icon(name: str) -> SafeString:
 def product_icon(value: str) -> SafeString:
     """`{% product_icon template.icon %}`: a template's icon, the default one if unknown."""
     return icon_svg(product_icon_name(value))
+
+
+def _static_settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("STATIC_URL", "STORAGES"):
+        icon_svg.cache_clear()
+
+
+setting_changed.connect(_static_settings_changed, dispatch_uid="demos.icons.static-settings")

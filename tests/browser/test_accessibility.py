@@ -61,3 +61,18 @@ def test_every_page_passes_axe(
         finally:
             context.close()
     assert not problems, f"at {size} size:\n" + "\n".join(problems)
+
+
+def test_the_check_finds_what_it_is_there_for(page: BrowserPage) -> None:
+    """The check itself: a page with a nameless button and a field without a label fails it,
+    and the report names the rules and where they broke."""
+    page.set_content(
+        '<!doctype html><html lang="en"><head><title>Broken</title></head><body><main>'
+        '<h1>Broken</h1><button id="nameless"></button><input id="unlabelled" type="text">'
+        "</main></body></html>"
+    )
+    found = a11y.serious_violations(page)
+    assert {violation.rule for violation in found} >= {"button-name", "label"}
+    printed = a11y.report("broken", found)
+    assert "#nameless" in printed
+    assert "#unlabelled" in printed
