@@ -220,6 +220,21 @@ class TestKeptSpeeds:
         speed = TemplateSpeed.objects.get(template=template)
         assert (speed.typical_time_to_ready, speed.samples) == (timedelta(seconds=20), 3)
 
+    def test_a_starting_demo_reads_the_figure_cached_and_sees_a_refresh_at_once(
+        self,
+        template: DemoTemplate,
+        alice: User,
+        django_assert_num_queries: Any,
+        django_capture_on_commit_callbacks: Any,
+    ) -> None:
+        make_demo(template, alice, ready_after=timedelta(seconds=30))
+        assert speeds.typical_time_to_ready(template.pk) == timedelta(seconds=30)
+        with django_assert_num_queries(0):  # a poll's read, while cached
+            assert speeds.typical_time_to_ready(template.pk) == timedelta(seconds=30)
+        with django_capture_on_commit_callbacks(execute=True):
+            make_demo(template, alice, ready_after=timedelta(seconds=90))
+        assert speeds.typical_time_to_ready(template.pk) == timedelta(seconds=60)
+
     def test_only_the_latest_demos_people_waited_for_count(
         self, template: DemoTemplate, alice: User, roomy: None
     ) -> None:

@@ -7,13 +7,25 @@ from that template's latest demos only (an index scan of `RECENT_DEMOS` rows).
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
+
+from django.core.cache import cache
+from django.db import transaction
+from redis.exceptions import RedisError
 
 from demos.durations import percentile
 from demos.models import Demo, TemplateSpeed
 
 # How many of a template's latest demos the typical time to ready is the median of.
 RECENT_DEMOS = 20
+# A starting demo's page polls every two seconds and shows its template's figure: it is read
+# from the cache, kept at most this long, and dropped when the figure is refreshed.
+CACHED_FOR = timedelta(minutes=1)
+
+
+def _cache_key(template_id: int) -> str:
+    return f"typical-time-to-ready:{template_id}"
 
 
 def counted(template_id: int) -> list[timedelta]:
@@ -42,7 +54,13 @@ def refresh(template_id: int) -> TemplateSpeed:
             "samples": len(samples),
         },
     )
+    transaction.on_commit(lambda: _forget(template_id))
     return speed
+
+
+def _forget(template_id: int) -> None:
+    with contextlib.suppress(RedisError):
+        cache.delete(_cache_key(template_id))
 
 
 def typical_times_to_ready(template_ids: list[int]) -> dict[int, timedelta]:
@@ -52,3 +70,18 @@ def typical_times_to_ready(template_ids: list[int]) -> dict[int, timedelta]:
             template_id__in=template_ids, typical_time_to_ready__isnull=False
         ).values_list("template_id", "typical_time_to_ready")
     )
+
+
+def typical_time_to_ready(template_id: int) -> timedelta | None:
+    """One template's kept figure, through the cache (no query while cached); works without
+    Redis, one query each time."""
+    try:
+        seconds = cache.get(_cache_key(template_id))
+    except RedisError:
+        seconds = None
+    if seconds is None:
+        typical = typical_times_to_ready([template_id]).get(template_id)
+        seconds = typical.total_seconds() if typical else -1.0  # -1: none yet, also kept
+        with contextlib.suppress(RedisError):
+            cache.set(_cache_key(template_id), seconds, timeout=int(CACHED_FOR.total_seconds()))
+    return timedelta(seconds=seconds) if seconds >= 0 else None

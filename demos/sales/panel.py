@@ -6,19 +6,16 @@ so the three can never disagree about what a demo looks like.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from demos.access import can_act_on, can_manage_team, sees_everyones_demos
 from demos.durations import format_duration
@@ -26,7 +23,7 @@ from demos.engine import progress
 from demos.engine.capacity import CapacityPicture, QueueCause, QueueReason
 from demos.engine.lifecycle.requests import resume_lifetime
 from demos.engine.specs import Policy
-from demos.engine.speeds import typical_times_to_ready
+from demos.engine.speeds import typical_time_to_ready
 from demos.gate import activity
 from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
 from demos.roles import can_view_fleet
@@ -201,11 +198,6 @@ def elapsed(demo: Demo) -> timedelta | None:
     return None
 
 
-# The typical time to ready of a template changes a little with each demo that becomes ready;
-# read it at most this often per template, so a starting demo's poll costs no query for it.
-_TYPICAL_CACHED = timedelta(minutes=1)
-
-
 @dataclass(frozen=True)
 class StartEstimate:
     """How soon a starting demo is usually ready, from its template's typical time to ready."""
@@ -221,20 +213,6 @@ class StartEstimate:
     def overdue(self) -> bool:
         left = self.left
         return left is not None and left <= timedelta(0)
-
-
-def typical_time_to_ready(template_id: int) -> timedelta | None:
-    key = f"typical-time-to-ready:{template_id}"
-    try:
-        seconds = cache.get(key)
-    except RedisError:
-        seconds = None
-    if seconds is None:
-        typical = typical_times_to_ready([template_id]).get(template_id)
-        seconds = typical.total_seconds() if typical else -1.0  # -1: none yet, also kept
-        with contextlib.suppress(RedisError):
-            cache.set(key, seconds, timeout=int(_TYPICAL_CACHED.total_seconds()))
-    return timedelta(seconds=seconds) if seconds >= 0 else None
 
 
 def start_estimate(demo: Demo) -> StartEstimate | None:
