@@ -75,7 +75,7 @@ QUERY_TARGETS: dict[str, int] = {
     POLL_204: 1,
     POLL_FULL: 3,
     ROW_POLL: 1,
-    FLEET: 9,
+    FLEET: 3,  # the figures are shared for seconds: one answer in many reads them (9)
     FLEET_CSV: 1,
     PROSPECT: 4,
 }

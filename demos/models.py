@@ -320,6 +320,16 @@ IS_KEPT = Q(status=Status.PAUSED) | Q(status=Status.ARCHIVED, keep_until__isnull
 IS_ENDED = Q(status=Status.DELETED) | Q(status=Status.ARCHIVED, keep_until__isnull=True)
 
 
+# What `DemoQuerySet.for_lists` leaves out (spec stays: a row's Extend button reads its policy).
+LIST_DEFERRED = (
+    "progress", "urls", "warnings_sent", "kubeconfig_sealed", "error_detail", "start_token",
+    "archive_location",
+    "template__description", "template__prospect_description", "template__vcluster_overrides",
+    "template__unsafe_vcluster_overrides", "template__instructions", "template__credentials",
+    "owner__password",
+)  # fmt: skip
+
+
 class DemoQuerySet(models.QuerySet["Demo"]):
     def visible(self) -> "DemoQuerySet":
         """Demos a person can see: everything but unclaimed warm-pool spares and template
@@ -329,6 +339,13 @@ class DemoQuerySet(models.QuerySet["Demo"]):
     def working(self) -> "DemoQuerySet":
         """Demos a background step is driving toward another state."""
         return self.filter(status__in=WORKING)
+
+    def for_lists(self) -> "DemoQuerySet":
+        """Without the columns no list of demos shows: the start-up progress, the sealed
+        kubeconfig, failure details, and the templates' and owners' long text. A page of rows
+        parses a quarter of the JSON it did, and builds smaller objects. A row that reads one of
+        these anyway costs a query each, which the pages' query-count tests would catch."""
+        return self.defer(*LIST_DEFERRED)
 
     def owning_clusters(self) -> "DemoQuerySet":
         """Demos whose cluster must be kept: the orphan sweep deletes every other."""

@@ -241,21 +241,27 @@ def _fresh_caches() -> None:
     from redis.exceptions import RedisError
 
     from demos.branding import CACHE_KEY as BRANDING_CACHE_KEY
-    from demos.fleet.selectors import TIME_TO_READY_CACHE_KEY
+    from demos.fleet.selectors import FLEET_FIGURES_CACHE_KEY, TIME_TO_READY_CACHE_KEY
     from demos.gate import state as gate_state
     from portal.redis_connection import shared
 
     caches["fragments"].clear()
     with contextlib.suppress(RedisError):
         cache.delete(TIME_TO_READY_CACHE_KEY)
+        cache.delete(FLEET_FIGURES_CACHE_KEY)
         cache.delete(BRANDING_CACHE_KEY)  # a row of an earlier test's database
         # The gate's state names demos and links by id, which each test's database reuses.
         gate_state.forget_held()
         redis = shared()
         for key in redis.scan_iter("gate:*", count=1000):
             redis.delete(key)
-        # So do a person's cached time zone and a template's cached typical time to ready.
-        for pattern in ("portal-sessions:*time-zone:*", "portal-cache:*typical-time-to-ready:*"):
+        # So do a person's cached time zone, a template's cached typical time to ready and a
+        # link's cooldown between requests for more time.
+        for pattern in (
+            "portal-sessions:*time-zone:*",
+            "portal-cache:*typical-time-to-ready:*",
+            "portal-cache:*prospect:more-time:*",
+        ):
             for key in redis.scan_iter(pattern, count=1000):
                 redis.delete(key)
 

@@ -162,6 +162,9 @@ class TestNumbers:
         DemoTemplate.objects.filter(pk=pooled.pk).update(warm_pool_schedule="0 0 31 2 *")
         [pool] = selectors.warm_pools()
         assert (pool.ready, pool.wanted, pool.size) == (2, 0, 3), "outside its schedule"
+        # The page's figures are shared for a few seconds (fleet_figures_recent).
+        assert "keeps 3 while its schedule is on" not in manager_client.get(FLEET).content.decode()
+        selectors.forget_fleet_figures()
         assert "keeps 3 while its schedule is on" in manager_client.get(FLEET).content.decode()
 
     def test_it_links_the_job_queue_for_superusers_only(
@@ -174,6 +177,26 @@ class TestNumbers:
         template_admin.save()
         client.force_login(template_admin)
         assert 'href="/admin/rq/"' in client.get(FLEET).content.decode()
+
+
+class TestSharedFigures:
+    def test_views_within_seconds_share_the_figures_and_a_bulk_action_drops_them(
+        self, template: DemoTemplate, alice: Any, manager_client: Client, rq_redis: Any
+    ) -> None:
+        running = make_demo(template, alice)
+        assert 'data-status="ready">1<' in manager_client.get(FLEET).content.decode()
+        make_demo(template, alice)
+        # Within FLEET_FIGURES_CACHE_SECONDS another view reads the same figures ...
+        assert 'data-status="ready">1<' in manager_client.get(FLEET).content.decode()
+        # ... but the manager's own bulk action is seen on the page they come back to.
+        response = manager_client.post(
+            BULK,
+            {"action": "delete", "demos": [str(running.public_id)], "confirmed": "1"},
+            follow=True,
+        )
+        page = response.content.decode()
+        assert 'data-status="ready">1<' in page
+        assert 'data-status="deleting">1<' in page
 
 
 class TestBulkActions:

@@ -20,6 +20,7 @@ from demos import paging
 from demos.engine import reconcile, speeds
 from demos.engine.lifecycle import deadline
 from demos.fleet import exports, selectors
+from demos.fleet.views import FLEET_PAGE_SIZE
 from demos.models import Demo, DemoTemplate, Status, TemplateSpeed
 from demos.sales.pages import SECTION_PAGE_SIZES
 from tests.conftest import make_demo, make_template
@@ -126,14 +127,14 @@ class TestFleetPages:
     def test_the_overview_pages_its_demos_and_keeps_the_filter(
         self, template: DemoTemplate, alice: User, manager: User, client: Client, roomy: None
     ) -> None:
-        for _ in range(paging.PAGE_SIZE + 1):
+        for _ in range(FLEET_PAGE_SIZE + 1):
             make_demo(template, alice, Status.PAUSED)
         client.force_login(manager)
         html = html_of(client, reverse("demos:fleet") + "?status=paused")
-        assert html.count('name="demos" value=') == paging.PAGE_SIZE
+        assert html.count('name="demos" value=') == FLEET_PAGE_SIZE
         assert 'href="?status=paused&amp;page=2"' in html
         # The count by status is of all of them, not of the page.
-        assert f'data-status="paused">{paging.PAGE_SIZE + 1}<' in html
+        assert f'data-status="paused">{FLEET_PAGE_SIZE + 1}<' in html
         html = html_of(client, reverse("demos:fleet") + "?status=paused&page=2")
         assert html.count('name="demos" value=') == 1
 

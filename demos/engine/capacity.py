@@ -8,14 +8,16 @@ write lock every IMMEDIATE transaction already takes.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Func, IntegerField, Q, Subquery
 from django.utils import timezone
 
 from demos.errors import LifecycleError
@@ -212,49 +214,88 @@ class CapacityPicture:
 
     Pages read it to show a person's slots and why each queued demo waits. It counts what
     `Occupancy` counts (the same states, warm spares only in the total), so the numbers people
-    see are the ones admission goes by. The rows are few: the running demos are bounded by
-    DEMO_MAX_ACTIVE_TOTAL and the queue by DEMO_MAX_ACTIVE_PER_USER per person.
+    see are the ones admission goes by. A page explaining some queued demos reads only what can
+    stand in their way (`read(for_queued=...)`); the whole picture is for tests and tools.
     """
 
-    held: list[_Held]
-    waiting: list[_Waiting]  # oldest first: the order admission takes them in
+    held: list[_Held]  # all of them, or those that can stand in the way of the queued asked for
+    waiting: list[_Waiting]  # every queued demo, oldest first: the order admission takes them in
     now: datetime
+    held_total: int  # every demo holding capacity, read or not
 
     @classmethod
-    def read(cls) -> CapacityPicture:
-        rows = (
-            Demo.objects.filter(status__in=[*ACTIVE, Status.QUEUED])
-            .order_by("requested_at", "pk")
-            .values_list("pk", "owner_id", "template_id", "is_spare", "status", "expires_at")
+    def read(cls, for_queued: Sequence[Demo] = (), reader: Any = None) -> CapacityPicture:
+        """The picture, whole; or, given the queued demos a page explains (and whose slots it
+        shows, `reader`), only the held demos that count for them: their owners' and the
+        reader's, those of their templates that have a limit, and every one only when the
+        portal is full. On a busy portal that is tens of rows instead of thousands."""
+        rows = Demo.objects.filter(status__in=[*ACTIVE, Status.QUEUED]).annotate(
+            held_total=Subquery(
+                Demo.objects.filter(status__in=ACTIVE)
+                .order_by()
+                # COUNT(*), not of a column: read from the status index alone.
+                .annotate(count=Func(template="COUNT(*)", output_field=IntegerField()))
+                .values("count")
+            )
         )
+        if for_queued:
+            owners = {demo.owner_id for demo in for_queued} | {getattr(reader, "pk", None)}
+            limited = {demo.template_id for demo in for_queued if demo.template.max_concurrent}
+            rows = rows.filter(
+                Q(status=Status.QUEUED)
+                | Q(owner_id__in=owners - {None})
+                | Q(template_id__in=limited)
+                | Q(held_total__gte=settings.DEMO_MAX_ACTIVE_TOTAL)
+            )
+        columns = ("pk", "owner_id", "template_id", "is_spare", "status", "expires_at")
+        read = list(rows.order_by("requested_at", "pk").values_list(*columns, "held_total"))
         held, waiting = [], []
         queued, ready = Status.QUEUED.value, Status.READY.value
-        for pk, owner_id, template_id, is_spare, status, expires_at in rows:
+        for pk, owner_id, template_id, is_spare, status, expires_at, _total in read:
             if status == queued:
                 waiting.append(_Waiting(pk, owner_id, template_id))
             else:
                 ends_at = expires_at if status == ready else None
                 held.append(_Held(owner_id, template_id, is_spare, ends_at))
-        return cls(held, waiting, timezone.now())
+        # Every row carries the same count; no row means nothing holds or awaits capacity.
+        return cls(held, waiting, timezone.now(), read[0][-1] if read else 0)
 
     @property
     def portal_full(self) -> bool:
-        return len(self.held) >= settings.DEMO_MAX_ACTIVE_TOTAL
+        return self.held_total >= settings.DEMO_MAX_ACTIVE_TOTAL
 
     def slots_of(self, user: Any) -> Slots:
-        used = sum(1 for owner_id, *_ in self.held if owner_id == user.pk)
-        return Slots(used, settings.DEMO_MAX_ACTIVE_PER_USER, self.portal_full)
+        return Slots(
+            len(self._held_by_owner.get(user.pk, ())),
+            settings.DEMO_MAX_ACTIVE_PER_USER,
+            self.portal_full,
+        )
+
+    # The groupings below are made once per picture, on first use: a page that explains 25
+    # queued demos asks them 25 times, and each pass over thousands of held demos costs.
+    @cached_property
+    def _held_by_owner(self) -> dict[int | None, list[_Held]]:
+        return _group(self.held, lambda held: held.owner_id)
+
+    @cached_property
+    def _held_by_template(self) -> dict[int, list[_Held]]:
+        return _group((h for h in self.held if not h.is_spare), lambda held: held.template_id)
+
+    @cached_property
+    def _place(self) -> dict[int, int]:
+        """Each waiting demo's index in the queue."""
+        return {waiting.pk: index for index, waiting in enumerate(self.waiting)}
 
     def why_queued(self, demo: Demo) -> QueueReason | None:
         """Why `demo` waits, the person's own limit first (the one they can do something
         about). `demo.template` must be loaded. None when the demo is not in the queue."""
-        ahead = next((i for i, w in enumerate(self.waiting) if w.pk == demo.pk), None)
+        ahead = self._place.get(demo.pk)
         if ahead is None:
             return None
         before = self.waiting[:ahead]
         position = ahead + 1
         if demo.owner_id is not None:
-            mine = [d for d in self.held if d.owner_id == demo.owner_id]
+            mine = self._held_by_owner.get(demo.owner_id, [])
             limit = settings.DEMO_MAX_ACTIVE_PER_USER
             if len(mine) >= limit:
                 waiting_too = sum(1 for w in before if w.owner_id == demo.owner_id)
@@ -263,7 +304,7 @@ class CapacityPicture:
             limit = settings.DEMO_MAX_ACTIVE_TOTAL
             return QueueReason(QueueCause.PORTAL, limit, position, self._wait(self.held, ahead))
         limit = demo.template.max_concurrent
-        same = [d for d in self.held if d.template_id == demo.template_id and not d.is_spare]
+        same = self._held_by_template.get(demo.template_id, []) if limit else []
         if limit and len(same) >= limit:
             waiting_too = sum(1 for w in before if w.template_id == demo.template_id)
             return QueueReason(QueueCause.TEMPLATE, limit, position, self._wait(same, waiting_too))
@@ -287,3 +328,10 @@ def slots_for(user: Any) -> Slots:
     )
     full = counts["total"] >= settings.DEMO_MAX_ACTIVE_TOTAL
     return Slots(counts["mine"], settings.DEMO_MAX_ACTIVE_PER_USER, full)
+
+
+def _group[K, T](items: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:
+    groups: dict[K, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups

@@ -23,6 +23,8 @@ from demos.guards import role_required
 from demos.models import Status
 from demos.paging import page_of
 
+# Demos per page of the overview's list: a screenful, and half the rendering of 50.
+FLEET_PAGE_SIZE = 25
 # More failures than this in one bulk action are summarised, not listed one by one.
 MAX_FAILURE_MESSAGES = 10
 
@@ -40,10 +42,12 @@ def overview(request: HttpRequest) -> HttpResponse:
     listed = selectors.fleet_demos(now)
     status = request.GET.get("status", "")
     status = status if status in Status.values else ""
-    page = page_of(listed.filter(status=status) if status else listed, request.GET)
+    page = page_of(
+        listed.filter(status=status) if status else listed, request.GET, size=FLEET_PAGE_SIZE
+    )
     for demo in page:
         demo.fleet_can_act = can_act_on(request.user, demo)
-    counts = selectors.status_counts(listed)
+    figures = selectors.fleet_figures_recent()
     failures = selectors.recent_failures(now)
     return render(
         request,
@@ -53,14 +57,14 @@ def overview(request: HttpRequest) -> HttpResponse:
             "can_act_on_any": any(demo.fleet_can_act for demo in page),
             "status_filter": status,
             "status_label": Status(status).label if status else "",
-            "counts": counts,
-            "listed_total": sum(count for _status, count in counts),
+            "counts": figures.counts,
+            "listed_total": figures.listed_total,
             "failures": failures[: selectors.FAILURES_SHOWN],
             "failure_count": failures.count(),
             "speeds": selectors.time_to_ready_recent(),
-            "capacity": selectors.capacity_summary(),
-            "sleep": selectors.sleep_savings(now),
-            "warm_pools": selectors.warm_pools(),
+            "capacity": figures.capacity,
+            "sleep": figures.sleep,
+            "warm_pools": figures.warm_pools,
         },
     )
 
@@ -92,6 +96,7 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         )
 
     outcomes = apply_bulk_action(action=action, demos=demos, user=request.user)
+    selectors.forget_fleet_figures()
     done = [outcome for outcome in outcomes if outcome.ok]
     failed = [outcome for outcome in outcomes if not outcome.ok]
     if done:

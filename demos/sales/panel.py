@@ -32,6 +32,7 @@ from demos.sales.buttons import OfferedAction, available_actions, extension_note
 from demos.sales.forms import RestoreSnapshotForm
 from demos.sales.more_time import MoreTimeBadge, badge_for
 from demos.sales.team import shared_by_note
+from demos.templatetags.demo_ui import ago, duration, seconds_since, since
 
 TIMELINE_LENGTH = 50
 
@@ -114,6 +115,28 @@ class DemoRow:
     @property
     def dom_id(self) -> str:
         return row_dom_id(self.demo)
+
+
+@dataclass(frozen=True)
+class RowTimes:
+    """The times a row of My demos writes in words, worked out now. Apart from the row, so a
+    row rendered earlier (demos.sales.row_cache) can take today's."""
+
+    left: str  # "Ends in 25 min 10 s"
+    asleep: str  # "Asleep for 5 min"
+    ended: str  # "Ended 2 h 3 min ago"
+    requested: str  # "Requested just now"
+    elapsed: str  # seconds since it was requested, for the browser's clock
+
+    @classmethod
+    def of(cls, demo: Demo) -> RowTimes:
+        return cls(
+            left=duration(demo.time_left),
+            asleep=since(demo.asleep_since),
+            ended=ago(demo.ended_at),
+            requested=ago(demo.requested_at),
+            elapsed=seconds_since(demo.requested_at),
+        )
 
 
 def team_work_of(user: Any, demo: Demo) -> dict[str, Any]:
@@ -389,6 +412,7 @@ def render_row(
     )
     context = {
         "row": row,
+        "times": RowTimes.of(demo),
         "notice": notice,
         "error": error,
         "show_owner": sees_everyones_demos(request.user),

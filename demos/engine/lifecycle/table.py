@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.db import transaction
@@ -207,6 +208,7 @@ WORK_FOR_STATUS: dict[str, Work] = {
 }
 
 
+@cache  # the table is fixed: asked for every button of every row of a list
 def states_for(action: str) -> frozenset[str]:
     """Every state in which a person's `action` may be asked for."""
     return frozenset().union(*(t.allowed for t in TRANSITIONS.values() if t.action == action))

@@ -1,0 +1,129 @@
+"""Rows of My demos kept per process (demos.sales.row_cache): a kept row is the row rendered
+afresh, with the reader's own CSRF token and today's times, and nothing a person typed can pass
+for one of its holes."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+import time_machine
+from django.contrib.auth.models import User
+from django.core.cache import caches
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from demos.models import Demo, DemoTemplate, Status
+from demos.sales import row_cache
+from tests.conftest import make_demo
+
+MY_DEMOS = "/demos/"
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+@pytest.fixture
+def roomy(settings: Any) -> None:
+    settings.DEMO_MAX_ACTIVE_PER_USER = 100
+    settings.DEMO_MAX_ACTIVE_TOTAL = 100
+
+
+@pytest.fixture
+def demos_of_alice(roomy: None, template: DemoTemplate, alice: User) -> list[Demo]:
+    """One demo in each state a row shows differently, with a request for more time."""
+    demos = [
+        make_demo(template, alice, status, prospect_company=f"Company {status}")
+        for status in (Status.READY, Status.PAUSED, Status.DELETED, Status.PROVISIONING)
+    ]
+    Demo.objects.filter(pk=demos[0].pk).update(more_time_requested_at=timezone.now())
+    return demos
+
+
+def page(client: Client) -> str:
+    response = client.get(MY_DEMOS)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def without_tokens(html: str) -> str:
+    return re.sub(r'("X-CSRFToken": ")[^"]+', r"\1-", TOKEN.sub('value="-"', html))
+
+
+def renders_during(client: Client) -> int:
+    """How many rows a view of My demos rendered, rather than took from the kept ones."""
+    with mock.patch.object(row_cache, "_render", wraps=row_cache._render) as render:
+        page(client)
+    return render.call_count
+
+
+class TestKeptRows:
+    def test_a_kept_row_is_the_row_rendered_afresh(
+        self, client: Client, alice: User, demos_of_alice: list[Demo]
+    ) -> None:
+        client.force_login(alice)
+        with time_machine.travel(timezone.now(), tick=False):
+            with mock.patch.object(caches["fragments"], "get_many", return_value={}):
+                fresh = page(client)
+            first = page(client)
+            assert renders_during(client) == 0
+            kept = page(client)
+        assert without_tokens(kept) == without_tokens(first) == without_tokens(fresh)
+        assert "asked for more time" in kept
+        assert "Company provisioning" in kept
+
+    def test_a_kept_row_takes_the_times_of_now(
+        self, client: Client, alice: User, template: DemoTemplate, roomy: None
+    ) -> None:
+        client.force_login(alice)
+        ended = make_demo(template, alice, Status.DELETED).ended_at
+        with time_machine.travel(ended + timedelta(minutes=5), tick=False):
+            assert "Ended 5 min ago" in page(client)
+        with time_machine.travel(ended + timedelta(minutes=7, seconds=3), tick=False):
+            assert renders_during(client) == 0
+            assert "Ended 7 min 3 s ago" in page(client)
+
+    def test_a_change_to_the_demo_renders_its_row_again(
+        self, client: Client, alice: User, demos_of_alice: list[Demo]
+    ) -> None:
+        client.force_login(alice)
+        page(client)
+        Demo.objects.filter(pk=demos_of_alice[1].pk).update(prospect_company="Initech")
+        assert renders_during(client) == 1
+        assert "Initech" in page(client)
+
+    def test_each_reader_gets_a_token_of_their_own_that_works(
+        self, template: DemoTemplate, alice: User, manager: User, roomy: None
+    ) -> None:
+        """Two managers see the same rows; the second is served the rows the first caused to be
+        kept, and the Extend form on them works with the second's session."""
+        demo = make_demo(template, alice, Status.READY)
+        other = User.objects.create_user("max", "max@example.com", "pw-12345678")
+        other.groups.set(manager.groups.all())
+        first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+        first.force_login(manager)
+        second.force_login(other)
+        seen_first = TOKEN.findall(page(first))
+        html = page(second)
+        assert renders_during(second) == 0
+        extend_url = reverse("demos:action", args=[demo.public_id, "extend"])
+        form = html[html.index(f'action="{extend_url}"') :]
+        token = TOKEN.search(form).group(1)
+        assert token not in seen_first
+        before = Demo.objects.get(pk=demo.pk).expires_at
+        response = second.post(extend_url, {"csrfmiddlewaretoken": token, "next": MY_DEMOS})
+        assert response.status_code == 302
+        assert Demo.objects.get(pk=demo.pk).expires_at > before
+
+    @pytest.mark.parametrize("typed", ["<!--ended-->", "csrf-placeholder", "<!--left-->"])
+    def test_text_a_person_typed_cannot_pass_for_a_hole(
+        self, client: Client, alice: User, template: DemoTemplate, roomy: None, typed: str
+    ) -> None:
+        make_demo(template, alice, Status.DELETED, prospect_company=typed)
+        client.force_login(alice)
+        page(client)
+        html = page(client)  # from the kept row
+        shown = typed.replace("<", "&lt;").replace(">", "&gt;")
+        assert f"for {shown}" in html
