@@ -341,6 +341,11 @@ class TestExportStreaming:
         pieces = list(exports.stream_csv(rows, lines_per_piece=2))
         assert pieces == ["a,b\r\n", "0,'=x\r\n1,'=x\r\n", "2,'=x\r\n3,'=x\r\n", "4,'=x\r\n"]
 
+    def test_pieces_grow_from_a_few_lines_so_the_first_rows_leave_at_once(self) -> None:
+        rows = [["n"], *([index] for index in range(200))]
+        pieces = list(exports.stream_csv(rows, lines_per_piece=64, first_piece=2))
+        assert [piece.count("\n") for piece in pieces] == [1, 2, 8, 32, 64, 64, 30]
+
     def test_demos_are_read_as_tuples_of_their_columns_only(
         self, template: DemoTemplate, alice: User, django_assert_num_queries: Any
     ) -> None:

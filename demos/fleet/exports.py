@@ -102,8 +102,10 @@ _VISIT_FIELDS = (
     "client_address",
     "user_agent",
 )
-# Rows fetched per round trip of the server-side cursor.
-CHUNK = 2000
+# Rows fetched per round trip of the server-side cursor: a download's first rows wait for the
+# first fetch, and 500 rows are a few milliseconds where 2,000 were about 15 (a year of history is
+# then 210 round trips instead of 53, about 50 ms more in 3.7 s).
+CHUNK = 500
 
 
 def demo_rows() -> Iterator[Sequence[Any]]:
@@ -132,10 +134,14 @@ class _Echo:
         return value
 
 
-def stream_csv(rows: Iterable[Sequence[Any]], lines_per_piece: int = 500) -> Iterator[str]:
-    """The rows as CSV text, a few hundred lines per piece: one write to the client per piece
-    rather than per line. The header goes out alone, before the first query runs, so the
-    download starts at once."""
+def stream_csv(
+    rows: Iterable[Sequence[Any]], lines_per_piece: int = 500, first_piece: int = 20
+) -> Iterator[str]:
+    """The rows as CSV text in pieces: one write to the client per piece rather than per line.
+    The header goes out alone, before the first query runs, so the download starts at once.
+    Pieces then grow from `first_piece` lines to `lines_per_piece` (each four times the last),
+    so the first rows leave as soon as they are read, and a download cancelled after them has
+    cost a few dozen rows, not a few hundred."""
     writer = csv.writer(_Echo())
     zone = timezone.get_current_timezone()
     lines = iter(rows)
@@ -143,11 +149,13 @@ def stream_csv(rows: Iterable[Sequence[Any]], lines_per_piece: int = 500) -> Ite
     if header is None:
         return
     yield writer.writerow(header)
+    size = min(first_piece, lines_per_piece)
     piece: list[str] = []
     for row in lines:
         piece.append(writer.writerow([safe_cell(value, zone) for value in row]))
-        if len(piece) >= lines_per_piece:
+        if len(piece) >= size:
             yield "".join(piece)
             piece = []
+            size = min(size * 4, lines_per_piece)
     if piece:
         yield "".join(piece)

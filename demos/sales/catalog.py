@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 
 from django.contrib import messages
 from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import condition, require_GET, require_http_methods
 
+from demos.durations import format_duration
 from demos.engine.capacity import CapacityError, Slots, check_user_limit, slots_for
 from demos.engine.lifecycle import start_demo
 from demos.engine.pools import pool_levels
 from demos.engine.speeds import typical_times_to_ready
 from demos.errors import LifecycleError
+from demos.fragments import CSRF_PLACEHOLDER, Kept, hole
 from demos.guards import login_required
 from demos.models import ACTIVE, OPEN, Demo, DemoTemplate
 from demos.sales.again import flagged_message
 from demos.sales.buttons import OfferedAction, available_actions
-from demos.sales.forms import StartDemoForm
+from demos.sales.forms import StartDemoForm, new_start_token
 from demos.sales.panel import DemoRow
 
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -44,9 +49,43 @@ RUNNING_COLUMNS = (
 class CatalogCard:
     template: DemoTemplate
     typical_time_to_ready: timedelta | None
-    form: StartDemoForm
+    form: StartDemoForm | None  # None in the catalog, whose cards are kept (`_card_html`)
     # A warm-pool spare is ready: starting hands it over at once.
     instant: bool = False
+
+
+CARD_TEMPLATE = "demos/catalog.html#template_card"
+
+
+def _card_html(request: HttpRequest, cards: list[CatalogCard]) -> list[SafeString]:
+    """The catalog's cards, each rendered once per process for what it shows (the template as
+    of its last edit, whether a spare is ready, its usual time to ready) and kept
+    (`demos.fragments`). Each view fills in a fresh start token per card, and the reader's CSRF
+    token."""
+
+    def render(card: CatalogCard) -> str:
+        form = StartDemoForm(template=card.template)
+        form.fields["start_token"].initial = hole("start_token")
+        context = {"card": replace(card, form=form), "csrf_token": CSRF_PLACEHOLDER}
+        return render_to_string(CARD_TEMPLATE, context)
+
+    return Kept(request).many(
+        [
+            (
+                (
+                    "catalog-card",
+                    card.template.pk,
+                    card.template.version,
+                    card.template.updated_at,
+                    card.instant,
+                    format_duration(card.typical_time_to_ready),
+                ),
+                partial(render, card),
+                {"start_token": new_start_token()},
+            )
+            for card in cards
+        ]
+    )
 
 
 @login_required
@@ -65,7 +104,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
         CatalogCard(
             template,
             typical.get(template.pk),
-            StartDemoForm(template=template),
+            None,
             instant=levels.get(template.pk, {}).get("ready", 0) > 0,
         )
         for template in templates
@@ -81,7 +120,12 @@ def catalog(request: HttpRequest) -> HttpResponse:
     )
     # Said before they start, so reaching the limit is never a surprise: one query.
     slots = slots_for(request.user)
-    context = {"cards": cards, "running": running, "slots": slots}
+    context = {
+        "cards": cards,
+        "card_html": _card_html(request, cards),
+        "running": running,
+        "slots": slots,
+    }
     return render(request, "demos/catalog.html", context)
 
 

@@ -26,13 +26,13 @@ from demos.engine.specs import Policy
 from demos.engine.speeds import typical_time_to_ready
 from demos.gate import activity
 from demos.models import STARTING, Demo, DemoEvent, Snapshot, SnapshotKind, Status
+from demos.moments import ago, seconds_since, since
 from demos.roles import can_view_fleet
 from demos.sales.again import StartAgain, start_again
 from demos.sales.buttons import OfferedAction, available_actions, extension_note
 from demos.sales.forms import RestoreSnapshotForm
 from demos.sales.more_time import MoreTimeBadge, badge_for
 from demos.sales.team import shared_by_note
-from demos.templatetags.demo_ui import ago, duration, seconds_since, since
 
 TIMELINE_LENGTH = 50
 
@@ -131,7 +131,7 @@ class RowTimes:
     @classmethod
     def of(cls, demo: Demo) -> RowTimes:
         return cls(
-            left=duration(demo.time_left),
+            left=format_duration(demo.time_left),
             asleep=since(demo.asleep_since),
             ended=ago(demo.ended_at),
             requested=ago(demo.requested_at),

@@ -13,6 +13,7 @@ from django.utils.safestring import SafeString
 from demos import roles
 from demos.durations import format_duration
 from demos.models import KEPT, WORKING, Status
+from demos.moments import ago, seconds_since, since
 from demos.rendering import markdown_to_html
 from demos.sales import panel
 from demos.sales.account import time_zone_of
@@ -59,24 +60,10 @@ def duration(value: timedelta | float | None) -> str:
     return format_duration(value)
 
 
-@register.filter
-def since(moment: datetime | None) -> str:
-    """`{{ demo.ended_at|since }} ago`: the time from `moment` to now, as `duration` writes it."""
-    return format_duration(timezone.now() - moment) if moment else "—"
-
-
-# Under a minute, "ago" reads "just now": "0 s ago" or "12 s ago" only make a reader count.
-JUST_NOW = timedelta(minutes=1)
-
-
-@register.filter
-def ago(moment: datetime | None) -> str:
-    """`Requested {{ demo.requested_at|ago }}`: "just now", or "5 min ago" (the browser's clocks
-    in static/js/portal.js follow the same rule for `data-ago`)."""
-    if moment is None:
-        return "—"
-    passed = timezone.now() - moment
-    return "just now" if passed < JUST_NOW else f"{format_duration(passed)} ago"
+# Moments relative to now, in words (demos.moments).
+register.filter("since", since)
+register.filter("ago", ago)
+register.filter("seconds_since", seconds_since)
 
 
 @register.filter
@@ -96,13 +83,6 @@ def chart_names(charts: Any) -> str:
         for chart in charts or []
     ]
     return panel.chart_names(specs)
-
-
-@register.filter
-def seconds_since(moment: datetime | None) -> str:
-    """`data-elapsed="{{ demo.requested_at|seconds_since }}"`: for a clock the browser counts on
-    (static/js/portal.js), so a poll need not re-send a row just to move it."""
-    return f"{(timezone.now() - moment).total_seconds():.1f}" if moment else ""
 
 
 @register.filter

@@ -1,6 +1,6 @@
-"""Rows of My demos kept per process (demos.sales.row_cache): a kept row is the row rendered
-afresh, with the reader's own CSRF token and today's times, and nothing a person typed can pass
-for one of its holes."""
+"""Fragments kept per process (demos.fragments): a kept row of My demos or catalog card is the
+one rendered afresh, with the reader's own CSRF token, today's times and fresh start tokens, and
+nothing a person typed can pass for one of its holes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from demos.models import Demo, DemoTemplate, Status
-from demos.sales import row_cache
+from demos.sales import catalog, row_cache
 from tests.conftest import make_demo
 
 MY_DEMOS = "/demos/"
@@ -127,3 +127,48 @@ class TestKeptRows:
         html = page(client)  # from the kept row
         shown = typed.replace("<", "&lt;").replace(">", "&gt;")
         assert f"for {shown}" in html
+
+
+START_TOKEN = re.compile(r'name="start_token" value="([^"]+)"')
+
+
+class TestKeptCatalogCards:
+    def test_each_view_gets_fresh_start_tokens_and_a_kept_card_starts_a_demo(
+        self, template: DemoTemplate, alice: User, roomy: None
+    ) -> None:
+        browser = Client(enforce_csrf_checks=True)
+        browser.force_login(alice)
+        first = page_of_catalog(browser)
+        with mock.patch.object(catalog, "render_to_string", wraps=catalog.render_to_string) as r:
+            second = page_of_catalog(browser)
+        assert r.call_count == 0, "the card was kept"
+        assert START_TOKEN.findall(first) != START_TOKEN.findall(second)
+        assert without_tokens(START_TOKEN.sub("-", first)) == without_tokens(
+            START_TOKEN.sub("-", second)
+        )
+        form = second[second.index(f'action="{reverse("demos:start", args=[template.slug])}"') :]
+        response = browser.post(
+            reverse("demos:start", args=[template.slug]),
+            {
+                "csrfmiddlewaretoken": TOKEN.search(form).group(1),
+                "start_token": START_TOKEN.search(form).group(1),
+                "lifetime": int(template.default_lifetime.total_seconds()),
+            },
+        )
+        assert response.status_code == 302
+        assert Demo.objects.filter(owner=alice).count() == 1
+
+    def test_a_card_changes_with_its_template(
+        self, client: Client, template: DemoTemplate, alice: User
+    ) -> None:
+        client.force_login(alice)
+        page_of_catalog(client)
+        template.name = "Webshop Pro"
+        template.save()
+        assert "Webshop Pro" in page_of_catalog(client)
+
+
+def page_of_catalog(client: Client) -> str:
+    response = client.get(reverse("demos:catalog"))
+    assert response.status_code == 200
+    return response.content.decode()
