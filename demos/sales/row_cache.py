@@ -19,7 +19,7 @@ which the tests compare.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from functools import cache, partial
 
 from django.http import HttpRequest
@@ -92,7 +92,7 @@ def rendered_rows(
             (
                 _shows(row, show_owner, next_url),
                 partial(_render, row, show_owner, next_url),
-                asdict(RowTimes.of(row.demo)),
+                vars(RowTimes.of(row.demo)),
             )
             for row in rows
         ]
