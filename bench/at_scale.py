@@ -69,8 +69,10 @@ PAGES = (
 # and caches of issue 17 (the pages' own tests pin their counts at 1 and at 50 demos).
 QUERY_TARGETS: dict[str, int] = {
     CATALOG: 6,
-    MY_DEMOS: 5,
-    MY_DEMOS_MANAGER: 5,
+    # The data set's portal is full and its lists show queued demos: saying when each starts
+    # reads the running demos' ends apart (CapacityPicture._running_ends), one query more.
+    MY_DEMOS: 6,
+    MY_DEMOS_MANAGER: 6,
     DEMO_PAGE: 5,
     POLL_204: 1,
     POLL_FULL: 3,

@@ -309,6 +309,10 @@ class TestWhyQueued:
         assert f"{why} Number 1 in the queue: it starts in about 20 minutes" in text
         text = page_text(logged_in(manager), reverse("demos:detail", args=[second.public_id]))
         assert f"{why} Number 2 in the queue: it starts in about 45 minutes" in text
+        # My demos reads only the demos in their way, and the running demos' ends apart.
+        text = page_text(logged_in(manager), reverse("demos:my_demos"))
+        assert f"{why} Number 1 in the queue: it starts in about 20 minutes" in text
+        assert f"{why} Number 2 in the queue: it starts in about 45 minutes" in text
 
     def test_the_templates_limit(self, alice: User, bob: User, rq_redis: Any) -> None:
         limited = make_template("limited", max_concurrent=2)

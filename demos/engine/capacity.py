@@ -222,13 +222,15 @@ class CapacityPicture:
     waiting: list[_Waiting]  # every queued demo, oldest first: the order admission takes them in
     now: datetime
     held_total: int  # every demo holding capacity, read or not
+    complete: bool = True  # every held demo was read (not only those in some queued demo's way)
 
     @classmethod
     def read(cls, for_queued: Sequence[Demo] = (), reader: Any = None) -> CapacityPicture:
         """The picture, whole; or, given the queued demos a page explains (and whose slots it
         shows, `reader`), only the held demos that count for them: their owners' and the
-        reader's, those of their templates that have a limit, and every one only when the
-        portal is full. On a busy portal that is tens of rows instead of thousands."""
+        reader's, and those of their templates that have a limit. On a busy portal that is
+        tens of rows instead of thousands. When the portal is full, the ends of running demos
+        are read apart, and only then (`_running_ends`)."""
         rows = Demo.objects.filter(status__in=[*ACTIVE, Status.QUEUED]).annotate(
             held_total=Subquery(
                 Demo.objects.filter(status__in=ACTIVE)
@@ -245,7 +247,6 @@ class CapacityPicture:
                 Q(status=Status.QUEUED)
                 | Q(owner_id__in=owners - {None})
                 | Q(template_id__in=limited)
-                | Q(held_total__gte=settings.DEMO_MAX_ACTIVE_TOTAL)
             )
         columns = ("pk", "owner_id", "template_id", "is_spare", "status", "expires_at")
         read = list(rows.order_by("requested_at", "pk").values_list(*columns, "held_total"))
@@ -258,7 +259,8 @@ class CapacityPicture:
                 ends_at = expires_at if status == ready else None
                 held.append(_Held(owner_id, template_id, is_spare, ends_at))
         # Every row carries the same count; no row means nothing holds or awaits capacity.
-        return cls(held, waiting, timezone.now(), read[0][-1] if read else 0)
+        total = read[0][-1] if read else 0
+        return cls(held, waiting, timezone.now(), total, complete=not for_queued)
 
     @property
     def portal_full(self) -> bool:
@@ -282,6 +284,19 @@ class CapacityPicture:
         return _group((h for h in self.held if not h.is_spare), lambda held: held.template_id)
 
     @cached_property
+    def _running_ends(self) -> list[datetime]:
+        """When every running demo ends, soonest first: what a queued demo waits for when the
+        whole portal is full. A picture that read only some held demos reads them now: one
+        query, from the index of running demos by end, no more of them than demos wait."""
+        if self.complete:
+            return _soonest_first(self.held)
+        return list(
+            Demo.objects.filter(status=Status.READY, expires_at__isnull=False)
+            .order_by("expires_at")
+            .values_list("expires_at", flat=True)[: len(self.waiting)]
+        )
+
+    @cached_property
     def _place(self) -> dict[int, int]:
         """Each waiting demo's index in the queue."""
         return {waiting.pk: index for index, waiting in enumerate(self.waiting)}
@@ -299,21 +314,23 @@ class CapacityPicture:
             limit = settings.DEMO_MAX_ACTIVE_PER_USER
             if len(mine) >= limit:
                 waiting_too = sum(1 for w in before if w.owner_id == demo.owner_id)
-                return QueueReason(QueueCause.OWNER, limit, position, self._wait(mine, waiting_too))
+                wait = self._wait(_soonest_first(mine), waiting_too)
+                return QueueReason(QueueCause.OWNER, limit, position, wait)
         if self.portal_full:
             limit = settings.DEMO_MAX_ACTIVE_TOTAL
-            return QueueReason(QueueCause.PORTAL, limit, position, self._wait(self.held, ahead))
+            wait = self._wait(self._running_ends, ahead)
+            return QueueReason(QueueCause.PORTAL, limit, position, wait)
         limit = demo.template.max_concurrent
         same = self._held_by_template.get(demo.template_id, []) if limit else []
         if limit and len(same) >= limit:
             waiting_too = sum(1 for w in before if w.template_id == demo.template_id)
-            return QueueReason(QueueCause.TEMPLATE, limit, position, self._wait(same, waiting_too))
+            wait = self._wait(_soonest_first(same), waiting_too)
+            return QueueReason(QueueCause.TEMPLATE, limit, position, wait)
         return QueueReason(None, 0, position, None)
 
-    def _wait(self, in_the_way: list[_Held], waiting_too: int) -> timedelta | None:
-        """Until the demo it waits for ends: the soonest end among `in_the_way`, after as many
-        more as there are demos ahead of it waiting for the same room."""
-        ends = sorted(d.ends_at for d in in_the_way if d.ends_at is not None)
+    def _wait(self, ends: list[datetime], waiting_too: int) -> timedelta | None:
+        """Until the demo it waits for ends: the soonest of `ends` (the demos in its way), after
+        as many more as there are demos ahead of it waiting for the same room."""
         if len(ends) <= waiting_too:
             return None
         return max(ends[waiting_too] - self.now, timedelta(0))
@@ -328,6 +345,10 @@ def slots_for(user: Any) -> Slots:
     )
     full = counts["total"] >= settings.DEMO_MAX_ACTIVE_TOTAL
     return Slots(counts["mine"], settings.DEMO_MAX_ACTIVE_PER_USER, full)
+
+
+def _soonest_first(held: Iterable[_Held]) -> list[datetime]:
+    return sorted(d.ends_at for d in held if d.ends_at is not None)
 
 
 def _group[K, T](items: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:
