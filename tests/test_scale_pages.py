@@ -11,6 +11,7 @@ from unittest import mock
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -340,6 +341,22 @@ class TestExportStreaming:
         rows = [["a", "b"], *([index, "=x"] for index in range(5))]
         pieces = list(exports.stream_csv(rows, lines_per_piece=2))
         assert pieces == ["a,b\r\n", "0,'=x\r\n1,'=x\r\n", "2,'=x\r\n3,'=x\r\n", "4,'=x\r\n"]
+
+    @pytest.mark.django_db(transaction=True)
+    def test_rows_stream_in_a_transaction_that_a_cancelled_download_ends(
+        self, template: DemoTemplate, alice: User
+    ) -> None:
+        """Outside a transaction the export's cursor would be WITH HOLD, which makes PostgreSQL
+        read and store every row before the first leaves (exports._streamed)."""
+        for _ in range(3):
+            make_demo(template, alice, Status.DELETED)
+        pieces = exports.stream_csv(exports.demo_rows(), first_piece=1)
+        assert next(pieces).startswith("demo_id,")
+        assert next(pieces).count("\n") == 1
+        assert connection.in_atomic_block
+        pieces.close()  # the browser cancelled: the server closes the response
+        assert not connection.in_atomic_block
+        assert connection.get_autocommit()
 
     def test_pieces_grow_from_a_few_lines_so_the_first_rows_leave_at_once(self) -> None:
         rows = [["n"], *([index] for index in range(200))]

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from demos.models import Demo, ShareLinkVisit
@@ -108,13 +110,26 @@ _VISIT_FIELDS = (
 CHUNK = 500
 
 
+def _streamed(rows: QuerySet) -> Iterator[Sequence[Any]]:
+    """`rows` read through a server-side cursor, inside a transaction for as long as the
+    download lasts.
+
+    Outside a transaction Django declares the cursor WITH HOLD, and PostgreSQL then runs the
+    whole query and stores every row before the first fetch: 105,000 demos took 220 ms before a
+    download's first row left, and a download cancelled early had paid for all of it. Inside
+    one, rows are read as they are sent, and a cancelled download stops the query (the
+    transaction ends when the response is closed)."""
+    with transaction.atomic(savepoint=False):
+        yield from rows.iterator(chunk_size=CHUNK)
+
+
 def demo_rows() -> Iterator[Sequence[Any]]:
     """Every demo ever started, oldest first (in the order of an index, so the first rows leave
     at once instead of after a sort of the whole history)."""
     yield DEMO_COLUMNS
     demos = Demo.objects.order_by("requested_at", "pk").values_list(*_DEMO_FIELDS)
     spare = _DEMO_FIELDS.index("is_spare")
-    for row in demos.iterator(chunk_size=CHUNK):
+    for row in _streamed(demos):
         cells = list(row)
         cells[spare] = "yes" if cells[spare] else "no"
         yield cells
@@ -124,7 +139,7 @@ def visit_rows() -> Iterator[Sequence[Any]]:
     """Every prospect visit through a share link, oldest first."""
     yield VISIT_COLUMNS
     visits = ShareLinkVisit.objects.order_by("visited_at", "pk").values_list(*_VISIT_FIELDS)
-    yield from visits.iterator(chunk_size=CHUNK)
+    yield from _streamed(visits)
 
 
 class _Echo:
@@ -145,17 +160,24 @@ def stream_csv(
     writer = csv.writer(_Echo())
     zone = timezone.get_current_timezone()
     lines = iter(rows)
-    header = next(lines, None)
-    if header is None:
-        return
-    yield writer.writerow(header)
-    size = min(first_piece, lines_per_piece)
-    piece: list[str] = []
-    for row in lines:
-        piece.append(writer.writerow([safe_cell(value, zone) for value in row]))
-        if len(piece) >= size:
+    try:
+        header = next(lines, None)
+        if header is None:
+            return
+        yield writer.writerow(header)
+        size = min(first_piece, lines_per_piece)
+        piece: list[str] = []
+        for row in lines:
+            piece.append(writer.writerow([safe_cell(value, zone) for value in row]))
+            if len(piece) >= size:
+                yield "".join(piece)
+                piece = []
+                size = min(size * 4, lines_per_piece)
+        if piece:
             yield "".join(piece)
-            piece = []
-            size = min(size * 4, lines_per_piece)
-    if piece:
-        yield "".join(piece)
+    finally:
+        # A download cancelled midway closes this generator: close the rows' too, now, so their
+        # transaction ends before the request does (`_streamed`).
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()
