@@ -353,6 +353,7 @@ class Stack:
         # The flags of the production image's entrypoint (docker-entrypoint.sh), bound to loopback.
         args = [
             PYTHON, "-m", "gunicorn", "portal.wsgi:application",
+            "--config", "python:portal.gunicorn_conf",
             "--bind", f"127.0.0.1:{port}",
             "--worker-class", "gthread",
             "--workers", str(workers),
@@ -365,6 +366,9 @@ class Stack:
             "--worker-tmp-dir", "/dev/shm",  # noqa: S108 - heartbeat files, as in the image
             "--no-control-socket",
             "--access-logfile", str(self.logs / "access.log"),
+            # Which worker answered and in how many microseconds: a slow tail can be told apart
+            # from a worker just started by --max-requests (BENCH_KEEP_LOGS=1 keeps the log).
+            "--access-logformat", '%(p)s %(D)s %(s)s "%(r)s"',
         ]  # fmt: skip
         return self._spawn("web", "web", args)
 

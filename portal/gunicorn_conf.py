@@ -40,3 +40,14 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
+
+# The portal is loaded once, in the master, and warmed there (portal/warm.py): every worker, also
+# each one that --max-requests starts anew under load, begins with its views imported and its
+# templates compiled, and shares those pages of memory with the others.
+preload_app = True
+
+
+def when_ready(server: Any) -> None:
+    from portal.warm import warm
+
+    server.log.info("Warmed: views imported, %d templates compiled", warm())

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,82 +21,14 @@ from demos.engine.lifecycle import Actor
 from demos.models import DemoTemplate
 from demos.sharing.links import create_share_link
 from portal.redaction import REDACTED, RedactShareTokens, redact_share_tokens
-from tests.conftest import ROOT, _database_url, _die_with_parent, make_demo, wait_for
-
-CONFIG = "python:portal.gunicorn_conf"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-class Gunicorn:
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.port = _free_port()
-        self.access_log = tmp_path / "access.log"
-        self.error_log = tmp_path / "stderr.log"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "portal.wsgi:application",
-                "--config",
-                CONFIG,
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-                "--access-logfile",
-                str(self.access_log),
-                "--no-control-socket",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.error_log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        wait_for(self._answers, 30, "gunicorn did not start")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _answers(self) -> bool:
-        assert self.process.poll() is None, self.error_log.read_text()
-        try:
-            return _get(self.url("/healthz")) in (200, 503)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(20)
+from tests.conftest import ROOT, make_demo
+from tests.gunicorn_server import CONFIG, Gunicorn, get, portal_env
 
 
 @pytest.fixture
 def gunicorn(tmp_path: Path, transactional_db: None, rq_redis: Any) -> Iterator[Gunicorn]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="portal.settings_test",
-        DATABASE_URL=_database_url(),
-        PYTHONUNBUFFERED="1",
-        LOG_LEVEL="INFO",
-        # Low, so a few wrong tokens reach the 429 answer.
-        PROSPECT_FAILURE_LIMIT="2",
-    )
+    # Low, so a few wrong tokens reach the 429 answer.
+    env = portal_env(PROSPECT_FAILURE_LIMIT="2")
     server = Gunicorn(tmp_path, env)
     yield server
     server.stop()
@@ -114,9 +42,9 @@ class TestRealGunicorn:
         token = create_share_link(demo=demo, actor=Actor.of(alice), recipient="Pat").token
         wrong = [secrets.token_urlsafe(32) for _ in range(3)]
 
-        assert _get(gunicorn.url(f"/p/{token}/")) == 200
-        assert _get(gunicorn.url(f"/p/{token}/status/")) == 200
-        assert [_get(gunicorn.url(f"/p/{guess}/")) for guess in wrong] == [404, 404, 429]
+        assert get(gunicorn.url(f"/p/{token}/")) == 200
+        assert get(gunicorn.url(f"/p/{token}/status/")) == 200
+        assert [get(gunicorn.url(f"/p/{guess}/")) for guess in wrong] == [404, 404, 429]
         gunicorn.stop()  # flushes and closes both logs
 
         access = gunicorn.access_log.read_text()
