@@ -8,6 +8,8 @@ threads, timeouts), this file what must be the same wherever the portal runs:
   the Django settings module, so both always agree.
 - Share-link tokens never reach gunicorn's logs: the access log and the error log (which quotes
   malformed request lines) pass every record through the same redaction as Django's logging.
+- The portal is loaded and warmed once, in the master (`preload_app`, `when_ready`), so every
+  worker it forks starts warm (portal/warm.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ preload_app = True
 
 
 def when_ready(server: Any) -> None:
+    if not server.cfg.preload_app:  # turned off: the master has no portal to warm
+        return
     from portal.warm import warm
 
     server.log.info("Warmed: views imported, %d templates compiled", warm())

@@ -48,5 +48,7 @@ def test_workers_forked_from_the_warm_master_serve_the_database_and_redis(
     assert statuses == [200] * len(paths)
     log = replaced_often.error_log.read_text()
     assert log.count("Warmed: views imported,") == 1, log  # in the master, not per worker
+    # ...and before it forks any worker, so each one starts from the warm master.
+    assert log.index("Warmed: views imported,") < log.index("Booting worker"), log
     # 60 requests at 8 a worker: the answers above came from at least six workers in turn.
     assert log.count("Autorestarting worker after current request.") >= 5, log
