@@ -326,6 +326,15 @@ LIST_DEFERRED = (
     "archive_location",
     "template__description", "template__prospect_description", "template__vcluster_overrides",
     "template__unsafe_vcluster_overrides", "template__instructions", "template__credentials",
+    # What only the start of a demo reads (its size, quotas, entry, warm pool, health): a list
+    # shows a template's name and icon and asks its policies, and builds 45 of them a page.
+    "template__tagline", "template__kubernetes_version", "template__control_plane_cpu",
+    "template__control_plane_memory", "template__storage_size", "template__quota_cpu",
+    "template__quota_memory", "template__quota_pods", "template__entry_url",
+    "template__allow_kubeconfig_download", "template__provisioning_timeout",
+    "template__warm_pool_size", "template__warm_pool_schedule", "template__warm_pool_max_age",
+    "template__entry_service", "template__consecutive_failures", "template__flag_reason",
+    "template__created_at",
     "owner__password",
 )  # fmt: skip
 

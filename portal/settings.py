@@ -346,6 +346,18 @@ CACHES = {
         "LOCATION": "portal-fragments",
         "OPTIONS": {"MAX_ENTRIES": 5000},
     },
+    # The same fragments shared in Redis, where a process finds what it has not rendered itself:
+    # a web worker just started (gunicorn's --max-requests replaces them under load) takes the
+    # rows its predecessors rendered instead of rendering a whole page of them. A miss while
+    # Redis is away, like the sessions' cache below.
+    "shared_fragments": {
+        "BACKEND": "portal.tolerant_cache.TolerantRedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "portal-fragments",
+        "TIMEOUT": 600,
+        "LONGEST_ENTRY": 600,  # keyed by all they show: never stale, kept as long as locally
+        "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
+    },
     "sessions": {
         "BACKEND": "portal.tolerant_cache.TolerantRedisCache",
         "LOCATION": REDIS_URL,

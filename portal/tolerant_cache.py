@@ -76,11 +76,14 @@ class TolerantRedisCache(RedisCache):
         self._lost_at: float | None = None
         self._last_warning = 0.0
         self._pending_deletes: dict[str, None] = {}  # made keys, oldest first
+        # A cache of what cannot go stale (fragments keyed by everything they show) may keep
+        # entries longer: `LONGEST_ENTRY` in its settings.
+        self._longest_entry = int(params.get("LONGEST_ENTRY", LONGEST_ENTRY))
 
     def get_backend_timeout(self, timeout: float | None = DEFAULT_TIMEOUT) -> int:
         # Every write (set, add, set_many, touch) asks here.
         bounded = super().get_backend_timeout(timeout)
-        return LONGEST_ENTRY if bounded is None else min(bounded, LONGEST_ENTRY)
+        return self._longest_entry if bounded is None else min(bounded, self._longest_entry)
 
     # Reads find nothing while Redis is away.
 

@@ -261,6 +261,7 @@ def _fresh_caches() -> None:
             "portal-sessions:*time-zone:*",
             "portal-cache:*typical-time-to-ready:*",
             "portal-cache:*prospect:more-time:*",
+            "portal-fragments:*",  # rendered rows and cards, shared between processes
         ):
             for key in redis.scan_iter(pattern, count=1000):
                 redis.delete(key)

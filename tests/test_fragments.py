@@ -129,6 +129,54 @@ class TestKeptRows:
         assert f"for {shown}" in html
 
 
+NOTHING_LISTENS = "redis://127.0.0.1:1/0"
+
+
+class TestSharedBetweenProcesses:
+    """The rows one process rendered are found in Redis by the others, and by a worker that
+    gunicorn has just started in place of one it retired (a process with nothing kept)."""
+
+    def test_a_fresh_process_takes_the_rows_another_rendered(
+        self, client: Client, alice: User, demos_of_alice: list[Demo]
+    ) -> None:
+        client.force_login(alice)
+        with time_machine.travel(timezone.now(), tick=False):
+            first = page(client)
+            caches["fragments"].clear()  # as in a new worker
+            assert renders_during(client) == 0
+            again = page(client)
+        assert without_tokens(again) == without_tokens(first)
+        assert len(caches["fragments"].get_many(_kept_keys())) == len(demos_of_alice)
+
+    def test_with_redis_away_rows_are_rendered_and_kept_in_the_process(
+        self, client: Client, alice: User, demos_of_alice: list[Demo], settings: Any
+    ) -> None:
+        settings.CACHES = {
+            **settings.CACHES,
+            "shared_fragments": {
+                **settings.CACHES["shared_fragments"],
+                "LOCATION": NOTHING_LISTENS,
+            },
+        }
+        client.force_login(alice)
+        with time_machine.travel(timezone.now(), tick=False):
+            assert renders_during(client) == len(demos_of_alice)
+            assert renders_during(client) == 0  # kept in this process all the same
+            html = page(client)
+        assert "Company provisioning" in html
+        assert _kept_keys() == []  # nothing reached Redis, and nothing failed for it
+
+
+def _kept_keys() -> list[str]:
+    """The keys of the rows kept in Redis now."""
+    from portal.redis_connection import shared
+
+    prefix = "portal-fragments:1:"
+    return [
+        key.decode().removeprefix(prefix) for key in shared().scan_iter(f"{prefix}*", count=1000)
+    ]
+
+
 START_TOKEN = re.compile(r'name="start_token" value="([^"]+)"')
 
 
