@@ -247,8 +247,8 @@ def _fresh_caches() -> None:
 
     caches["fragments"].clear()
     with contextlib.suppress(RedisError):
-        cache.delete(TIME_TO_READY_CACHE_KEY)
-        cache.delete(FLEET_FIGURES_CACHE_KEY)
+        for key in (TIME_TO_READY_CACHE_KEY, FLEET_FIGURES_CACHE_KEY):
+            cache.delete_many([key, f"{key}:refresh"])
         cache.delete(BRANDING_CACHE_KEY)  # a row of an earlier test's database
         # The gate's state names demos and links by id, which each test's database reuses.
         gate_state.forget_held()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,18 +117,40 @@ class TimeToReady:
         return round(self.p95.total_seconds(), 1)
 
 
+# A figure older than its few seconds is still given to the views that come while one of them
+# computes it anew, for at most this many times as long (then, whoever comes computes it).
+STALE_FOR = 10
+
+
 def _recent[T](key: str, seconds: int, compute: Callable[[], T]) -> T:
-    """`compute()` as of at most `seconds` ago, shared by every process through the cache
-    (Redis). With the cache away, each caller computes its own."""
+    """`compute()` as of about `seconds` ago, shared by every process through the cache (Redis).
+
+    Once it is older, the first view to claim the refresh computes it again and the views that
+    come meanwhile are given the one before: figures that cost a hundred milliseconds of database
+    time are never computed by every view of that moment at once, each slowing the others (at 20
+    views a second they used to pile up every time the figures expired). With nothing kept (the
+    first view, or after `forget_fleet_figures`) the view computes them; with the cache away,
+    each view computes its own."""
     try:
-        cached = cache.get(key)
+        kept = cache.get(key)
     except RedisError:
         return compute()
-    if cached is None:
-        cached = compute()
-        with contextlib.suppress(RedisError):
-            cache.set(key, cached, seconds)
-    return cached
+    if isinstance(kept, tuple) and len(kept) == 2:
+        computed_at, value = kept
+        if time.time() - computed_at < seconds or not _claim_refresh(key, seconds):
+            return value
+    computed_at, value = time.time(), compute()
+    with contextlib.suppress(RedisError):
+        cache.set(key, (computed_at, value), seconds * STALE_FOR)
+    return value
+
+
+def _claim_refresh(key: str, seconds: int) -> bool:
+    """Whether this view is the one to compute `key` anew: the first to ask, within `seconds`."""
+    try:
+        return bool(cache.add(f"{key}:refresh", 1, seconds))
+    except RedisError:
+        return True
 
 
 def time_to_ready_recent() -> list[TimeToReady]:
@@ -177,7 +200,7 @@ def fleet_figures_recent() -> FleetFigures:
 
 def forget_fleet_figures() -> None:
     with contextlib.suppress(RedisError):
-        cache.delete(FLEET_FIGURES_CACHE_KEY)
+        cache.delete_many([FLEET_FIGURES_CACHE_KEY, f"{FLEET_FIGURES_CACHE_KEY}:refresh"])
 
 
 def time_to_ready(now: datetime | None = None) -> list[TimeToReady]:
