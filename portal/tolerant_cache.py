@@ -1,8 +1,9 @@
 """A Redis cache that a Redis outage turns into misses instead of errors.
 
-For caches whose every entry is a copy of something in the database (signed-in sessions and
-users): while Redis does not answer, a read finds nothing, so the caller reads the database as
-it would without a cache, and a write is skipped. Pages stay up; they only cost what they cost
+For caches whose every entry can be made again: copies of database rows (signed-in sessions and
+users) or markup rendered from them (fragments). While Redis does not answer, a read finds
+nothing, so the caller reads the database (or renders) as it would without a cache, and a write
+is skipped. Pages stay up; they only cost what they cost
 before the cache.
 
 What keeps a dead Redis cheap:
@@ -18,7 +19,8 @@ What keeps the copies true: a delete that could not reach Redis (a sign-out, a p
 would leave a stale entry behind for when Redis answers again, so this process remembers it and
 deletes it first thing once Redis answers; and no entry lives longer than `LONGEST_ENTRY`
 seconds, which bounds the staleness of anything a process could not delete (it was stopped
-during the outage, or another process never noticed one).
+during the outage, or another process never noticed one). A cache whose keys name everything
+its entries show, so that none can go stale, may set a longer `LONGEST_ENTRY` of its own.
 """
 
 from __future__ import annotations
@@ -214,8 +216,8 @@ class TolerantRedisCache(RedisCache):
             self._lost_at = now
             self._last_warning = now
             log.warning(
-                "Cache %r: Redis does not answer (%s); reading from the database instead, "
-                "asking Redis again every %g s",
+                "Cache %r: Redis does not answer (%s); going without it (the database, or this "
+                "process's own copies), asking Redis again every %g s",
                 self._alias_hint,
                 exc,
                 PAUSE_AFTER_FAILURE,

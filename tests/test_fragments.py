@@ -17,8 +17,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from demos import fragments
 from demos.models import Demo, DemoTemplate, Status
 from demos.sales import catalog, row_cache
+from portal.redis_connection import shared
 from tests.conftest import make_demo
 
 MY_DEMOS = "/demos/"
@@ -147,6 +149,10 @@ class TestSharedBetweenProcesses:
             again = page(client)
         assert without_tokens(again) == without_tokens(first)
         assert len(caches["fragments"].get_many(_kept_keys())) == len(demos_of_alice)
+        # Kept in Redis as long as in a process: longer than the minute of the sessions' copies.
+        redis = shared()
+        ttls = {redis.ttl(key) for key in redis.scan_iter("portal-fragments:*", count=1000)}
+        assert all(60 < ttl <= fragments.KEEP_SECONDS for ttl in ttls), ttls
 
     def test_with_redis_away_rows_are_rendered_and_kept_in_the_process(
         self, client: Client, alice: User, demos_of_alice: list[Demo], settings: Any
@@ -169,8 +175,6 @@ class TestSharedBetweenProcesses:
 
 def _kept_keys() -> list[str]:
     """The keys of the rows kept in Redis now."""
-    from portal.redis_connection import shared
-
     prefix = "portal-fragments:1:"
     return [
         key.decode().removeprefix(prefix) for key in shared().scan_iter(f"{prefix}*", count=1000)
