@@ -13,7 +13,9 @@ import pytest
 import time_machine
 from django.contrib.auth.models import User
 from django.core.cache import caches
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,7 +23,7 @@ from demos import fragments
 from demos.models import Demo, DemoTemplate, Status
 from demos.sales import catalog, row_cache
 from portal.redis_connection import shared
-from tests.conftest import make_demo
+from tests.conftest import make_demo, make_template
 
 MY_DEMOS = "/demos/"
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -173,6 +175,12 @@ class TestSharedBetweenProcesses:
         assert _kept_keys() == []  # nothing reached Redis, and nothing failed for it
 
 
+def _forget_shared_fragments() -> None:
+    redis = shared()
+    for key in redis.scan_iter("portal-fragments:*", count=1000):
+        redis.delete(key)
+
+
 def _kept_keys() -> list[str]:
     """The keys of the rows kept in Redis now."""
     prefix = "portal-fragments:1:"
@@ -209,6 +217,26 @@ class TestKeptCatalogCards:
         )
         assert response.status_code == 302
         assert Demo.objects.filter(owner=alice).count() == 1
+
+    def test_cards_rendered_afresh_read_their_charts_once_and_kept_ones_not_at_all(
+        self, client: Client, template: DemoTemplate, alice: User
+    ) -> None:
+        for slug in ("crm", "shop", "wiki"):
+            make_template(slug, name=slug.title())
+        client.force_login(alice)
+        client.get(reverse("demos:catalog"))  # the session and user cached, as for a real reader
+        caches["fragments"].clear()
+        _forget_shared_fragments()
+        with CaptureQueriesContext(connection) as afresh:
+            html = page_of_catalog(client)
+        charts = [q for q in afresh.captured_queries if "templatechart" in q["sql"]]
+        assert len(charts) == 1, "one query for the charts of all four cards"
+        assert "Crm" in html
+        assert "Wiki" in html
+        with CaptureQueriesContext(connection) as kept:
+            page_of_catalog(client)
+        assert not [q for q in kept.captured_queries if "templatechart" in q["sql"]]
+        assert len(kept.captured_queries) == len(afresh.captured_queries) - 1
 
     def test_a_card_changes_with_its_template(
         self, client: Client, template: DemoTemplate, alice: User

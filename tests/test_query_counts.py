@@ -45,9 +45,11 @@ MIX = [
 # portal/auth_backend.py): the page's own reads only.
 FIGURES_AFRESH = "fleet overview (figures read afresh)"
 PAGE_QUERIES = {
-    # and capacity on the catalog and My demos: the person's slots, whether the portal is full,
-    # why queued demos wait (one query, however many demos)
-    "catalog": 6,  # templates, their charts, kept speeds, warm-pool levels, the person's running
+    # Both pages also read capacity: the person's slots and whether the portal is full, or why
+    # queued demos wait (one query, however many demos).
+    # Templates, kept speeds, warm-pool levels, the person's running demos; and the templates'
+    # charts when a card is rendered afresh, once, not per card (tests/test_fragments.py).
+    "catalog": 5,
     "my demos (salesperson)": 5,  # the demos shared with them (ids), one page of each section
     "my demos (manager)": 5,  # and the people to filter by
     "demo page": 5,  # panel version, demo, timeline, share links, visits
