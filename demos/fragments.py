@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from django.core.cache import caches
 from django.http import HttpRequest
@@ -65,29 +65,48 @@ class Kept:
         """For each (what it shows, how to render it, its holes' values): the fragment, kept
         or rendered now. `what it shows` must name everything the rendering reads but the
         holes (its `repr` is the key)."""
-        local, shared = caches["fragments"], caches["shared_fragments"]
         keys = [_cache_key(shows) for shows, _render, _fills in items]
+        found = self._found(keys)
+        rendered = {}
+        for key, (_shows, render, _fills) in zip(keys, items, strict=True):
+            if key not in found:  # the same fragment twice in one response is rendered once
+                found[key] = rendered[key] = render()
+        self._keep(rendered)
+        return [self.fill(found[key], fills) for key, (*_, fills) in zip(keys, items, strict=True)]
+
+    def find(self, shows: Sequence[object]) -> list[str | None]:
+        """The kept text of each fragment named by what it shows (holes unfilled), or None."""
+        keys = [_cache_key(each) for each in shows]
+        found = self._found(keys)
+        return [found.get(key) for key in keys]
+
+    def keep(self, rendered: Sequence[tuple[object, str]]) -> None:
+        """Keep each (what it shows, its text with holes unfilled) for later responses."""
+        self._keep({_cache_key(shows): text for shows, text in rendered})
+
+    def _found(self, keys: list[str]) -> dict[str, str]:
+        """The kept texts of `keys`: this process's first, then, in one round trip for all it
+        lacks, those another process rendered."""
+        local, shared = caches["fragments"], caches["shared_fragments"]
         found = local.get_many(keys)
         missing = [key for key in keys if key not in found]
-        if missing:  # another process may have rendered them: one round trip for all
+        if missing:
             from_shared = shared.get_many(missing)
             local.set_many(from_shared, KEEP_SECONDS)
             found.update(from_shared)
-        pieces, rendered = [], {}
-        for key, (_shows, render, fills) in zip(keys, items, strict=True):
-            text = found.get(key)
-            if text is None:
-                text = found[key] = rendered[key] = render()
-            pieces.append(self._filled(text, fills))
-        if rendered:
-            local.set_many(rendered, KEEP_SECONDS)
-            shared.set_many(rendered, KEEP_SECONDS)
-        return pieces
+        return found
+
+    def _keep(self, texts: dict[str, str]) -> None:
+        if texts:
+            caches["fragments"].set_many(texts, KEEP_SECONDS)
+            caches["shared_fragments"].set_many(texts, KEEP_SECONDS)
 
     def one(self, shows: object, render: Callable[[], str], fills: Mapping[str, str]) -> SafeString:
         return self.many([(shows, render, fills)])[0]
 
-    def _filled(self, text: str, fills: Mapping[str, str]) -> SafeString:
+    def fill(self, text: str, fills: Mapping[str, str]) -> SafeString:
+        """`text` with its holes filled: `fills` by name, escaped, and the reader's CSRF field."""
+
         # One pass with a lookup per hole: a row has a handful of holes in 2 kB of markup, and
         # a replace per hole (with Django's lazy-aware escape) cost more than the rest of it.
         def fill(found: re.Match[str]) -> str:

@@ -232,12 +232,27 @@ PR_SET_PDEATHSIG = 1
 _started: list[WorkerProcess] = []
 
 
+def forget_fragments() -> None:
+    """Forget every rendered row and card: this process's and those shared in Redis, as on a
+    portal just deployed."""
+    from django.core.cache import caches
+    from redis.exceptions import RedisError
+
+    from portal.redis_connection import shared
+
+    caches["fragments"].clear()
+    with contextlib.suppress(RedisError):
+        redis = shared()
+        for key in redis.scan_iter("portal-fragments:*", count=1000):
+            redis.delete(key)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     """The fleet's time-to-ready figures are cached for a minute, catalog fragments for the life
     of the process, the gate's state for minutes and the branding until it changes: each test
     renders and computes its own."""
-    from django.core.cache import cache, caches
+    from django.core.cache import cache
     from redis.exceptions import RedisError
 
     from demos.branding import CACHE_KEY as BRANDING_CACHE_KEY
@@ -245,7 +260,7 @@ def _fresh_caches() -> None:
     from demos.gate import state as gate_state
     from portal.redis_connection import shared
 
-    caches["fragments"].clear()
+    forget_fragments()
     with contextlib.suppress(RedisError):
         for key in (TIME_TO_READY_CACHE_KEY, FLEET_FIGURES_CACHE_KEY):
             cache.delete_many([key, f"{key}:refresh"])
@@ -261,7 +276,6 @@ def _fresh_caches() -> None:
             "portal-sessions:*time-zone:*",
             "portal-cache:*typical-time-to-ready:*",
             "portal-cache:*prospect:more-time:*",
-            "portal-fragments:*",  # rendered rows and cards, shared between processes
         ):
             for key in redis.scan_iter(pattern, count=1000):
                 redis.delete(key)

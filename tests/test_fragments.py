@@ -11,7 +11,7 @@ from unittest import mock
 
 import pytest
 import time_machine
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.cache import caches
 from django.db import connection
 from django.test import Client
@@ -19,11 +19,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from demos import fragments
+from demos import fragments, roles
 from demos.models import Demo, DemoTemplate, Status
 from demos.sales import catalog, row_cache
 from portal.redis_connection import shared
-from tests.conftest import make_demo, make_template
+from tests.conftest import forget_fragments, make_demo, make_template
 
 MY_DEMOS = "/demos/"
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -121,6 +121,91 @@ class TestKeptRows:
         assert response.status_code == 302
         assert Demo.objects.get(pk=demo.pk).expires_at > before
 
+    def test_a_kept_row_is_found_by_its_print_without_loading_the_demo(
+        self, client: Client, alice: User, template: DemoTemplate, roomy: None
+    ) -> None:
+        for status in (Status.READY, Status.PAUSED, Status.DELETED):
+            make_demo(template, alice, status)
+        client.force_login(alice)
+        page(client)
+        with CaptureQueriesContext(connection) as kept:
+            page(client)
+        # The rows not kept are loaded by their ids, in one query.
+        loads = '"demos_demo"."id" IN ('
+        assert not [q for q in kept.captured_queries if loads in q["sql"]]
+        forget_fragments()
+        with CaptureQueriesContext(connection) as afresh:
+            page(client)
+        assert len([q for q in afresh.captured_queries if loads in q["sql"]]) == 1
+        assert len(afresh.captured_queries) == len(kept.captured_queries) + 1
+
+    def test_a_change_to_the_template_or_the_owner_renders_the_row_again(
+        self, client: Client, template: DemoTemplate, alice: User, manager: User, roomy: None
+    ) -> None:
+        """The print covers the template's whole row and the owner's names, not only the
+        demo's: a row shows both."""
+        make_demo(template, alice, Status.PAUSED)
+        client.force_login(manager)
+        page(client)
+        DemoTemplate.objects.filter(pk=template.pk).update(name="Webshop Pro")  # no updated_at
+        assert renders_during(client) == 1
+        User.objects.filter(pk=alice.pk).update(first_name="Alicia", last_name="Able")
+        assert renders_during(client) == 1
+        html = page(client)
+        assert "Webshop Pro" in html
+        assert "Alicia Able" in html
+
+    def test_a_queued_demo_says_its_place_anew_though_its_row_is_unchanged(
+        self, client: Client, template: DemoTemplate, alice: User, bob: User, settings: Any
+    ) -> None:
+        settings.DEMO_MAX_ACTIVE_PER_USER = 100
+        settings.DEMO_MAX_ACTIVE_TOTAL = 1
+        make_demo(template, bob, Status.READY)
+        ahead = make_demo(template, bob, Status.QUEUED)
+        mine = make_demo(template, alice, Status.QUEUED)
+        Demo.objects.filter(pk=ahead.pk).update(requested_at=mine.requested_at - timedelta(1))
+        client.force_login(alice)
+        assert "Number 2 in the queue" in page(client)
+        Demo.objects.filter(pk=ahead.pk).update(status=Status.DELETED)
+        html = page(client)
+        assert "Number 1 in the queue" in html
+        assert "Number 2 in the queue" not in html
+
+    def test_the_same_demo_shows_each_reader_their_own_note_and_buttons(
+        self, template: DemoTemplate, alice: User, bob: User, roomy: None
+    ) -> None:
+        """Owner and colleague read the same print; the row says "Shared with you" only to
+        the colleague, and a template admin watching the fleet gets no buttons."""
+        demo = make_demo(template, alice, Status.READY)
+        demo.colleagues.add(bob)
+        watcher = User.objects.create_user("watcher", "w@example.com", "pw-12345678")
+        watcher.groups.set(Group.objects.filter(name=roles.TEMPLATE_ADMINS))
+        views = {}
+        for person in (alice, bob, watcher):
+            browser = Client()
+            browser.force_login(person)
+            views[person.username] = page(browser)
+        extend = reverse("demos:action", args=[demo.public_id, "extend"])
+        assert "Shared with you" not in views["alice"]
+        assert "Shared with you by" in views["bob"]
+        assert extend in views["alice"]
+        assert extend in views["bob"]
+        assert extend not in views["watcher"]
+
+    def test_elsewhere_than_on_postgresql_the_print_is_the_columns_hashed(
+        self, client: Client, alice: User, demos_of_alice: list[Demo]
+    ) -> None:
+        client.force_login(alice)
+        sqlite = mock.patch.object(connection, "vendor", "sqlite")
+        with sqlite, time_machine.travel(timezone.now(), tick=False):
+            first = page(client)
+            assert renders_during(client) == 0
+            Demo.objects.filter(pk=demos_of_alice[1].pk).update(prospect_company="Initech")
+            assert renders_during(client) == 1
+            again = page(client)
+        assert "Initech" in again
+        assert without_tokens(again) == without_tokens(first).replace("Company paused", "Initech")
+
     @pytest.mark.parametrize("typed", ["<!--ended-->", "csrf-placeholder", "<!--left-->"])
     def test_text_a_person_typed_cannot_pass_for_a_hole(
         self, client: Client, alice: User, template: DemoTemplate, roomy: None, typed: str
@@ -175,12 +260,6 @@ class TestSharedBetweenProcesses:
         assert _kept_keys() == []  # nothing reached Redis, and nothing failed for it
 
 
-def _forget_shared_fragments() -> None:
-    redis = shared()
-    for key in redis.scan_iter("portal-fragments:*", count=1000):
-        redis.delete(key)
-
-
 def _kept_keys() -> list[str]:
     """The keys of the rows kept in Redis now."""
     prefix = "portal-fragments:1:"
@@ -225,8 +304,7 @@ class TestKeptCatalogCards:
             make_template(slug, name=slug.title())
         client.force_login(alice)
         client.get(reverse("demos:catalog"))  # the session and user cached, as for a real reader
-        caches["fragments"].clear()
-        _forget_shared_fragments()
+        forget_fragments()
         with CaptureQueriesContext(connection) as afresh:
             html = page_of_catalog(client)
         charts = [q for q in afresh.captured_queries if "templatechart" in q["sql"]]

@@ -25,7 +25,7 @@ from demos.engine.lifecycle import Actor, record_event
 from demos.fleet import selectors
 from demos.models import Demo, DemoTemplate, Status
 from demos.sharing import links
-from tests.conftest import make_demo
+from tests.conftest import forget_fragments, make_demo
 
 # The states a salesperson's history is made of, in the proportions of a real one: most demos
 # ended, a few running, kept or failed.
@@ -44,14 +44,19 @@ MIX = [
 # The queries each page makes once the person's session and user are cached (portal/sessions.py,
 # portal/auth_backend.py): the page's own reads only.
 FIGURES_AFRESH = "fleet overview (figures read afresh)"
+ROWS_AFRESH = "my demos (rows rendered afresh)"
 PAGE_QUERIES = {
     # Both pages also read capacity: the person's slots and whether the portal is full, or why
     # queued demos wait (one query, however many demos).
     # Templates, kept speeds, warm-pool levels, the person's running demos; and the templates'
     # charts when a card is rendered afresh, once, not per card (tests/test_fragments.py).
     "catalog": 5,
-    "my demos (salesperson)": 5,  # the demos shared with them (ids), one page of each section
-    "my demos (manager)": 5,  # and the people to filter by
+    # The demos shared with them (ids), the prints of one page of each section (their rows
+    # kept from the view before, demos.sales.row_cache).
+    "my demos (salesperson)": 5,
+    "my demos (manager)": 5,  # and the people to filter by, where the shared ids are not read
+    # Rows not kept (a first view, a change): loaded in one query, however many.
+    ROWS_AFRESH: 6,
     "demo page": 5,  # panel version, demo, timeline, share links, visits
     "status poll (204)": 1,  # the panel version alone
     "status poll (full)": 3,  # version, demo, new events
@@ -120,6 +125,7 @@ def _pages(world: World) -> dict[str, Callable[[Client], str]]:
         "catalog": lambda client: reverse("demos:catalog"),
         "my demos (salesperson)": lambda client: reverse("demos:my_demos"),
         "my demos (manager)": lambda client: reverse("demos:my_demos"),
+        ROWS_AFRESH: lambda client: reverse("demos:my_demos"),
         "demo page": lambda client: reverse("demos:detail", args=[focus.public_id]),
         "status poll (204)": status_204,
         "status poll (full)": lambda client: reverse("demos:status", args=[starting.public_id]),
@@ -141,13 +147,16 @@ def _reader(page: str, world: World, manager: User) -> User | None:
     return manager if page in managers else world.owner
 
 
+FORGETS = {FIGURES_AFRESH: selectors.forget_fleet_figures, ROWS_AFRESH: forget_fragments}
+
+
 def _queries(
-    client: Client, url_of: Callable[[Client], str], *, afresh: bool = False
+    client: Client, url_of: Callable[[Client], str], *, forget: Callable[[], None] | None = None
 ) -> tuple[int, int]:
     url = url_of(client)
     client.get(url)  # warm: the first request of a session fills caches a real one has filled
-    if afresh:
-        selectors.forget_fleet_figures()
+    if forget:
+        forget()
     with CaptureQueriesContext(connection) as queries:
         response = client.get(url)
         if hasattr(response, "streaming_content"):
@@ -165,10 +174,10 @@ def test_queries_do_not_grow_with_demos(
         client.force_login(reader)
     url_of = _pages(world)[page]
 
-    afresh = page == FIGURES_AFRESH
-    with_one, status = _queries(client, url_of, afresh=afresh)
+    forget = FORGETS.get(page)
+    with_one, status = _queries(client, url_of, forget=forget)
     world.grow_to(50)
-    with_fifty, status_at_fifty = _queries(client, url_of, afresh=afresh)
+    with_fifty, status_at_fifty = _queries(client, url_of, forget=forget)
 
     assert status == status_at_fifty
     assert (with_one, with_fifty) == (PAGE_QUERIES[page], PAGE_QUERIES[page]), page

@@ -28,7 +28,7 @@ from demos.engine.capacity import CapacityPicture, slots_for
 from demos.gate import activity
 from demos.guards import login_required
 from demos.models import IS_ENDED, IS_KEPT, OPEN, Demo, Status
-from demos.paging import Page, page_of
+from demos.paging import Page
 from demos.sales.buttons import available_actions
 from demos.sales.panel import (
     DemoRow,
@@ -39,7 +39,7 @@ from demos.sales.panel import (
     team_work_of,
 )
 from demos.sales.poll import panel_state
-from demos.sales.row_cache import rendered_rows
+from demos.sales.row_cache import Listing, RowPrint, print_page
 from demos.sharing.views import demo_page_context
 
 # An event id, as the page sends it back: ASCII digits only (str.isdigit() also takes "²").
@@ -124,9 +124,9 @@ def my_demos(request: HttpRequest) -> HttpResponse:
 
     Salespeople see their own and those they work on as colleagues (marked "Shared with you
     by ..."); sales managers (and fleet watchers) see everyone's and can narrow the list to one
-    owner. Each
-    section is read one page at a time, so the page costs the same few queries however many demos
-    a person (or the whole team) has had.
+    owner. Each section is read one page at a time, so the page costs the same few queries
+    however many demos a person (or the whole team) has had; and read as prints first, so only
+    the rows not kept from an earlier view are loaded and rendered (demos.sales.row_cache).
     """
     demos = demos_visible_to(request.user).for_lists()
     everyone = sees_everyones_demos(request.user)
@@ -145,15 +145,23 @@ def my_demos(request: HttpRequest) -> HttpResponse:
         "ended": demos.filter(IS_ENDED).order_by("-ended_at", "-pk"),
     }
     pages = {
-        key: page_of(queryset, request.GET, f"{key}_page", size=SECTION_PAGE_SIZES[key])
+        key: print_page(queryset, request.user, request.GET, f"{key}_page", SECTION_PAGE_SIZES[key])
         for key, queryset in queries.items()
     }
+    prints = [p for page in pages.values() for p in page]
     # Who has a prospect in it now, for every running demo of the page in one Redis read.
-    present = activity.present(
-        d.pk for page in pages.values() for d in page if d.status == Status.READY
+    present = activity.present(p.pk for p in prints if p.status == Status.READY)
+    listing = Listing(
+        request,
+        prints,
+        present=present,
+        show_owner=everyone and not owner,
+        next_url=request.get_full_path(),
     )
+    # Only the rows not kept, and those always worked out afresh, are loaded: one query.
+    loaded = list(demos.filter(pk__in=listing.to_load)) if listing.to_load else []
     # Why each queued demo waits needs every demo holding capacity: read only when one is shown.
-    queued = [d for page in pages.values() for d in page if d.status == Status.QUEUED]
+    queued = [d for d in loaded if d.status == Status.QUEUED]
     capacity = CapacityPicture.read(for_queued=queued, reader=request.user) if queued else None
 
     def row(demo: Demo) -> DemoRow:
@@ -171,16 +179,14 @@ def my_demos(request: HttpRequest) -> HttpResponse:
             **team_work_of(request.user, demo),
         )
 
-    show_owner = everyone and not owner
-    next_url = request.get_full_path()
-    sections = []
-    for key, page in pages.items():
-        rows = [row(d) for d in page]
-        html = rendered_rows(request, rows, show_owner=show_owner, next_url=next_url)
-        sections.append(Section(key, SECTION_TITLES[key], rows, html, page))
+    html = listing.rendered(row(demo) for demo in loaded)
+    sections = [
+        Section(key, SECTION_TITLES[key], page, [html[p.pk] for p in page if p.pk in html])
+        for key, page in pages.items()
+    ]
     context = {
         "sections": sections,
-        "has_any": any(s.rows or s.page.is_paged for s in sections),
+        "has_any": any(s.page.items or s.page.is_paged for s in sections),
         "everyone": everyone,
         "owners": owners,
         "owner": owner,
@@ -225,6 +231,5 @@ SECTION_PAGE_SIZES = {"active": 25, "kept": 10, "ended": 10}
 class Section:
     key: str
     title: str
-    rows: list[DemoRow]
+    page: Page[RowPrint]
     html: list[SafeString]  # each row rendered (demos.sales.row_cache)
-    page: Page[Demo]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -117,6 +117,19 @@ class DemoRow:
         return row_dom_id(self.demo)
 
 
+class Moments(Protocol):
+    """What a row's times are written from: a demo, or a list's print of it (row_cache)."""
+
+    @property
+    def time_left(self) -> timedelta | None: ...
+    @property
+    def asleep_since(self) -> datetime | None: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def requested_at(self) -> datetime: ...
+
+
 @dataclass(frozen=True)
 class RowTimes:
     """The times a row of My demos writes in words, worked out now. Apart from the row, so a
@@ -129,7 +142,7 @@ class RowTimes:
     elapsed: str  # seconds since it was requested, for the browser's clock
 
     @classmethod
-    def of(cls, demo: Demo) -> RowTimes:
+    def of(cls, demo: Moments) -> RowTimes:
         return cls(
             left=format_duration(demo.time_left),
             asleep=since(demo.asleep_since),

@@ -1,75 +1,232 @@
-"""Rows of My demos, rendered once and kept in each process while nothing they show changes.
+"""Rows of My demos: read as fingerprints, and rendered only when nothing kept matches.
 
-A page of My demos has up to 45 rows, and rendering a row with its quick-action forms costs
-about half a millisecond of template work: most of the page's time. Each process keeps the rows
-it rendered (`demos.fragments`), keyed by everything a row shows:
+A page of My demos has up to 45 rows. Loading each demo whole, with its template and owner, and
+working out its buttons cost most of the page's time (11 of 16 ms of CPU on the benchmark's data
+set), though from one view to the next almost nothing changes. So a list is first read as
+*prints* (`RowPrint`): each row's id, state and the moments its times are written from, and a
+fingerprint of everything it is rendered from: the demo's whole row, its template's whole row and
+its owner's names, worked out by PostgreSQL (an md5 of the rows' text, like the status poll's
+version), so a column added to any of them cannot leave a row stale.
 
-- every column of the demo, its template's name, icon and last edit, and its owner's name where
-  the list shows owners, all read from what the page loaded (no query);
-- what the page worked out for the row: its actions and their labels, the prospect's presence, a
-  request for more time, "Start again", "Shared with you";
-- the list's return address.
+Each rendered row is kept (`demos.fragments`, in this process and in Redis) under its
+fingerprint and what else it shows:
+- how the reader stands to the demo: whether they may act on it (its buttons) and whether it is
+  shared with them ("Shared with you by ...");
+- whether a prospect is in it now, read from Redis for the whole list at once;
+- how the list shows it: with owners or not, and the list's return address.
+
+A row whose key is kept is filled in from its print alone; only the others are loaded (one query
+for all of them) and rendered. Two kinds of rows show what their own rows do not say, and are
+always loaded: a queued demo (its place in the queue moves as others start) and one whose
+prospect asked for more time (when it cannot be granted, the badge links to the prospect's
+address, kept on the share links). They are kept too, keyed by what was worked out for them.
 
 What changes from one request to the next is left as holes, filled in per request: the reader's
 CSRF token, and the times the row writes in words ("Ended 3 min 5 s ago", "Ends in 25 min 10 s"),
-worked out now (`RowTimes`). A kept row filled in is the same text as a row rendered afresh,
-which the tests compare.
+worked out now from the print (`RowTimes`). A kept row filled in is the same text as a row
+rendered afresh, which the tests compare.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import fields
-from functools import cache, partial
+import dataclasses
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, NamedTuple
 
-from django.http import HttpRequest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
+from django.http import HttpRequest, QueryDict
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
+from demos.access import COLLEAGUE_MARK, can_act_on, is_colleague, shared_demo_ids
 from demos.fragments import CSRF_PLACEHOLDER, Kept, hole
-from demos.models import Demo
+from demos.models import Demo, DemoTemplate, Status, time_left
 from demos.moments import ago
+from demos.paging import Page, page_of
 from demos.sales.panel import DemoRow, RowTimes
 
 ROW_TEMPLATE = "demos/my_demos.html#demo_row"
-# A kept row's times, each a hole filled with `RowTimes.of(demo)`.
-_TIME_HOLES = RowTimes(**{field.name: hole(field.name) for field in fields(RowTimes)})
+# A kept row's times, each a hole filled with `RowTimes.of(print)`.
+_TIME_HOLES = RowTimes(**{field.name: hole(field.name) for field in dataclasses.fields(RowTimes)})
+# The columns a print reads before its fingerprint, in `RowPrint`'s order.
+_PRINTED = (
+    "pk", "status", "owner_id", "more_time_requested_at", "expires_at", "keep_until",
+    "asleep_since", "ended_at", "requested_at",
+)  # fmt: skip
+
+
+class RowPrint(NamedTuple):
+    """One row of a list, as far as telling whether a kept row still shows it goes."""
+
+    pk: int
+    status: str
+    owner_id: int | None
+    more_time_requested_at: datetime | None
+    expires_at: datetime | None
+    keep_until: datetime | None
+    asleep_since: datetime | None
+    ended_at: datetime | None
+    requested_at: datetime
+    fingerprint: str
+    # The reader's id when the demo is shared with them (demos.access.COLLEAGUE_MARK), so the
+    # access rules answer for a print as for the demo.
+    colleague_viewer_id: int | None = None
+
+    @property
+    def time_left(self) -> timedelta | None:
+        return time_left(self.status, self.expires_at, self.keep_until)
+
+    @property
+    def always_loaded(self) -> bool:
+        """Whether the row shows what its own row does not say (see the module's docstring)."""
+        return self.status == Status.QUEUED or self.more_time_requested_at is not None
 
 
 @cache
-def _columns() -> tuple[str, ...]:
-    """The demo's columns a row may show: all of them but the JSON ones, which are frozen at
-    start (the spec) or are not shown in lists (progress, addresses, warnings sent)."""
-    return tuple(
-        field.attname
-        for field in Demo._meta.concrete_fields
-        if field.get_internal_type() != "JSONField"
+def _fingerprint_sql() -> str:
+    """PostgreSQL's fingerprint of a list's demo: its row's text with its template's and its
+    owner's names. Only quoted names from the models go into the text."""
+    quote = connection.ops.quote_name
+    demo, template, user = Demo._meta, DemoTemplate._meta, get_user_model()._meta
+    outer = quote(demo.db_table)  # the list query's own name for its table
+    names = ", ".join(
+        f"u.{quote(user.get_field(name).column)}"
+        for name in (user.model.USERNAME_FIELD, "first_name", "last_name")
     )
-
-
-def _shows(row: DemoRow, show_owner: bool, next_url: str) -> tuple[object, ...]:
-    """Everything `row` shows but its holes."""
-    demo = row.demo
-    # A deferred column is absent from the instance's dict: None here, never a query.
-    values = tuple(map(demo.__dict__.get, _columns()))
-    template = demo.template
-    owner = demo.owner if show_owner else None
+    template_id = f"{outer}.{quote(demo.get_field('template').column)}"
+    template_row = (
+        f"(SELECT t::text FROM {quote(template.db_table)} t"  # noqa: S608
+        f" WHERE t.{quote(template.pk.column)} = {template_id})"
+    )
+    owner_names = (
+        f"(SELECT concat_ws('|', {names}) FROM {quote(user.db_table)} u"  # noqa: S608
+        f" WHERE u.{quote(user.pk.column)} = {outer}.{quote(demo.get_field('owner').column)})"
+    )
     return (
-        "my-demos-row",
-        values,
-        (template.pk, template.name, template.icon, template.updated_at),
-        (owner.pk, owner.get_username(), owner.get_full_name()) if owner else None,
-        tuple(row.actions),
-        row.prospect_present,
-        row.queue_note,
-        row.shared_by,
-        row.more_time,
-        row.again,
-        show_owner,
-        next_url,
-        # The one time a row writes outside its own markup (the badge is the demo page's too).
-        ago(row.more_time.asked_at) if row.more_time else "",
+        f"md5({outer}::text || '|' || COALESCE({template_row}, '')"
+        f" || '|' || COALESCE({owner_names}, ''))"
     )
+
+
+@cache
+def _fingerprinted_columns() -> tuple[str, ...]:
+    """Elsewhere than on PostgreSQL, the columns fingerprinted here instead: the demo's, its
+    template's and its owner's names."""
+    user = get_user_model()
+    return (
+        *(field.attname for field in Demo._meta.concrete_fields),
+        *(f"template__{field.attname}" for field in DemoTemplate._meta.concrete_fields),
+        *(f"owner__{name}" for name in (user.USERNAME_FIELD, "first_name", "last_name")),
+    )
+
+
+def print_page(
+    queryset: QuerySet[Demo], user: Any, params: QueryDict, param: str, size: int
+) -> Page[RowPrint]:
+    """The page of `queryset` (ordered, as `demos_visible_to` gives it) that `params[param]`
+    asks for, as prints: one query that builds no demo."""
+    marked = COLLEAGUE_MARK in queryset.query.annotations
+    extra: tuple[str, ...] = (COLLEAGUE_MARK,) if marked else ()
+    if connection.vendor == "postgresql":
+        # Names from the models only, no parameter (_fingerprint_sql).
+        fingerprint = RawSQL(_fingerprint_sql(), ())  # noqa: S611
+        queryset = queryset.annotate(row_fingerprint=fingerprint)
+        columns: tuple[str, ...] = ("row_fingerprint",)
+    else:
+        columns = _fingerprinted_columns()
+    page = page_of(queryset.values_list(*_PRINTED, *extra, *columns), params, param, size)
+    shared = set() if marked else shared_demo_ids(user)
+    prints = []
+    for row in page:
+        printed, rest = row[: len(_PRINTED)], row[len(_PRINTED) :]
+        colleague = rest[0] == user.pk if marked else printed[0] in shared
+        fingerprinted = rest[len(extra) :]
+        fingerprint = fingerprinted[0] if len(fingerprinted) == 1 else _hashed(fingerprinted)
+        prints.append(RowPrint(*printed, fingerprint, user.pk if colleague else None))
+    return dataclasses.replace(page, items=prints)
+
+
+def _hashed(values: Sequence[object]) -> str:
+    return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=16).hexdigest()
+
+
+class Listing:
+    """The rows of one list for one reader: kept ones found first, the rest loaded and rendered.
+
+    listing = Listing(request, prints, present=..., show_owner=..., next_url=...)
+    demos = load(listing.to_load)       # one query, only when some row is not kept
+    html = listing.rendered(row(demo) for demo in demos)    # by demo id
+    """
+
+    def __init__(
+        self,
+        request: HttpRequest,
+        prints: Sequence[RowPrint],
+        *,
+        present: Iterable[int],
+        show_owner: bool,
+        next_url: str,
+    ) -> None:
+        self._kept = Kept(request)
+        self._prints = prints
+        self._show = (show_owner, next_url)
+        user, present = request.user, set(present)
+        self._keys = {
+            print_.pk: (
+                "my-demos-row",
+                print_.fingerprint,
+                # How the reader stands to the demo: its buttons, and "Shared with you".
+                can_act_on(user, print_),
+                print_.owner_id not in (None, user.pk) and is_colleague(user, print_),
+                print_.pk in present,
+                show_owner,
+                next_url,
+            )
+            for print_ in prints
+        }
+        self._always_loaded = {p.pk: p.always_loaded for p in prints}
+        kept = [p.pk for p in prints if not p.always_loaded]
+        found = self._kept.find([self._keys[pk] for pk in kept])
+        self._texts = {pk: text for pk, text in zip(kept, found, strict=True) if text is not None}
+
+    @property
+    def to_load(self) -> list[int]:
+        """The demos whose rows must be worked out: not kept, or always loaded."""
+        return [p.pk for p in self._prints if p.pk not in self._texts]
+
+    def rendered(self, rows: Iterable[DemoRow]) -> dict[int, SafeString]:
+        """Each row's HTML by demo id, given the rows of the demos `to_load`. A demo gone since
+        its print was read has none."""
+        keyed = [(self._key_of(row), row) for row in rows]
+        found = self._kept.find([key for key, _row in keyed])
+        fills = {p.pk: p for p in self._prints}
+        rendered = []
+        for (key, row), text in zip(keyed, found, strict=True):
+            if text is None:
+                text = _render(row, *self._show)
+                rendered.append((key, text))
+            self._texts[row.demo.pk] = text
+            fills[row.demo.pk] = row.demo  # its times as loaded, with its text
+        self._kept.keep(rendered)
+        return {
+            pk: self._kept.fill(text, vars(RowTimes.of(fills[pk])))
+            for pk, text in self._texts.items()
+        }
+
+    def _key_of(self, row: DemoRow) -> tuple[object, ...]:
+        key = self._keys[row.demo.pk]
+        if not self._always_loaded[row.demo.pk]:
+            return key
+        # What was worked out for it, and the one time it writes outside its holes (the
+        # badge's "asked 2 min ago" is the demo page's too).
+        asked = ago(row.more_time.asked_at) if row.more_time else ""
+        return (*key, row.queue_note, row.more_time, asked)
 
 
 def _render(row: DemoRow, show_owner: bool, next_url: str) -> str:
@@ -81,19 +238,3 @@ def _render(row: DemoRow, show_owner: bool, next_url: str) -> str:
         "times": _TIME_HOLES,
     }
     return render_to_string(ROW_TEMPLATE, context)
-
-
-def rendered_rows(
-    request: HttpRequest, rows: Sequence[DemoRow], *, show_owner: bool, next_url: str
-) -> list[SafeString]:
-    """The HTML of each of `rows`, as the list's `demo_row` partial renders it for `request`."""
-    return Kept(request).many(
-        [
-            (
-                _shows(row, show_owner, next_url),
-                partial(_render, row, show_owner, next_url),
-                vars(RowTimes.of(row.demo)),
-            )
-            for row in rows
-        ]
-    )
