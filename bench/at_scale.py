@@ -70,10 +70,10 @@ PAGES = (
 QUERY_TARGETS: dict[str, int] = {
     CATALOG: 5,
     # The demos shared with them and a page of prints of each section (demos.sales.row_cache).
-    # The data set's portal is full and most salespeople's lists show queued demos: three more,
-    # for the queued rows (always loaded), the capacity, and the running demos' ends apart
-    # (CapacityPicture._running_ends).
-    MY_DEMOS: 7,
+    # The data set's portal is full and most salespeople's lists show queued demos: saying when
+    # each starts reads the capacity and the running demos' ends apart (one query more,
+    # CapacityPicture._running_ends).
+    MY_DEMOS: 6,
     MY_DEMOS_MANAGER: 6,
     DEMO_PAGE: 5,
     POLL_204: 1,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
 from django.db import connection
@@ -193,6 +193,27 @@ class QueueReason:
     wait: timedelta | None
 
 
+class LimitedTemplate(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def max_concurrent(self) -> int | None: ...
+
+
+class Queued(Protocol):
+    """What explaining a queued demo reads: a demo with its template loaded, or a list's print
+    of one (demos.sales.row_cache)."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def owner_id(self) -> int | None: ...
+    @property
+    def template_id(self) -> int: ...
+    @property
+    def template(self) -> LimitedTemplate: ...
+
+
 # Tuples, not dataclasses: a picture holds one per running demo, thousands on a busy portal, and
 # a page reads one each time it explains a queued demo.
 class _Held(NamedTuple):
@@ -225,7 +246,7 @@ class CapacityPicture:
     complete: bool = True  # every held demo was read (not only those in some queued demo's way)
 
     @classmethod
-    def read(cls, for_queued: Sequence[Demo] = (), reader: Any = None) -> CapacityPicture:
+    def read(cls, for_queued: Sequence[Queued] = (), reader: Any = None) -> CapacityPicture:
         """The picture, whole; or, given the queued demos a page explains (and whose slots it
         shows, `reader`), only the held demos that count for them: their owners' and the
         reader's, and those of their templates that have a limit. On a busy portal that is
@@ -301,7 +322,7 @@ class CapacityPicture:
         """Each waiting demo's index in the queue."""
         return {waiting.pk: index for index, waiting in enumerate(self.waiting)}
 
-    def why_queued(self, demo: Demo) -> QueueReason | None:
+    def why_queued(self, demo: Queued) -> QueueReason | None:
         """Why `demo` waits, the person's own limit first (the one they can do something
         about). `demo.template` must be loaded. None when the demo is not in the queue."""
         ahead = self._place.get(demo.pk)

@@ -151,31 +151,28 @@ def my_demos(request: HttpRequest) -> HttpResponse:
     prints = [p for page in pages.values() for p in page]
     # Who has a prospect in it now, for every running demo of the page in one Redis read.
     present = activity.present(p.pk for p in prints if p.status == Status.READY)
+    # Why each queued demo waits needs the demos holding capacity in its way: read only when
+    # one is shown, and worked out from the prints.
+    queued = [p for p in prints if p.status == Status.QUEUED]
+    capacity = CapacityPicture.read(for_queued=queued, reader=request.user) if queued else None
+    notes = {p.pk: queue_note(capacity.why_queued(p), p) for p in queued} if capacity else {}
     listing = Listing(
         request,
         prints,
         present=present,
+        notes=notes,
         show_owner=everyone and not owner,
         next_url=request.get_full_path(),
     )
-    # Only the rows not kept, and those always worked out afresh, are loaded: one query.
+    # Only the rows not kept are loaded and rendered: one query, however many.
     loaded = list(demos.filter(pk__in=listing.to_load)) if listing.to_load else []
-    # Why each queued demo waits needs every demo holding capacity: read only when one is shown.
-    queued = [d for d in loaded if d.status == Status.QUEUED]
-    capacity = CapacityPicture.read(for_queued=queued, reader=request.user) if queued else None
 
     def row(demo: Demo) -> DemoRow:
-        actions = available_actions(request.user, demo, in_list=True)
-        note = (
-            queue_note(capacity.why_queued(demo), demo)
-            if capacity and demo.status == Status.QUEUED
-            else ""
-        )
         return DemoRow(
             demo,
-            actions,
+            available_actions(request.user, demo, in_list=True),
             prospect_present=demo.pk in present,
-            queue_note=note,
+            queue_note=notes.get(demo.pk, ""),
             **team_work_of(request.user, demo),
         )
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from demos.access import can_act_on, can_manage_team, sees_everyones_demos
 from demos.durations import format_duration
 from demos.engine import progress
-from demos.engine.capacity import CapacityPicture, QueueCause, QueueReason
+from demos.engine.capacity import CapacityPicture, QueueCause, Queued, QueueReason
 from demos.engine.lifecycle.requests import resume_lifetime
 from demos.engine.specs import Policy
 from demos.engine.speeds import typical_time_to_ready
@@ -201,7 +201,7 @@ def about(wait: timedelta) -> str:
     return f"about {format_duration(timedelta(minutes=minutes))}"
 
 
-def queue_note(reason: QueueReason | None, demo: Demo) -> str:
+def queue_note(reason: QueueReason | None, demo: Queued) -> str:
     """Why a queued demo waits and about how long, in words its owner can act on."""
     if reason is None:
         return ""

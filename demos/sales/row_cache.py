@@ -15,11 +15,13 @@ fingerprint and what else it shows:
 - whether a prospect is in it now, read from Redis for the whole list at once;
 - how the list shows it: with owners or not, and the list's return address.
 
+- for a queued demo, why it waits and its place in the queue, which move as others start
+  (worked out from the prints: `demos.engine.capacity.Queued`).
+
 A row whose key is kept is filled in from its print alone; only the others are loaded (one query
-for all of them) and rendered. Two kinds of rows show what their own rows do not say, and are
-always loaded: a queued demo (its place in the queue moves as others start) and one whose
-prospect asked for more time (when it cannot be granted, the badge links to the prospect's
-address, kept on the share links). They are kept too, keyed by what was worked out for them.
+for all of them) and rendered. A row whose prospect asked for more time is always loaded: when
+the request cannot be granted, its badge links to the prospect's address, kept on the share
+links, not in the rows the print covers. It is kept too, keyed by its badge.
 
 What changes from one request to the next is left as holes, filled in per request: the reader's
 CSRF token, and the times the row writes in words ("Ended 3 min 5 s ago", "Ends in 25 min 10 s"),
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -46,7 +48,7 @@ from django.utils.safestring import SafeString
 
 from demos.access import COLLEAGUE_MARK, can_act_on, is_colleague, shared_demo_ids
 from demos.fragments import CSRF_PLACEHOLDER, Kept, hole
-from demos.models import Demo, DemoTemplate, Status, time_left
+from demos.models import Demo, DemoTemplate, time_left
 from demos.moments import ago
 from demos.paging import Page, page_of
 from demos.sales.panel import DemoRow, RowTimes
@@ -58,7 +60,15 @@ _TIME_HOLES = RowTimes(**{field.name: hole(field.name) for field in dataclasses.
 _PRINTED = (
     "pk", "status", "owner_id", "more_time_requested_at", "expires_at", "keep_until",
     "asleep_since", "ended_at", "requested_at",
+    "template_id", "template__name", "template__max_concurrent",
 )  # fmt: skip
+
+
+class PrintedTemplate(NamedTuple):
+    """What explaining a queued demo reads of its template (demos.engine.capacity.Queued)."""
+
+    name: str
+    max_concurrent: int | None
 
 
 class RowPrint(NamedTuple):
@@ -73,6 +83,9 @@ class RowPrint(NamedTuple):
     asleep_since: datetime | None
     ended_at: datetime | None
     requested_at: datetime
+    template_id: int
+    template_name: str
+    template_limit: int | None
     fingerprint: str
     # The reader's id when the demo is shared with them (demos.access.COLLEAGUE_MARK), so the
     # access rules answer for a print as for the demo.
@@ -83,9 +96,13 @@ class RowPrint(NamedTuple):
         return time_left(self.status, self.expires_at, self.keep_until)
 
     @property
+    def template(self) -> PrintedTemplate:
+        return PrintedTemplate(self.template_name, self.template_limit)
+
+    @property
     def always_loaded(self) -> bool:
         """Whether the row shows what its own row does not say (see the module's docstring)."""
-        return self.status == Status.QUEUED or self.more_time_requested_at is not None
+        return self.more_time_requested_at is not None
 
 
 @cache
@@ -170,6 +187,7 @@ class Listing:
         prints: Sequence[RowPrint],
         *,
         present: Iterable[int],
+        notes: Mapping[int, str],
         show_owner: bool,
         next_url: str,
     ) -> None:
@@ -185,6 +203,7 @@ class Listing:
                 can_act_on(user, print_),
                 print_.owner_id not in (None, user.pk) and is_colleague(user, print_),
                 print_.pk in present,
+                notes.get(print_.pk, ""),
                 show_owner,
                 next_url,
             )
@@ -223,10 +242,10 @@ class Listing:
         key = self._keys[row.demo.pk]
         if not self._always_loaded[row.demo.pk]:
             return key
-        # What was worked out for it, and the one time it writes outside its holes (the
-        # badge's "asked 2 min ago" is the demo page's too).
+        # Its badge, and the one time it writes outside its holes (the badge's "asked 2 min
+        # ago" is the demo page's too).
         asked = ago(row.more_time.asked_at) if row.more_time else ""
-        return (*key, row.queue_note, row.more_time, asked)
+        return (*key, row.more_time, asked)
 
 
 def _render(row: DemoRow, show_owner: bool, next_url: str) -> str:
