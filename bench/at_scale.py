@@ -74,7 +74,7 @@ QUERY_TARGETS: dict[str, int] = {
     # each starts reads the capacity and the running demos' ends apart (one query more,
     # CapacityPicture._running_ends).
     MY_DEMOS: 6,
-    MY_DEMOS_MANAGER: 6,
+    MY_DEMOS_MANAGER: 5,
     DEMO_PAGE: 5,
     POLL_204: 1,
     POLL_FULL: 3,

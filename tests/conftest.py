@@ -258,12 +258,14 @@ def _fresh_caches() -> None:
     from demos.branding import CACHE_KEY as BRANDING_CACHE_KEY
     from demos.fleet.selectors import FLEET_FIGURES_CACHE_KEY, TIME_TO_READY_CACHE_KEY
     from demos.gate import state as gate_state
+    from demos.sales.pages import OWNERS_CACHE_KEY
     from portal.redis_connection import shared
 
     forget_fragments()
     with contextlib.suppress(RedisError):
         for key in (TIME_TO_READY_CACHE_KEY, FLEET_FIGURES_CACHE_KEY):
             cache.delete_many([key, f"{key}:refresh"])
+        cache.delete(OWNERS_CACHE_KEY)
         cache.delete(BRANDING_CACHE_KEY)  # a row of an earlier test's database
         # The gate's state names demos and links by id, which each test's database reuses.
         gate_state.forget_held()

@@ -54,7 +54,9 @@ PAGE_QUERIES = {
     # The demos shared with them (ids), the prints of one page of each section (their rows
     # kept from the view before, demos.sales.row_cache).
     "my demos (salesperson)": 5,
-    "my demos (manager)": 5,  # and the people to filter by, where the shared ids are not read
+    # The prints and the slots: the people to filter by are kept for a minute, and a manager's
+    # shared demos are asked in the prints' query.
+    "my demos (manager)": 4,
     # Rows not kept (a first view, a change): loaded in one query, however many.
     ROWS_AFRESH: 6,
     "demo page": 5,  # panel version, demo, timeline, share links, visits

@@ -11,6 +11,7 @@ from unittest import mock
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -23,7 +24,7 @@ from demos.engine.lifecycle import deadline
 from demos.fleet import exports, selectors
 from demos.fleet.views import FLEET_PAGE_SIZE
 from demos.models import Demo, DemoTemplate, Status, TemplateSpeed
-from demos.sales.pages import SECTION_PAGE_SIZES
+from demos.sales.pages import OWNERS_CACHE_KEY, SECTION_PAGE_SIZES
 from tests.conftest import make_demo, make_template
 
 
@@ -122,6 +123,21 @@ class TestMyDemosPages:
         html = html_of(client, reverse("demos:my_demos"))
         options = re.findall(r'<option value="([^"]*)"', html)
         assert options == ["", "alice"]
+
+    def test_the_owner_filter_is_kept_a_minute_and_any_owner_filters_at_once(
+        self, template: DemoTemplate, alice: User, bob: User, manager: User, client: Client
+    ) -> None:
+        make_demo(template, alice, Status.DELETED)
+        client.force_login(manager)
+        html_of(client, reverse("demos:my_demos"))
+        bobs = make_demo(template, bob, Status.DELETED)
+        kept = html_of(client, reverse("demos:my_demos"))
+        assert re.findall(r'<option value="([^"]*)"', kept) == ["", "alice"]
+        by_bob = html_of(client, reverse("demos:my_demos") + "?owner=bob")
+        assert str(bobs.public_id) in by_bob
+        cache.delete(OWNERS_CACHE_KEY)  # as a minute later
+        later = html_of(client, reverse("demos:my_demos"))
+        assert re.findall(r'<option value="([^"]*)"', later) == ["", "alice", "bob"]
 
 
 class TestFleetPages:
