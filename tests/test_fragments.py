@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from demos import fragments, roles
+from demos.fleet import rows
 from demos.models import Demo, DemoTemplate, Status
 from demos.sales import catalog, row_cache
 from portal.redis_connection import shared
@@ -330,3 +331,41 @@ def page_of_catalog(client: Client) -> str:
     response = client.get(reverse("demos:catalog"))
     assert response.status_code == 200
     return response.content.decode()
+
+
+FLEET = "/fleet/"
+
+
+class TestKeptFleetRows:
+    def test_kept_rows_are_the_rows_rendered_afresh_with_the_times_of_now(
+        self, template: DemoTemplate, alice: User, manager: User, roomy: None
+    ) -> None:
+        for status in (Status.READY, Status.PAUSED, Status.FAILED, Status.PROVISIONING):
+            make_demo(template, alice, status, error_message="Chart shop failed: pull error")
+        browser = Client()
+        browser.force_login(manager)
+        now = timezone.now()
+        with time_machine.travel(now, tick=False):
+            fresh = browser.get(FLEET).content.decode()
+        with time_machine.travel(now + timedelta(minutes=3), tick=False):
+            with mock.patch.object(rows, "_render", wraps=rows._render) as render:
+                later = browser.get(FLEET).content.decode()
+            forget_fragments()
+            afresh = browser.get(FLEET).content.decode()
+        assert render.call_count == 0, "every row was kept"
+        assert without_tokens(later) == without_tokens(afresh)
+        assert without_tokens(later) != without_tokens(fresh)  # the times moved on
+        assert "Chart shop failed: pull error" in later
+
+    def test_a_change_to_a_demo_renders_its_row_again(
+        self, template: DemoTemplate, alice: User, manager: User, roomy: None
+    ) -> None:
+        demo = make_demo(template, alice, Status.PAUSED)
+        browser = Client()
+        browser.force_login(manager)
+        browser.get(FLEET)
+        Demo.objects.filter(pk=demo.pk).update(prospect_company="Initech")
+        with mock.patch.object(rows, "_render", wraps=rows._render) as render:
+            page = browser.get(FLEET).content.decode()
+        assert render.call_count == 1
+        assert "Initech" in page

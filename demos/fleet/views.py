@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from demos import roles
 from demos.access import can_act_on, demos_visible_to
-from demos.fleet import selectors
+from demos.fleet import rows, selectors
 from demos.fleet.bulk import BulkActionForm, apply_bulk_action
 from demos.fleet.exports import demo_rows, stream_csv, visit_rows
 from demos.guards import role_required
@@ -49,17 +49,20 @@ def overview(request: HttpRequest) -> HttpResponse:
         demo.fleet_can_act = can_act_on(request.user, demo)
     figures = selectors.fleet_figures_recent()
     failures = selectors.recent_failures(now)
+    shown = list(failures[: selectors.FAILURES_SHOWN])
     return render(
         request,
         "fleet/overview.html",
         {
             "demos": page,
+            "demo_rows": rows.demo_rows(request, page),
+            "failure_rows": rows.failure_rows(request, shown),
             "can_act_on_any": any(demo.fleet_can_act for demo in page),
             "status_filter": status,
             "status_label": Status(status).label if status else "",
             "counts": figures.counts,
             "listed_total": figures.listed_total,
-            "failures": failures[: selectors.FAILURES_SHOWN],
+            "failures": shown,
             "failure_count": failures.count(),
             "speeds": selectors.time_to_ready_recent(),
             "capacity": figures.capacity,
