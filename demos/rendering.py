@@ -7,6 +7,7 @@ prospect-entered values (through variables), so their HTML is always sanitised b
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import markdown
 import nh3
@@ -55,6 +56,9 @@ _TAG = re.compile(r"(<[^>]*>)")
 _NO_LINKS_IN = {"a", "code", "pre"}
 
 
+# A template's instructions are the same text on every view of each of its demos: converted once
+# per process (2 ms each), for as many texts as a portal has templates and then some.
+@lru_cache(maxsize=256)
 def markdown_to_html(text: str) -> SafeString:
     """Markdown as sanitised HTML, safe to put into a page as it is."""
     if not text.strip():
