@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
@@ -333,6 +334,40 @@ class TestWhyQueued:
         assert (reason.cause, reason.limit, reason.position) == (QueueCause.OWNER, 3, 2)
         assert reason.wait is not None
         assert timedelta(minutes=29) < reason.wait <= timedelta(minutes=30)
+
+    @pytest.mark.parametrize("portal_limit", [3, 50])
+    def test_a_page_explaining_some_demos_says_what_the_whole_queue_says(
+        self, alice: User, bob: User, template: DemoTemplate, settings: Any, portal_limit: int
+    ) -> None:
+        """A page reads only what stands in the way of the demos it shows, with their places
+        counted by the database; every reason must be the one the whole picture gives. The
+        queue mixes owners and templates, one at its limit, and two requests at one moment."""
+        settings.DEMO_MAX_ACTIVE_PER_USER = 2
+        settings.DEMO_MAX_ACTIVE_TOTAL = portal_limit
+        limited = make_template("limited", max_concurrent=1)
+        for demo, minutes in zip(running(template, alice, 2), (40, 15), strict=True):
+            ends_in(demo, minutes)
+        ends_in(running(limited, bob, 1)[0], 25)
+        queue = [
+            make_demo(chosen, owner, Status.QUEUED)
+            for chosen, owner in (
+                (template, alice), (limited, bob), (template, bob), (limited, alice),
+                (template, alice), (limited, bob),
+            )
+        ]  # fmt: skip
+        at_once = Demo.objects.get(pk=queue[1].pk).requested_at
+        Demo.objects.filter(pk=queue[2].pk).update(requested_at=at_once)
+        with time_machine.travel(timezone.now(), tick=False):  # the same waits, to the µs
+            whole = CapacityPicture.read()
+            for shown in ([queue[4]], queue[3:], queue):
+                loaded = list(Demo.objects.filter(pk__in=[d.pk for d in shown]))
+                some = CapacityPicture.read(for_queued=loaded, reader=alice)
+                for demo in loaded:
+                    assert some.why_queued(demo) == whole.why_queued(demo), demo
+        assert whole.why_queued(queue[4]).position == 5
+        started = Demo.objects.get(pk=queue[0].pk)
+        Demo.objects.filter(pk=started.pk).update(status=Status.PROVISIONING)
+        assert CapacityPicture.read(for_queued=[started], reader=alice).why_queued(started) is None
 
     def test_room_just_freed_says_it_starts_in_a_moment(
         self, alice: User, template: DemoTemplate, rq_redis: Any, settings: Any

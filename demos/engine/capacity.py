@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Func, IntegerField, Q, Subquery
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from demos.errors import LifecycleError
@@ -229,6 +230,14 @@ class _Waiting(NamedTuple):
     template_id: int
 
 
+class _Ahead(NamedTuple):
+    """How many queued demos are ahead of one: all of them, its owner's, its template's."""
+
+    everyone: int
+    same_owner: int
+    same_template: int
+
+
 @dataclass(frozen=True)
 class CapacityPicture:
     """The demos holding capacity and those waiting for it, read with one query.
@@ -236,22 +245,27 @@ class CapacityPicture:
     Pages read it to show a person's slots and why each queued demo waits. It counts what
     `Occupancy` counts (the same states, warm spares only in the total), so the numbers people
     see are the ones admission goes by. A page explaining some queued demos reads only what can
-    stand in their way (`read(for_queued=...)`); the whole picture is for tests and tools.
+    stand in their way, and their places in the queue counted by the database
+    (`read(for_queued=...)`); the whole picture is for tests and tools.
     """
 
     held: list[_Held]  # all of them, or those that can stand in the way of the queued asked for
-    waiting: list[_Waiting]  # every queued demo, oldest first: the order admission takes them in
+    # Every queued demo, oldest first (the order admission takes them in); none when only some
+    # queued demos were asked about, whose places are then in `ahead`.
+    waiting: list[_Waiting]
     now: datetime
     held_total: int  # every demo holding capacity, read or not
     complete: bool = True  # every held demo was read (not only those in some queued demo's way)
+    ahead: dict[int, _Ahead] = field(default_factory=dict)  # the queued demos asked about
 
     @classmethod
     def read(cls, for_queued: Sequence[Queued] = (), reader: Any = None) -> CapacityPicture:
         """The picture, whole; or, given the queued demos a page explains (and whose slots it
         shows, `reader`), only the held demos that count for them: their owners' and the
         reader's, and those of their templates that have a limit. On a busy portal that is
-        tens of rows instead of thousands. When the portal is full, the ends of running demos
-        are read apart, and only then (`_running_ends`)."""
+        tens of rows instead of thousands, and their places in the queue are counted in the
+        same query instead of reading every queued demo. When the portal is full, the ends of
+        running demos are read apart, and only then (`_running_ends`)."""
         rows = Demo.objects.filter(status__in=[*ACTIVE, Status.QUEUED]).annotate(
             held_total=Subquery(
                 Demo.objects.filter(status__in=ACTIVE)
@@ -261,27 +275,33 @@ class CapacityPicture:
                 .values("count")
             )
         )
+        places: tuple[str, ...] = ()
         if for_queued:
             owners = {demo.owner_id for demo in for_queued} | {getattr(reader, "pk", None)}
             limited = {demo.template_id for demo in for_queued if demo.template.max_concurrent}
             rows = rows.filter(
-                Q(status=Status.QUEUED)
+                Q(pk__in=[demo.pk for demo in for_queued])
                 | Q(owner_id__in=owners - {None})
                 | Q(template_id__in=limited)
-            )
+            ).annotate(**_places_ahead())
+            places = tuple(_places_ahead_sql())
         columns = ("pk", "owner_id", "template_id", "is_spare", "status", "expires_at")
-        read = list(rows.order_by("requested_at", "pk").values_list(*columns, "held_total"))
-        held, waiting = [], []
+        read = list(
+            rows.order_by("requested_at", "pk").values_list(*columns, *places, "held_total")
+        )
+        held, waiting, ahead = [], [], {}
         queued, ready = Status.QUEUED.value, Status.READY.value
-        for pk, owner_id, template_id, is_spare, status, expires_at, _total in read:
-            if status == queued:
-                waiting.append(_Waiting(pk, owner_id, template_id))
-            else:
+        for pk, owner_id, template_id, is_spare, status, expires_at, *counts, _total in read:
+            if status != queued:
                 ends_at = expires_at if status == ready else None
                 held.append(_Held(owner_id, template_id, is_spare, ends_at))
+            elif places:
+                ahead[pk] = _Ahead(*counts)
+            else:
+                waiting.append(_Waiting(pk, owner_id, template_id))
         # Every row carries the same count; no row means nothing holds or awaits capacity.
         total = read[0][-1] if read else 0
-        return cls(held, waiting, timezone.now(), total, complete=not for_queued)
+        return cls(held, waiting, timezone.now(), total, complete=not for_queued, ahead=ahead)
 
     @property
     def portal_full(self) -> bool:
@@ -311,10 +331,11 @@ class CapacityPicture:
         query, from the index of running demos by end, no more of them than demos wait."""
         if self.complete:
             return _soonest_first(self.held)
+        needed = max((ahead.everyone for ahead in self.ahead.values()), default=-1) + 1
         return list(
             Demo.objects.filter(status=Status.READY, expires_at__isnull=False)
             .order_by("expires_at")
-            .values_list("expires_at", flat=True)[: len(self.waiting)]
+            .values_list("expires_at", flat=True)[:needed]
         )
 
     @cached_property
@@ -325,29 +346,41 @@ class CapacityPicture:
     def why_queued(self, demo: Queued) -> QueueReason | None:
         """Why `demo` waits, the person's own limit first (the one they can do something
         about). `demo.template` must be loaded. None when the demo is not in the queue."""
-        ahead = self._place.get(demo.pk)
+        ahead = self._ahead_of(demo)
         if ahead is None:
             return None
-        before = self.waiting[:ahead]
-        position = ahead + 1
+        position = ahead.everyone + 1
         if demo.owner_id is not None:
             mine = self._held_by_owner.get(demo.owner_id, [])
             limit = settings.DEMO_MAX_ACTIVE_PER_USER
             if len(mine) >= limit:
-                waiting_too = sum(1 for w in before if w.owner_id == demo.owner_id)
-                wait = self._wait(_soonest_first(mine), waiting_too)
+                wait = self._wait(_soonest_first(mine), ahead.same_owner)
                 return QueueReason(QueueCause.OWNER, limit, position, wait)
         if self.portal_full:
             limit = settings.DEMO_MAX_ACTIVE_TOTAL
-            wait = self._wait(self._running_ends, ahead)
+            wait = self._wait(self._running_ends, ahead.everyone)
             return QueueReason(QueueCause.PORTAL, limit, position, wait)
         limit = demo.template.max_concurrent
         same = self._held_by_template.get(demo.template_id, []) if limit else []
         if limit and len(same) >= limit:
-            waiting_too = sum(1 for w in before if w.template_id == demo.template_id)
-            wait = self._wait(_soonest_first(same), waiting_too)
+            wait = self._wait(_soonest_first(same), ahead.same_template)
             return QueueReason(QueueCause.TEMPLATE, limit, position, wait)
         return QueueReason(None, 0, position, None)
+
+    def _ahead_of(self, demo: Queued) -> _Ahead | None:
+        """The queued demos ahead of `demo`: as counted by the database for a picture of some
+        queued demos, or from the whole queue."""
+        if not self.complete:
+            return self.ahead.get(demo.pk)
+        index = self._place.get(demo.pk)
+        if index is None:
+            return None
+        before = self.waiting[:index]
+        return _Ahead(
+            index,
+            sum(1 for w in before if w.owner_id == demo.owner_id),
+            sum(1 for w in before if w.template_id == demo.template_id),
+        )
 
     def _wait(self, ends: list[datetime], waiting_too: int) -> timedelta | None:
         """Until the demo it waits for ends: the soonest of `ends` (the demos in its way), after
@@ -355,6 +388,48 @@ class CapacityPicture:
         if len(ends) <= waiting_too:
             return None
         return max(ends[waiting_too] - self.now, timedelta(0))
+
+
+@cache
+def _places_ahead_sql() -> dict[str, str]:
+    """For a queued demo of the outer query, how many queued demos are ahead of it (requested
+    earlier, or at the same moment with a smaller id): all of them, its owner's and its
+    template's. Counted from the index of demos by status and request time; NULL for a row that
+    is not queued. Only quoted names from the model go into the text."""
+    quote = connection.ops.quote_name
+    meta = Demo._meta
+    table = quote(meta.db_table)  # the outer query's own name for its table
+
+    def column(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    status, requested, pk = column("status"), column("requested_at"), quote(meta.pk.column)
+    earlier = (
+        f"q.{status} = %s AND (q.{requested} < {table}.{requested}"
+        f" OR (q.{requested} = {table}.{requested} AND q.{pk} < {table}.{pk}))"
+    )
+
+    def count(same: str = "") -> str:
+        also = f" AND q.{column(same)} = {table}.{column(same)}" if same else ""
+        return (
+            f"CASE WHEN {table}.{status} = %s THEN"  # noqa: S608
+            f" (SELECT COUNT(*) FROM {table} q WHERE {earlier}{also}) END"
+        )
+
+    return {
+        "ahead_of_it": count(),
+        "ahead_of_owner": count("owner"),
+        "ahead_of_template": count("template"),
+    }
+
+
+def _places_ahead() -> dict[str, RawSQL]:
+    queued = Status.QUEUED.value
+    # Names from the model only; the status is a parameter (_places_ahead_sql).
+    return {
+        name: RawSQL(sql, (queued, queued), output_field=IntegerField())  # noqa: S611
+        for name, sql in _places_ahead_sql().items()
+    }
 
 
 def slots_for(user: Any) -> Slots:
