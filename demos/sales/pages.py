@@ -177,9 +177,9 @@ def my_demos(request: HttpRequest) -> HttpResponse:
             **team_work_of(request.user, demo),
         )
 
-    html = listing.rendered(row(demo) for demo in loaded)
+    rendered = listing.rendered(row(demo) for demo in loaded)
     sections = [
-        Section(key, SECTION_TITLES[key], page, [html[p.pk] for p in page if p.pk in html])
+        Section(key, SECTION_TITLES[key], page, [rendered[p.pk] for p in page if p.pk in rendered])
         for key, page in pages.items()
     ]
     context = {

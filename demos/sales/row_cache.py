@@ -176,7 +176,7 @@ def _hashed(values: Sequence[object]) -> str:
 class Listing:
     """The rows of one list for one reader: kept ones found first, the rest loaded and rendered.
 
-    listing = Listing(request, prints, present=..., show_owner=..., next_url=...)
+    listing = Listing(request, prints, present=..., notes=..., show_owner=..., next_url=...)
     demos = load(listing.to_load)       # one query, only when some row is not kept
     html = listing.rendered(row(demo) for demo in demos)    # by demo id
     """
@@ -223,7 +223,11 @@ class Listing:
         """Each row's HTML by demo id, given the rows of the demos `to_load`. A demo gone since
         its print was read has none."""
         keyed = [(self._key_of(row), row) for row in rows]
-        found = self._kept.find([key for key, _row in keyed])
+        # Rows loaded only because they were not kept were looked for already.
+        again = [i for i, (_key, row) in enumerate(keyed) if self._always_loaded[row.demo.pk]]
+        found: list[str | None] = [None] * len(keyed)
+        for index, text in zip(again, self._kept.find([keyed[i][0] for i in again]), strict=True):
+            found[index] = text
         fills = {p.pk: p for p in self._prints}
         rendered = []
         for (key, row), text in zip(keyed, found, strict=True):
