@@ -101,9 +101,6 @@ class Kept:
             caches["fragments"].set_many(texts, KEEP_SECONDS)
             caches["shared_fragments"].set_many(texts, KEEP_SECONDS)
 
-    def one(self, shows: object, render: Callable[[], str], fills: Mapping[str, str]) -> SafeString:
-        return self.many([(shows, render, fills)])[0]
-
     def fill(self, text: str, fills: Mapping[str, str]) -> SafeString:
         """`text` with its holes filled: `fills` by name, escaped, and the reader's CSRF field."""
 

@@ -24,7 +24,7 @@ from demos.engine.lifecycle import deadline
 from demos.fleet import exports, selectors
 from demos.fleet.views import FLEET_PAGE_SIZE
 from demos.models import Demo, DemoTemplate, Status, TemplateSpeed
-from demos.sales.pages import OWNERS_CACHE_KEY, SECTION_PAGE_SIZES
+from demos.sales.pages import OWNERS_CACHE_KEY, OWNERS_KEEP_SECONDS, SECTION_PAGE_SIZES
 from tests.conftest import make_demo, make_template
 
 
@@ -133,6 +133,8 @@ class TestMyDemosPages:
         bobs = make_demo(template, bob, Status.DELETED)
         kept = html_of(client, reverse("demos:my_demos"))
         assert re.findall(r'<option value="([^"]*)"', kept) == ["", "alice"]
+        key = cache.make_and_validate_key(OWNERS_CACHE_KEY)
+        assert 0 < cache._cache.get_client(key).ttl(key) <= OWNERS_KEEP_SECONDS == 60
         by_bob = html_of(client, reverse("demos:my_demos") + "?owner=bob")
         assert str(bobs.public_id) in by_bob
         cache.delete(OWNERS_CACHE_KEY)  # as a minute later

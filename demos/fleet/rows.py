@@ -27,7 +27,7 @@ DEMO_ROW = "fleet/overview.html#demo_row"
 FAILURE_ROW = "fleet/overview.html#failure_row"
 
 
-def demo_rows(request: HttpRequest, demos: Iterable[Demo]) -> list[SafeString]:
+def of_demos(request: HttpRequest, demos: Iterable[Demo]) -> list[SafeString]:
     """Each demo's row; `fleet_can_act` must be set on each."""
     return Kept(request).many(
         [
@@ -41,7 +41,7 @@ def demo_rows(request: HttpRequest, demos: Iterable[Demo]) -> list[SafeString]:
     )
 
 
-def failure_rows(request: HttpRequest, failures: Iterable[DemoEvent]) -> list[SafeString]:
+def of_failures(request: HttpRequest, failures: Iterable[DemoEvent]) -> list[SafeString]:
     """Each failure's row, its event loaded with its demo, template and owner."""
     return Kept(request).many(
         [

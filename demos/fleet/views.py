@@ -55,8 +55,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "fleet/overview.html",
         {
             "demos": page,
-            "demo_rows": rows.demo_rows(request, page),
-            "failure_rows": rows.failure_rows(request, shown),
+            "demo_rows": rows.of_demos(request, page),
+            "failure_rows": rows.of_failures(request, shown),
             "can_act_on_any": any(demo.fleet_can_act for demo in page),
             "status_filter": status,
             "status_label": Status(status).label if status else "",

@@ -13,10 +13,9 @@ fingerprint and what else it shows:
 - how the reader stands to the demo: whether they may act on it (its buttons) and whether it is
   shared with them ("Shared with you by ...");
 - whether a prospect is in it now, read from Redis for the whole list at once;
-- how the list shows it: with owners or not, and the list's return address.
-
 - for a queued demo, why it waits and its place in the queue, which move as others start
-  (worked out from the prints: `demos.engine.capacity.Queued`).
+  (worked out from the prints: `demos.engine.capacity.Queued`);
+- how the list shows it: with owners or not, and the list's return address.
 
 A row whose key is kept is filled in from its print alone; only the others are loaded (one query
 for all of them) and rendered. A row whose prospect asked for more time is always loaded: when
