@@ -10,7 +10,18 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.db import connection
+from django.db.models import (
+    Case,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 
 from demos import roles
@@ -27,6 +38,22 @@ _SHARED_DEMOS = "_portal_shared_demo_ids"
 def _colleague_row(user: Any) -> QuerySet[Any]:
     """The row that makes `user` a colleague of the outer query's demo (an EXISTS subquery)."""
     return Demo.colleagues.through.objects.filter(demo_id=OuterRef("pk"), user_id=user.pk)
+
+
+def _colleague_count() -> RawSQL:
+    """How many colleagues the outer query's demo has: a count on the colleagues table's demo
+    index. Counting a join made the query GROUP BY the demo's, its template's and its owner's
+    columns, and a Subquery expression cost Django more to write than the rest of the demo
+    page's query (2.0, 0.9 and 0.2 ms of CPU: docs/performance.md)."""
+    quote = connection.ops.quote_name
+    team, demo = Demo.colleagues.through._meta, Demo._meta
+    return RawSQL(  # noqa: S611 (no value from outside)
+        f"SELECT COUNT(*) FROM {quote(team.db_table)} c"  # noqa: S608 (the models' own names)
+        f" WHERE c.{quote(team.get_field('demo').column)}"
+        f" = {quote(demo.db_table)}.{quote(demo.pk.column)}",
+        (),
+        output_field=IntegerField(),
+    )
 
 
 def _marked(demos: QuerySet[Demo], user: Any) -> QuerySet[Demo]:
@@ -118,7 +145,7 @@ def get_demo_for_user(user: Any, public_id: UUID | str, *, with_team_size: bool 
     """
     demos = _marked(Demo.objects.select_related("template", "owner"), user)
     if with_team_size:
-        demos = demos.annotate(team_size=Count("colleagues", distinct=True))
+        demos = demos.annotate(team_size=_colleague_count())
     try:
         demo = demos.get(public_id=public_id)
     except (Demo.DoesNotExist, ValueError):

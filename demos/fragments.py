@@ -13,11 +13,14 @@ field), which no escaped text a person typed can produce.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 
+from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
@@ -44,7 +47,31 @@ def _csrf_field(value: str) -> str:
 
 
 def _cache_key(shows: object) -> str:
-    return "fragment:" + hashlib.blake2b(repr(shows).encode(), digest_size=20).hexdigest()
+    key = hashlib.blake2b(repr(shows).encode(), digest_size=20).hexdigest()
+    return f"fragment:{release()}:{key}"
+
+
+def digest_of(files: Iterable[Path]) -> str:
+    """A short digest of the files' names and contents."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted(files):
+        digest.update(path.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def release() -> str:
+    """What this release renders fragments with: the project's templates and code, and the
+    names its static files are served under. Part of every key: a fragment says what it shows,
+    but not in which markup, so without it a release would take from Redis the fragments its
+    predecessor rendered, with markup (and hashed asset names) that are no longer served."""
+    root = Path(settings.BASE_DIR)
+    files = [
+        *(root / "templates").rglob("*.html"),
+        *(path for package in ("demos", "portal") for path in (root / package).rglob("*.py")),
+    ]
+    manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
+    return digest_of([*files, manifest] if manifest.is_file() else files)
 
 
 # Every hole, and the placeholder CSRF field: found in one pass over a fragment.

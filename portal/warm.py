@@ -1,8 +1,9 @@
 """A web process made ready before it answers anyone.
 
 gunicorn loads the portal once in its master (`preload_app`) and calls `warm` there, before it
-forks the workers: every view module is imported and every project template compiled, and the
-workers inherit both. Without it each worker's first requests import and compile on the way,
+forks the workers: every view module is imported, every project template compiled and the
+release digest of kept fragments worked out (demos.fragments), and the workers inherit all
+three. Without it each worker's first requests import and compile on the way,
 and since `--max-requests` replaces workers all day long, those cold requests are a steady part
 of the slowest answers under load, not a one-off at deploy time.
 
@@ -35,11 +36,14 @@ def warm() -> int:
     from django.template import engines
     from django.urls import get_resolver
 
+    from demos.fragments import release
+
     get_resolver().url_patterns  # noqa: B018 - reading it imports every view module
     engine = engines["django"]
     names = project_templates()
     for name in names:
         engine.get_template(name)  # kept by the cached loader, which the workers inherit
+    release()  # the kept fragments' release digest: a few hundred files read, once
     connections.close_all()
     # Whatever the master holds now lives as long as the workers: keeping it out of the
     # collector's rounds spares their CPU and keeps the pages shared (copy-on-write).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -23,6 +24,7 @@ from demos import fragments, roles
 from demos.fleet import rows
 from demos.models import Demo, DemoTemplate, Status
 from demos.sales import catalog, row_cache
+from demos.sharing import views as sharing_views
 from portal.redis_connection import shared
 from tests.conftest import forget_fragments, make_demo, make_template
 
@@ -260,6 +262,26 @@ class TestSharedBetweenProcesses:
         assert "Company provisioning" in html
         assert _kept_keys() == []  # nothing reached Redis, and nothing failed for it
 
+    def test_a_new_release_renders_anew_what_the_one_before_kept(
+        self, client: Client, alice: User, demos_of_alice: list[Demo]
+    ) -> None:
+        client.force_login(alice)
+        with mock.patch.object(fragments, "release", return_value="the-release-before"):
+            assert renders_during(client) == len(demos_of_alice)
+        caches["fragments"].clear()  # a new release starts new processes
+        assert renders_during(client) == len(demos_of_alice), "nothing taken from the one before"
+        assert renders_during(client) == 0
+
+    def test_the_release_digest_follows_every_file_it_reads(self, tmp_path: Path) -> None:
+        template, code = tmp_path / "row.html", tmp_path / "rows.py"
+        template.write_text("<li>{{ demo }}</li>")
+        code.write_text("LABEL = 'Ready'")
+        before = fragments.digest_of([template, code])
+        assert fragments.digest_of([code, template]) == before  # in any order
+        code.write_text("LABEL = 'Running'")
+        assert fragments.digest_of([template, code]) != before
+        assert fragments.release() == fragments.release()  # worked out once per process
+
 
 def _kept_keys() -> list[str]:
     """The keys of the rows kept in Redis now."""
@@ -369,3 +391,61 @@ class TestKeptFleetRows:
             page = browser.get(FLEET).content.decode()
         assert render.call_count == 1
         assert "Initech" in page
+
+
+class TestKeptNewLinkForm:
+    """The demo page's blank "New link" form is the same for everyone in one time zone: its
+    fields are rendered once and kept (demos.sharing.views.new_link_fields)."""
+
+    @staticmethod
+    def fields_rendered(browser: Client, url: str) -> tuple[str, int]:
+        with mock.patch.object(
+            sharing_views, "render_to_string", wraps=sharing_views.render_to_string
+        ) as render:
+            response = browser.get(url)
+        assert response.status_code == 200
+        return response.content.decode(), render.call_count
+
+    def test_a_kept_form_is_the_form_rendered_afresh(
+        self, template: DemoTemplate, alice: User, roomy: None
+    ) -> None:
+        demo = make_demo(template, alice, Status.READY)
+        browser = Client()
+        browser.force_login(alice)
+        url = reverse("demos:detail", args=[demo.public_id])
+        forget_fragments()
+        afresh, first = self.fields_rendered(browser, url)
+        kept, later = self.fields_rendered(browser, url)
+        assert (first, later) == (1, 0)
+        assert without_tokens(kept) == without_tokens(afresh)
+        assert 'name="recipient"' in kept
+        assert re.search(r'value="follow"[^>]* checked', kept), "the demo's end is chosen"
+
+    def test_each_time_zone_has_its_own_and_a_form_with_errors_is_its_own(
+        self, template: DemoTemplate, alice: User, bob: User, roomy: None
+    ) -> None:
+        from demos.sales import account
+
+        account.set_time_zone(user=bob, time_zone="America/New_York")
+        demos = {person: make_demo(template, person, Status.READY) for person in (alice, bob)}
+        pages = {}
+        for person, demo in demos.items():
+            browser = Client()
+            browser.force_login(person)
+            browser.get(reverse("demos:detail", args=[demo.public_id]))  # keeps the blank form
+            pages[person] = browser.get(reverse("demos:detail", args=[demo.public_id]))
+            if person == alice:
+                invalid = browser.post(
+                    reverse("demos:create_link", args=[demo.public_id]),
+                    {"recipient": "Pat of Initech", "ends": "fixed"},
+                    HTTP_HX_REQUEST="true",
+                ).content.decode()
+                after = browser.get(reverse("demos:detail", args=[demo.public_id]))
+        assert "Time (UTC)" in pages[alice].content.decode()
+        assert "Time (America/New York)" in pages[bob].content.decode()
+        assert "Time (UTC)" not in pages[bob].content.decode()
+        # Sent back with what was typed and why it was refused, never from the kept form.
+        assert 'value="Pat of Initech"' in invalid
+        assert "Choose when the link stops working" in invalid
+        assert "Pat of Initech" not in after.content.decode()
+        assert "Choose when the link stops working" not in after.content.decode()

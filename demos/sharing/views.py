@@ -9,14 +9,17 @@ from uuid import UUID
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from demos.access import can_act_on, get_demo_for_user, get_demo_to_act_on
 from demos.engine.lifecycle import Actor
 from demos.errors import LifecycleError
+from demos.fragments import Kept
 from demos.gate import engagement
 from demos.guards import login_required
 from demos.models import Demo, ShareLink
@@ -74,24 +77,45 @@ def shown_link(link: ShareLink, **extra: Any) -> ShownLink:
 
 
 def share_context(
-    demo: Demo, *, can_act: bool, time_zone: str = "", **extra: Any
+    request: HttpRequest, demo: Demo, *, can_act: bool, time_zone: str = "", **extra: Any
 ) -> dict[str, Any]:
     """What the share panel shows. Only people who may change the demo may make or revoke links.
-    `time_zone`: the zone the person chose (demos.sales.account), for the new link's form."""
+    `time_zone`: the zone the person chose (demos.sales.account), for the new link's form;
+    `share_form` in `extra`: a form sent back with its errors."""
+    shareable = can_act and links.is_shareable(demo)
+    form = extra.pop("share_form", None)
     return {
         "demo": demo,
         "share_links": link_rows(demo),
         "visits": links.visits_for(demo)[:20],
-        "share_form": extra.pop("share_form", None) or ShareLinkForm(time_zone=time_zone),
-        "shareable": can_act and links.is_shareable(demo),
+        "share_form": form,
+        "share_fields": new_link_fields(request, form, time_zone) if shareable else "",
+        "shareable": shareable,
         "can_share": can_act,
         **extra,
     }
 
 
+NEW_LINK_FIELDS = "demos/share_panel.html#new_link_fields"
+
+
+def new_link_fields(request: HttpRequest, form: ShareLinkForm | None, time_zone: str) -> SafeString:
+    """The new link form's fields: `form`'s, or a blank form's. A blank form is the same for
+    everyone in one time zone, and its widgets cost more to render than the rest of the demo's
+    page: kept, like a row of My demos (demos.fragments)."""
+    if form is not None:
+        return mark_safe(render_to_string(NEW_LINK_FIELDS, {"share_form": form}))  # noqa: S308
+
+    def render() -> str:
+        return render_to_string(NEW_LINK_FIELDS, {"share_form": ShareLinkForm(time_zone=time_zone)})
+
+    return Kept(request).many([(("new link fields", time_zone), render, {})])[0]
+
+
 def _panel(request: HttpRequest, demo: Demo, **extra: Any) -> HttpResponse:
     can_act = can_act_on(request.user, demo)
-    context = share_context(demo, can_act=can_act, time_zone=time_zone_of(request.user), **extra)
+    zone = time_zone_of(request.user)
+    context = share_context(request, demo, can_act=can_act, time_zone=zone, **extra)
     return TemplateResponse(request, "demos/share_panel.html#share_panel", context)
 
 
@@ -103,7 +127,7 @@ def demo_page_context(
     context = panel_context(request, demo, version=version)
     context["show_owner"] = demo.owner_id != request.user.pk
     zone = time_zone_of(request.user)
-    context.update(share_context(demo, can_act=can_act, time_zone=zone, **extra))
+    context.update(share_context(request, demo, can_act=can_act, time_zone=zone, **extra))
     return context
 
 
