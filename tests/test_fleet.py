@@ -66,6 +66,24 @@ class TestNumbers:
         assert 'data-seconds="25.0">25 s' in page
         assert 'data-seconds="38.5">38 s' in page
 
+    def test_postgresql_and_python_work_out_the_same_figures(
+        self, template: DemoTemplate, alice: Any
+    ) -> None:
+        """PostgreSQL's percentile_cont and demos.durations.percentile interpolate alike, to the
+        microsecond, on odd and even counts and uneven samples."""
+        if not selectors._has_percentiles():
+            pytest.skip("percentile_cont is PostgreSQL's")
+        crm = make_template("crm", charts=1)
+        for seconds in (12.5, 40.25, 19.75, 31, 7.125, 300.5, 64):
+            ready_in(seconds, template, alice)
+        for seconds in (60.000002, 61.5):
+            ready_in(seconds, crm, alice)
+        rows = Demo.objects.filter(time_to_ready__isnull=False).order_by()
+        in_database = selectors._percentiles_in_database(rows)
+        assert in_database == selectors._percentiles_here(rows)
+        assert in_database[template.pk][0] == 7
+        assert in_database[crm.pk][1] == timedelta(seconds=60, microseconds=750001)
+
     def test_it_interpolates_percentiles_between_ranks(self) -> None:
         values = [timedelta(seconds=s) for s in range(1, 21)]
         assert selectors.percentile(values, 50) == timedelta(seconds=10.5)

@@ -1,8 +1,8 @@
 """What managers and template admins see of the whole fleet: reads only (selectors).
 
 Each function answers one question for the fleet page, the activity feed or the admin, with a
-bounded number of queries. Statistics are computed in Python from the rows of a bounded window:
-portable across SQLite and PostgreSQL, and cheap at the scale of a demo fleet.
+bounded number of queries. Statistics are computed from the rows of a bounded window: by
+PostgreSQL where it can (percentiles), in Python elsewhere, with the same results.
 """
 
 from __future__ import annotations
@@ -19,7 +19,18 @@ from django.conf import settings
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
-from django.db.models import Count, DateTimeField, DurationField, F, Q, QuerySet, Sum, Value
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    Count,
+    DateTimeField,
+    DurationField,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -230,28 +241,58 @@ def time_to_ready(now: datetime | None = None) -> list[TimeToReady]:
     salesperson waited for a spare they claimed (that is instant).
     """
     since = (now or timezone.now()) - TIME_TO_READY_WINDOW
-    samples: dict[int, list[timedelta]] = defaultdict(list)
     # No order: the model's default one would sort a month of rows for nothing.
-    rows = (
-        Demo.objects.filter(ready_at__gte=since, time_to_ready__isnull=False)
-        .order_by()
-        .values_list("template_id", "time_to_ready")
-    )
-    for template_id, duration in rows.iterator():
-        samples[template_id].append(duration)
-    templates = DemoTemplate.objects.in_bulk(list(samples))
+    rows = Demo.objects.filter(ready_at__gte=since, time_to_ready__isnull=False).order_by()
+    figures = _percentiles_in_database(rows) if _has_percentiles() else _percentiles_here(rows)
+    templates = DemoTemplate.objects.only("name", "slug").in_bulk(list(figures))
     return sorted(
         (
-            TimeToReady(
-                template=templates[template_id],
-                count=len(values),
-                median=percentile(values, 50),
-                p95=percentile(values, 95),
-            )
-            for template_id, values in samples.items()
+            TimeToReady(templates[template_id], count, median, p95)
+            for template_id, (count, median, p95) in figures.items()
         ),
         key=lambda row: row.template.name,
     )
+
+
+# A template's sample count, median and 95th percentile of time to ready.
+_Figures = tuple[int, timedelta, timedelta]
+
+
+def _has_percentiles() -> bool:
+    return connection.vendor == "postgresql"
+
+
+class _PercentileCont(Aggregate):
+    """PostgreSQL's percentile_cont, the interpolation `demos.durations.percentile` follows."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+    def __init__(self, expression: str, pct: int) -> None:
+        # A number the code chose, written into the SQL as it is.
+        super().__init__(expression, fraction=f"{pct / 100:.4f}", output_field=DurationField())
+
+
+def _percentiles_in_database(rows: QuerySet[Demo]) -> dict[int, _Figures]:
+    """Worked out by PostgreSQL: a month of rows at scale is 11,000, which Python read and sorted
+    in 20 ms of the view's CPU, holding the other threads of its process back meanwhile."""
+    grouped = rows.values("template_id").annotate(
+        count=Count("pk"),
+        median=_PercentileCont("time_to_ready", 50),
+        p95=_PercentileCont("time_to_ready", 95),
+    )
+    return {row["template_id"]: (row["count"], row["median"], row["p95"]) for row in grouped}
+
+
+def _percentiles_here(rows: QuerySet[Demo]) -> dict[int, _Figures]:
+    """Worked out from the rows, where the database has no percentile_cont (SQLite)."""
+    samples: dict[int, list[timedelta]] = defaultdict(list)
+    for template_id, duration in rows.values_list("template_id", "time_to_ready").iterator():
+        samples[template_id].append(duration)
+    return {
+        template_id: (len(values), percentile(values, 50), percentile(values, 95))
+        for template_id, values in samples.items()
+    }
 
 
 # --- Sleep ---------------------------------------------------------------------------------------
