@@ -187,10 +187,14 @@ TEMPLATES = [
     }
 ]
 
+# Each thread keeps its connection for ten minutes. A new one starts a PostgreSQL server process
+# with cold caches, and the request that opens it takes 10 to 17 ms longer (docs/performance.md):
+# at a minute, each of a web process's threads paid that once a minute. The health check (one
+# round trip as a request first uses the database) replaces a connection the server dropped.
 DATABASES = {
     "default": dj_database_url.parse(
         envstr("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'portal.sqlite3'}",
-        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 600),
         conn_health_checks=True,
     )
 }

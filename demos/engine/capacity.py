@@ -8,9 +8,9 @@ write lock every IMMEDIATE transaction already takes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache, cached_property
 from typing import Any, NamedTuple, Protocol
@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import Count, Func, IntegerField, Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from demos.errors import LifecycleError
 from demos.models import ACTIVE, Demo, Status
@@ -325,18 +326,32 @@ class CapacityPicture:
         return _group((h for h in self.held if not h.is_spare), lambda held: held.template_id)
 
     @cached_property
-    def _running_ends(self) -> list[datetime]:
-        """When every running demo ends, soonest first: what a queued demo waits for when the
-        whole portal is full. A picture that read only some held demos reads them now: one
-        query, from the index of running demos by end, no more of them than demos wait."""
+    def _running_ends(self) -> dict[int, datetime]:
+        """When running demos end, by place, soonest first (0): what a queued demo waits for
+        when the whole portal is full. A picture that read only some held demos reads, in one
+        query from the index of running demos by end, only the places its queued demos wait
+        for (the Nth end for a demo with N ahead of it), not every end before them."""
         if self.complete:
             return _soonest_first(self.held)
-        needed = max((ahead.everyone for ahead in self.ahead.values()), default=-1) + 1
-        return list(
+        places = sorted({ahead.everyone for ahead in self.ahead.values()})
+        if not places:
+            return {}
+        soonest = (
             Demo.objects.filter(status=Status.READY, expires_at__isnull=False)
             .order_by("expires_at")
-            .values_list("expires_at", flat=True)[:needed]
+            .values("expires_at")[: places[-1] + 1]
         )
+        sql, params = soonest.query.sql_with_params()
+        marks = ", ".join(["%s"] * len(places))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                # The ORM's SQL, numbered in its own order; the places are parameters.
+                f"SELECT place, expires_at FROM (SELECT expires_at,"  # noqa: S608
+                f" ROW_NUMBER() OVER (ORDER BY expires_at) - 1 AS place FROM ({sql}) soonest)"
+                f" numbered WHERE place IN ({marks})",
+                [*params, *places],
+            )
+            return {place: _aware(end) for place, end in cursor.fetchall()}
 
     @cached_property
     def _place(self) -> dict[int, int]:
@@ -382,12 +397,11 @@ class CapacityPicture:
             sum(1 for w in before if w.template_id == demo.template_id),
         )
 
-    def _wait(self, ends: list[datetime], waiting_too: int) -> timedelta | None:
-        """Until the demo it waits for ends: the soonest of `ends` (the demos in its way), after
-        as many more as there are demos ahead of it waiting for the same room."""
-        if len(ends) <= waiting_too:
-            return None
-        return max(ends[waiting_too] - self.now, timedelta(0))
+    def _wait(self, ends: Mapping[int, datetime], waiting_too: int) -> timedelta | None:
+        """Until the demo it waits for ends: the soonest of `ends` (the demos in its way, by
+        place), after as many more as there are demos ahead of it waiting for the same room."""
+        end = ends.get(waiting_too)
+        return None if end is None else max(end - self.now, timedelta(0))
 
 
 @cache
@@ -454,8 +468,17 @@ def _count_sql(queryset: Any) -> tuple[str, tuple[Any, ...]]:
     return f"SELECT COUNT(*) FROM ({sql}) counted", params  # noqa: S608 (the ORM's SQL)
 
 
-def _soonest_first(held: Iterable[_Held]) -> list[datetime]:
-    return sorted(d.ends_at for d in held if d.ends_at is not None)
+def _aware(value: datetime | str) -> datetime:
+    """A moment as a cursor gives it: a datetime (PostgreSQL) or text in UTC (SQLite)."""
+    moment = parse_datetime(value) if isinstance(value, str) else value
+    if moment is None:
+        raise ValueError(f"not a moment: {value!r}")
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+
+
+def _soonest_first(held: Iterable[_Held]) -> dict[int, datetime]:
+    """When the held demos that run end, by place, soonest first (0)."""
+    return dict(enumerate(sorted(d.ends_at for d in held if d.ends_at is not None)))
 
 
 def _group[K, T](items: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:
