@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -104,7 +104,7 @@ def new_link_fields(request: HttpRequest, form: ShareLinkForm | None, time_zone:
     everyone in one time zone, and its widgets cost more to render than the rest of the demo's
     page: kept, like a row of My demos (demos.fragments)."""
     if form is not None:
-        return mark_safe(render_to_string(NEW_LINK_FIELDS, {"share_form": form}))  # noqa: S308
+        return render_to_string(NEW_LINK_FIELDS, {"share_form": form})
 
     def render() -> str:
         return render_to_string(NEW_LINK_FIELDS, {"share_form": ShareLinkForm(time_zone=time_zone)})
