@@ -22,6 +22,7 @@ from demos.engine import lifecycle
 from demos.engine.capacity import CapacityPicture, Occupancy, QueueCause
 from demos.fleet.selectors import capacity_summary
 from demos.models import Demo, DemoTemplate, SnapshotKind, Status
+from demos.sales.panel import queue_reason
 from tests.conftest import _user, make_demo, make_template
 
 BUSY = "The demo portal is busy: new demos wait for a free place, usually a few minutes."
@@ -364,6 +365,8 @@ class TestWhyQueued:
                 some = CapacityPicture.read(for_queued=loaded, reader=alice)
                 for demo in loaded:
                     assert some.why_queued(demo) == whole.why_queued(demo), demo
+                    # A queued demo's own page reads the picture for it alone.
+                    assert queue_reason(demo) == whole.why_queued(demo), demo
         assert whole.why_queued(queue[4]).position == 5
         started = Demo.objects.get(pk=queue[0].pk)
         Demo.objects.filter(pk=started.pk).update(status=Status.PROVISIONING)

@@ -17,14 +17,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from demos.access import get_demo_to_act_on
-from demos.engine.capacity import CapacityPicture
 from demos.engine.lifecycle import restore_snapshot
 from demos.errors import LifecycleError
 from demos.guards import login_required
 from demos.models import Demo, Status
 from demos.sales.buttons import ACTIONS, done_message, is_allowed
 from demos.sales.forms import RestoreSnapshotForm
-from demos.sales.panel import queue_note, render_row, render_status_update, row_dom_id
+from demos.sales.panel import queue_note, queue_reason, render_row, render_status_update, row_dom_id
 
 
 def back_to(request: HttpRequest, demo: Demo) -> str:
@@ -104,5 +103,5 @@ def _restored_message(restored: Demo) -> str:
     """A restore that has to wait says so, and why: it is a new demo, held to the same limits."""
     if restored.status != Status.QUEUED:
         return "Restoring from the snapshot: a new demo is starting."
-    reason = CapacityPicture.read().why_queued(restored)
+    reason = queue_reason(restored)
     return f"Restoring from the snapshot: the new demo is queued. {queue_note(reason, restored)}"

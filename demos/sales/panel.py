@@ -201,6 +201,15 @@ def about(wait: timedelta) -> str:
     return f"about {format_duration(timedelta(minutes=minutes))}"
 
 
+def queue_reason(demo: Demo) -> QueueReason | None:
+    """Why `demo` waits, or None when it is not queued. Read for it alone: the few demos in its
+    way and its place counted by the database, not every demo holding capacity (thousands on
+    a busy portal)."""
+    if demo.status != Status.QUEUED:
+        return None
+    return CapacityPicture.read(for_queued=[demo]).why_queued(demo)
+
+
 def queue_note(reason: QueueReason | None, demo: Queued) -> str:
     """Why a queued demo waits and about how long, in words its owner can act on."""
     if reason is None:
@@ -317,8 +326,7 @@ def panel_context(
     team_work = team_work_of(request.user, demo)
     events = timeline(demo) if with_timeline else None
     archived = demo.status == Status.ARCHIVED
-    # Only a queued demo reads the capacity picture (one query, as its queue position took).
-    reason = CapacityPicture.read().why_queued(demo) if demo.status == Status.QUEUED else None
+    reason = queue_reason(demo)
     position = reason.position if reason else None
     return {
         "demo": demo,
@@ -413,8 +421,8 @@ def render_row(
 ) -> HttpResponse:
     actions = available_actions(request.user, demo, in_list=True)
     note = ""
-    if demo.status == Status.QUEUED:  # one query, and only while it waits
-        note = queue_note(CapacityPicture.read().why_queued(demo), demo)
+    if demo.status == Status.QUEUED:
+        note = queue_note(queue_reason(demo), demo)
     row = DemoRow(
         demo,
         actions,
