@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import models
+from django.db import connection, models
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -135,3 +135,29 @@ class TestPollAfterATemplateEdit:
         template.save()
 
         assert client.get(poll, **HTMX).status_code == 200
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared on PostgreSQL only")
+@pytest.mark.django_db(transaction=True)  # it closes the connection
+def test_the_query_is_prepared_once_per_connection_and_again_after_a_reconnection(
+    demo: Demo,
+) -> None:
+    """Planning the poll's query cost more than running it, so PostgreSQL keeps it prepared per
+    connection; a new connection (the old one closed) must prepare it again, not fail."""
+
+    def prepared() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE name = %s",
+                ["demos_panel_state"],
+            )
+            return cursor.fetchone()[0]
+
+    first = panel_state(demo.public_id)
+    assert prepared() == 1
+    assert panel_state(demo.public_id) == first
+    assert prepared() == 1
+    connection.close()
+    assert prepared() == 0  # a new session has none
+    assert panel_state(demo.public_id) == first
+    assert prepared() == 1
