@@ -161,3 +161,19 @@ def test_the_query_is_prepared_once_per_connection_and_again_after_a_reconnectio
     assert prepared() == 0  # a new session has none
     assert panel_state(demo.public_id) == first
     assert prepared() == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared on PostgreSQL only")
+@pytest.mark.django_db(transaction=True)  # it closes the connection
+def test_connections_opened_per_request_run_the_query_unprepared(
+    demo: Demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a pooler (`DATABASE_CONN_MAX_AGE=0`) the next query may reach another server
+    connection, so nothing is prepared there, and the answer is the same."""
+    expected = panel_state(demo.public_id)
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    assert panel_state(demo.public_id) == expected
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0
