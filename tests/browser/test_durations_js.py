@@ -70,7 +70,9 @@ def test_it_formats_every_duration_as_the_server_does(page: Page) -> None:
 
 
 def test_a_countdown_shows_the_time_left_as_the_server_writes_it(page: Page) -> None:
-    page.clock.install(time=NOW)
+    # Installed a minute early: the fake clock runs from installation, and pausing can only go
+    # forward, so installing at NOW itself failed whenever a millisecond passed in between.
+    page.clock.install(time=NOW - timedelta(minutes=1))
     page.clock.pause_at(NOW)
     countdowns = "".join(
         f'<p><time data-countdown datetime="{(NOW + timedelta(seconds=s)).isoformat()}"></time></p>'
