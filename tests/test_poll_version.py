@@ -13,6 +13,7 @@ from datetime import timedelta
 from html import unescape
 from typing import Any
 
+import psycopg
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection, models
@@ -177,3 +178,60 @@ def test_connections_opened_per_request_run_the_query_unprepared(
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a server-side disconnection")
+@pytest.mark.django_db(transaction=True)  # it ends the connection's server session
+def test_a_poll_after_the_server_dropped_its_connection_is_answered(
+    demo: Demo, alice: User, client: Client
+) -> None:
+    """The server may drop a kept connection (a restart, an idle timeout). The poll's own query
+    stands in for Django's health check, so it must notice and answer on a new connection,
+    with the statement prepared there again."""
+    client.force_login(alice)
+    url = reverse("demos:status", args=[demo.public_id])
+    version = _version(demo)  # prepared on this connection
+    # A poll first, so the session and the user are cached: the next one's query is its first.
+    assert client.get(url, {"v": version}, **HTMX).status_code == 204
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+    connection.close_if_unusable_or_obsolete()  # what Django does as each request starts
+
+    response = client.get(url, {"v": version}, **HTMX)
+
+    assert response.status_code == 204
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as a request runs
+def test_a_poll_makes_no_separate_health_check(
+    demo: Demo, alice: User, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its query is the check (above), so the round trip Django's check makes is saved."""
+    client.force_login(alice)
+    url = reverse("demos:status", args=[demo.public_id])
+    version = _version(demo)
+    assert client.get(url, {"v": version}, **HTMX).status_code == 204  # session and user cached
+    checks: list[bool] = []
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(True) or True)
+    connection.close_if_unusable_or_obsolete()  # what Django does as each request starts
+
+    assert client.get(url, {"v": version}, **HTMX).status_code == 204
+    assert checks == []
+
+
+def _admin_conninfo() -> str:
+    """Another session on the test database, as the connection's own settings name it."""
+    settings = connection.settings_dict
+    return psycopg.conninfo.make_conninfo(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"] or None,
+        port=str(settings["PORT"]) if settings["PORT"] else None,
+    )

@@ -19,7 +19,8 @@ It is read with one raw query (a second one only while the demo is queued, for i
 the ORM is bypassed here on purpose: building the query costs several times what running it does
 (0.75 against 0.2 ms on a 2-core machine), and this query runs for every open demo page every two
 seconds. Its result is only compared with itself, never shown, so the database's own
-representation of each column is as good as the model's.
+representation of each column is as good as the model's. The query is also the request's check
+that its kept database connection still works (`_fetch`), so a poll is one round trip, not two.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import weakref
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from demos.engine.capacity import queue_position
 from demos.models import SETTLED, Demo, DemoEvent, DemoTemplate, Status
@@ -122,19 +123,46 @@ def _statement() -> str:
     if raw not in _prepared_on:
         placeholders = _state_sql().split("%s")
         numbered = "".join(f"{part}${n}" for n, part in enumerate(placeholders[:-1], start=1))
-        raw.execute(f"PREPARE {_PREPARED_NAME} (bigint, uuid) AS {numbered}{placeholders[-1]}")
+        with connection.wrap_database_errors:
+            raw.execute(f"PREPARE {_PREPARED_NAME} (bigint, uuid) AS {numbered}{placeholders[-1]}")
         _prepared_on.add(raw)
     return f"EXECUTE {_PREPARED_NAME}(%s, %s)"
+
+
+def _fetch(params: list[Any]) -> tuple[Any, ...] | None:
+    """The query's one row, in one round trip to the database.
+
+    Django checks a kept connection with a round trip of its own ("SELECT 1") before a
+    request's first query, in case the server dropped it. The poll's query tells as much, so it
+    stands in for that check: a poll that finds its connection dropped asks again, once, on a
+    new one (where the statement is prepared again). The check's round trip was a quarter of
+    what the poll's query cost the web process (0.12 of 0.49 ms). Inside a transaction nothing
+    is asked again, and Django's own rules hold.
+    """
+    retry = not connection.in_atomic_block
+    if retry:
+        connection.health_check_done = True
+    try:
+        return _execute(params)
+    except (OperationalError, InterfaceError):
+        if not retry or connection.is_usable():
+            raise  # not a dropped connection
+        connection.close()
+        return _execute(params)
+
+
+def _execute(params: list[Any]) -> tuple[Any, ...] | None:
+    statement = _statement()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchone()
 
 
 def panel_state(public_id: UUID, reader_id: int | None = None) -> PanelState | None:
     """The demo's panel version now, or None when there is no such demo. `reader_id`: who asks,
     to learn in the same query whether they are one of its colleagues."""
     column = Demo._meta.get_field("public_id").get_db_prep_value(public_id, connection)
-    statement = _statement()
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [reader_id, column])
-        found = cursor.fetchone()
+    found = _fetch([reader_id, column])
     if found is None:
         return None
     # Who reads the panel is not part of what it shows: the version leaves it out.
