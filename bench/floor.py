@@ -4,6 +4,7 @@ costs that does nothing (enqueued, picked up by a real `runworker`, finished).""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -38,3 +39,45 @@ def job_round_trips(count: int, timeout: float = 30.0) -> JobFloor:
             raise RuntimeError(f"the no-op job did not finish within {timeout:g} s")
         samples.append(time.perf_counter() - started)
     return JobFloor(statistics.median(samples), percentile(samples, 95), count)
+
+
+# Pauses between the round trips `wake_up_round_trips` times: a process just busy, and one that
+# slept as long as a paced client leaves between its requests at 20 clients a second.
+WAKE_PAUSES_MS = (1, 50)
+
+
+def wake_up_round_trips(rounds: int = 30) -> dict[str, float]:
+    """Median microseconds for one byte to go to another process and back, after each pause
+    of `WAKE_PAUSES_MS`.
+
+    Every hop of a request (load generator, web process, PostgreSQL, Redis) wakes a process
+    that was waiting. Most machines do that in tens of microseconds whatever the pause; on some
+    virtual machines a process that waited tens of milliseconds takes a millisecond to wake, and
+    a paced page's latency carries that at every hop while its CPU cost does not. Recorded with
+    each run, so figures from two machines are not compared as if they were alike.
+    """
+    import socket
+
+    ours, theirs = socket.socketpair()
+    child = os.fork()
+    if child == 0:  # the echo: wakes when the byte arrives, sends it back
+        ours.close()
+        while data := theirs.recv(1):
+            theirs.sendall(data)
+        os._exit(0)
+    theirs.close()
+    try:
+        medians = {}
+        for pause in WAKE_PAUSES_MS:
+            samples = []
+            for _ in range(rounds):
+                time.sleep(pause / 1000)
+                started = time.perf_counter()
+                ours.sendall(b".")
+                ours.recv(1)
+                samples.append((time.perf_counter() - started) * 1e6)
+            medians[f"after {pause} ms"] = round(statistics.median(samples))
+        return medians
+    finally:
+        ours.close()
+        os.waitpid(child, 0)

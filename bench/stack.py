@@ -585,8 +585,11 @@ def source_commit() -> tuple[str, bool]:
 
 def run_stamp(scale: str, phases: list[str], repeats: int) -> dict[str, Any]:
     """Where and when a run's figures were taken, as every results file records it: the
-    commit, the versions, the machine, and how loaded it was when the run began."""
+    commit, the versions, the machine, how quickly its processes wake, and how loaded it was
+    when the run began."""
     from datetime import UTC, datetime
+
+    from bench.floor import wake_up_round_trips
 
     machine = describe_machine()
     commit, dirty = source_commit()
@@ -600,6 +603,8 @@ def run_stamp(scale: str, phases: list[str], repeats: int) -> dict[str, Any]:
         "memory_gib": machine["memory_gib"],
         "arch": machine["arch"],
         "load_average": [round(value, 2) for value in os.getloadavg()],
+        # Microseconds a process takes to answer another after waiting (bench.floor).
+        "wake_up_round_trip_us": wake_up_round_trips(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "scale": scale,
         "phases": phases,

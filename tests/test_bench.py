@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
-from bench import drills, figures, scale, stack, strikes
+from bench import drills, figures, floor, scale, stack, strikes
 from bench.__main__ import chosen_phases
 from bench.client import Browser, closed_loop, next_poll, paced_loop
 from bench.figures import FanOut, Figure
@@ -212,7 +212,17 @@ class TestStamp:
         assert stamp["python"] == platform.python_version()
         assert re.fullmatch(r"[0-9]+\.[0-9]+", stamp["postgresql"])
         assert len(stamp["load_average"]) == 3
+        assert set(stamp["wake_up_round_trip_us"]) == {"after 1 ms", "after 50 ms"}
         figures.validate({"run": stamp, "figures": []})
+
+    def test_how_quickly_a_waiting_process_answers_is_measured_not_assumed(self) -> None:
+        """A real second process echoes each byte; its round trips take a measurable time, and
+        it is gone afterwards."""
+        children_before = _children()
+        medians = floor.wake_up_round_trips(rounds=3)
+        assert list(medians) == [f"after {pause} ms" for pause in floor.WAKE_PAUSES_MS]
+        assert all(isinstance(us, int) and 0 < us < 1_000_000 for us in medians.values())
+        assert _children() == children_before
 
     def test_sweep_figures_call_growth_a_miss(self) -> None:
         runs = [
@@ -774,3 +784,12 @@ class TestGateFigures:
         delays = gate.revocation_to_blocked(port, template, alice)
         assert len(delays) == 2
         assert all(0 < delay < 5 for delay in delays)
+
+
+def _children() -> set[str]:
+    """This process's child processes, as the kernel lists them."""
+    return {
+        pid
+        for task in Path("/proc/self/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    }
