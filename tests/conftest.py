@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -197,6 +198,51 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20, message: str = "
             return result
         time.sleep(0.05)
     raise AssertionError(message or "condition not met in time")
+
+
+# How long the test database's other sessions get to end before it is dropped.
+SESSIONS_END_SECONDS = 15
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_left_alone(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Before the test database is dropped, wait for the sessions of the processes the tests
+    started (workers, gunicorn) to end. A process that was just stopped may still hold its
+    session for a moment, and then dropping the database failed ("being accessed by other
+    users"), leaving it behind. Sessions still there after the wait are named in a warning, so
+    the test that leaked them can be found, and ended so the database can go."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock():
+        left = _other_sessions(deadline=time.monotonic() + SESSIONS_END_SECONDS)
+        if left:
+            warnings.warn(
+                f"{len(left)} session(s) still on the test database after "
+                f"{SESSIONS_END_SECONDS} s, ended now: {left}",
+                stacklevel=1,
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        connection.close()
+
+
+def _other_sessions(deadline: float) -> list[tuple[Any, ...]]:
+    """The test database's sessions besides this one (pid, application, state, last query),
+    once there are none or at `deadline`."""
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, application_name, state, left(query, 80) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            left = cursor.fetchall()
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.2)
 
 
 def wait_for_status(demo: Demo, *statuses: str, timeout: float = 20) -> Demo:
