@@ -30,7 +30,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from bench import fanout
+from bench import fanout, floor
 from bench import figures as fig
 from bench import stack as st
 from bench.client import HTMX, Browser, LoadResult, closed_loop, next_poll, without_version
@@ -651,7 +651,6 @@ def run_portal_phases(run_figures: list[Figure], scale: Scale, logs: Path) -> li
         stack.start_memory_sampler()
         browser = Browser(port, sessions[0])
         warm_up(run, browser, "webshop")
-        from bench import floor
 
         run.job_floor = floor.job_round_trips(scale.scale_job_round_trips)
         run.add("floor: no-op job round trip, median", ms(run.job_floor.median), "ms")
@@ -794,6 +793,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     runs: list[list[Figure]] = [[] for _ in range(repeats)]
     notes: list[str] = []
+    if slow_wake := floor.wake_up_note(stamp["wake_up_round_trip_us"]):
+        log(f"note: {slow_wake}")
+        notes.append(slow_wake)
     try:
         with st.scratch_dir("portal-bench-") as logs:
             # Phase by phase, each repeated before the next: a phase's runs see the machine in

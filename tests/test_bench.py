@@ -224,6 +224,12 @@ class TestStamp:
         assert all(isinstance(us, int) and 0 < us < 1_000_000 for us in medians.values())
         assert _children() == children_before
 
+    def test_a_machine_that_wakes_slowly_is_named_beside_the_figures(self) -> None:
+        assert floor.wake_up_note({"after 1 ms": 60, "after 50 ms": 80}) is None
+        note = floor.wake_up_note({"after 1 ms": 180, "after 50 ms": 860})
+        assert note is not None
+        assert "860 µs after a 50 ms wait" in note
+
     def test_sweep_figures_call_growth_a_miss(self) -> None:
         runs = [
             {
