@@ -97,6 +97,6 @@ def wake_up_note(medians: dict[str, int]) -> str | None:
     return (
         f"a process here answers another {waited} µs after a {WAKE_PAUSES_MS[-1]} ms wait "
         f"({medians}), and every hop of a paced request pays that: paced latencies (p50, p95) "
-        "are not comparable with those of a machine that wakes in tens of microseconds; CPU "
-        "figures and throughput ratios still are"
+        "are not comparable with those of a machine that wakes in tens of microseconds; compare "
+        "each figure with the floor measured in the same run"
     )

@@ -40,7 +40,7 @@ from demos.sales.panel import (
     team_work_of,
 )
 from demos.sales.poll import panel_state
-from demos.sales.row_cache import Listing, RowPrint, print_page
+from demos.sales.row_cache import Listing, RowPrint, print_page, printed
 from demos.sharing.views import demo_page_context
 
 # An event id, as the page sends it back: ASCII digits only (str.isdigit() also takes "²").
@@ -140,10 +140,11 @@ def my_demos(request: HttpRequest) -> HttpResponse:
 
     # Each order is the one of the index that serves it (demos.models), so a page is read from
     # the index in order and stops after it, however long the history.
+    as_prints = printed(demos)
     queries = {
-        "active": demos.filter(status__in=OPEN).order_by("-requested_at", "-pk"),
-        "kept": demos.filter(IS_KEPT).order_by("keep_until", "pk"),
-        "ended": demos.filter(IS_ENDED).order_by("-ended_at", "-pk"),
+        "active": as_prints.filter(status__in=OPEN).order_by("-requested_at", "-pk"),
+        "kept": as_prints.filter(IS_KEPT).order_by("keep_until", "pk"),
+        "ended": as_prints.filter(IS_ENDED).order_by("-ended_at", "-pk"),
     }
     pages = {
         key: print_page(queryset, request.user, request.GET, f"{key}_page", SECTION_PAGE_SIZES[key])
