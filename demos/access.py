@@ -6,6 +6,7 @@ every demo and change none. Only the owner and sales managers manage the team an
 over.
 """
 
+import functools
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -65,10 +66,23 @@ def shared_demo_ids(user: Any) -> set[int]:
     groups."""
     shared = getattr(user, _SHARED_DEMOS, None)
     if shared is None:
-        rows = Demo.colleagues.through.objects.filter(user_id=user.pk)
-        shared = set(rows.values_list("demo_id", flat=True))
+        with connection.cursor() as cursor:
+            cursor.execute(_shared_sql(), [user.pk])
+            shared = {demo_id for (demo_id,) in cursor.fetchall()}
         setattr(user, _SHARED_DEMOS, shared)
     return shared
+
+
+@functools.cache
+def _shared_sql() -> str:
+    """The query of `shared_demo_ids`, written once: building it with the ORM cost the web
+    process twice what running it did, on almost every page a salesperson opens."""
+    quote = connection.ops.quote_name
+    team = Demo.colleagues.through._meta
+    return (
+        f"SELECT {quote(team.get_field('demo').column)} FROM {quote(team.db_table)}"  # noqa: S608
+        f" WHERE {quote(team.get_field('user').column)} = %s"
+    )
 
 
 def demos_visible_to(user: Any) -> QuerySet[Demo]:
