@@ -7,7 +7,7 @@ over.
 """
 
 import functools
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied
@@ -18,6 +18,7 @@ from django.http import Http404
 
 from demos import roles
 from demos.models import Demo
+from demos.written_once import STAND_IN_ID, id_list, pk_in
 
 # The annotation that says, on a demo loaded for one person, whether that person is one of its
 # colleagues: their own id when they are, None when not. Carrying the id rather than a flag means
@@ -27,9 +28,10 @@ _UNKNOWN = object()
 _SHARED_DEMOS = "_portal_shared_demo_ids"
 
 
-def _colleague_row(user: Any) -> QuerySet[Any]:
-    """The row that makes `user` a colleague of the outer query's demo (an EXISTS subquery)."""
-    return Demo.colleagues.through.objects.filter(demo_id=OuterRef("pk"), user_id=user.pk)
+def _colleague_row(reader: Any) -> QuerySet[Any]:
+    """The row that makes the person `reader` (an id) a colleague of the outer query's demo (an
+    EXISTS subquery)."""
+    return Demo.colleagues.through.objects.filter(demo_id=OuterRef("pk"), user_id=reader)
 
 
 def _colleague_count() -> RawSQL:
@@ -48,16 +50,21 @@ def _colleague_count() -> RawSQL:
     )
 
 
-def _marked(demos: QuerySet[Demo], user: Any) -> QuerySet[Demo]:
-    """`demos` with `COLLEAGUE_MARK` for `user`, computed in the same query."""
-    if not getattr(user, "is_authenticated", False):
+def _marked(demos: QuerySet[Demo], reader: Any) -> QuerySet[Demo]:
+    """`demos` with `COLLEAGUE_MARK` for the person `reader` (an id, or None for someone not
+    signed in), computed in the same query."""
+    if reader is None:
         return demos
     mark = Case(
-        When(Exists(_colleague_row(user)), then=Value(user.pk)),
+        When(Exists(_colleague_row(reader)), then=Value(reader)),
         default=None,
         output_field=IntegerField(),
     )
     return demos.annotate(**{COLLEAGUE_MARK: mark})
+
+
+def _reader(user: Any) -> int | None:
+    return user.pk if getattr(user, "is_authenticated", False) else None
 
 
 def shared_demo_ids(user: Any) -> set[int]:
@@ -89,21 +96,54 @@ def demos_visible_to(user: Any) -> QuerySet[Demo]:
     """Demos `user` may see: their own and those shared with them, or everyone's for sales
     managers and admins.
 
-    The shared demos are read first, as ids: "owner = me OR id IN (a list)" is two index scans,
+    The shared demos are read first, as ids: "owner = me OR id = ANY(a list)" is two index scans,
     where "owner = me OR EXISTS (colleague row)" checked every row of a section's index (157 ms
     instead of 0.35 for a salesperson's active demos among 105,000; docs/performance.md).
     """
-    demos = Demo.objects.visible().select_related("template", "owner")
     if roles.can_view_fleet(user):
+        return _visible(Visibility(everyone=True), _reader(user), None)
+    shared = shared_demo_ids(user) if getattr(user, "is_authenticated", False) else set()
+    return _visible(Visibility(with_shared=bool(shared)), user.pk, id_list(shared))
+
+
+class Visibility(NamedTuple):
+    """The shape of the rule for one person: whether they see everyone's demos, and whether any
+    are shared with them. Queries written once (demos.written_once) are written once per shape."""
+
+    everyone: bool = False
+    with_shared: bool = False
+
+
+# The stand-in for the demos shared with the reader, as one parameter (demos.written_once).
+SHARED = object()
+
+
+def visibility_of(user: Any) -> tuple[Visibility, dict[Any, Any]]:
+    """`user`'s shape of the rule, and the values of its stand-ins (`visible_in_shape`)."""
+    if roles.can_view_fleet(user):
+        return Visibility(everyone=True), {STAND_IN_ID: _reader(user)}
+    shared = shared_demo_ids(user)
+    return Visibility(with_shared=bool(shared)), {STAND_IN_ID: user.pk, SHARED: id_list(shared)}
+
+
+def visible_in_shape(shape: Visibility) -> QuerySet[Demo]:
+    """`demos_visible_to`'s query set for every person of `shape`, to write a query once: the
+    reader's id is `STAND_IN_ID` and the demos shared with them `SHARED`, filled in from
+    `visibility_of` when it runs."""
+    return _visible(shape, STAND_IN_ID, SHARED)
+
+
+def _visible(shape: Visibility, reader: Any, shared: Any) -> QuerySet[Demo]:
+    """The rule, for the person `reader` (an id) and the demos shared with them (`shared`, one
+    parameter: demos.written_once.id_list)."""
+    demos = Demo.objects.visible().select_related("template", "owner")
+    if shape.everyone:
         # Everyone's: whether they are a colleague of each is asked in the select list, per row
         # of the page only.
-        return _marked(demos, user)
-    shared = shared_demo_ids(user) if getattr(user, "is_authenticated", False) else set()
-    return (
-        demos.filter(Q(owner=user) | Q(pk__in=sorted(shared)))
-        if shared
-        else demos.filter(owner=user)
-    )
+        return _marked(demos, reader)
+    if shape.with_shared:
+        return demos.filter(Q(owner_id=reader) | Q(pk_in(Demo, shared)))
+    return demos.filter(owner_id=reader)
 
 
 class Owned(Protocol):
@@ -148,7 +188,7 @@ def get_demo_for_user(user: Any, public_id: UUID | str, *, with_team_size: bool 
 
     `with_team_size`: also count its colleagues (`team_size`), in the same query.
     """
-    demos = _marked(Demo.objects.select_related("template", "owner"), user)
+    demos = _marked(Demo.objects.select_related("template", "owner"), _reader(user))
     if with_team_size:
         demos = demos.annotate(team_size=_colleague_count())
     try:

@@ -7,7 +7,7 @@ and the query stays an index scan that stops early (LIMIT) instead of visiting e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
@@ -65,9 +65,19 @@ def page_of(
     queryset: QuerySet, params: QueryDict, param: str = "page", size: int = PAGE_SIZE
 ) -> Page:
     """The page of `queryset` (already ordered) that `params[param]` asks for."""
+
+    def read(start: int, count: int) -> list:
+        return list(queryset[start : start + count])
+
+    return page_read(read, params, param, size)
+
+
+def page_read[T](
+    read: Callable[[int, int], list[T]], params: QueryDict, param: str, size: int
+) -> Page[T]:
+    """The page that `params[param]` asks for of a list read by `read(start, count)`."""
     number = page_number(params, param)
-    start = (number - 1) * size
-    rows = list(queryset[start : start + size + 1])
+    rows = read((number - 1) * size, size + 1)
     has_next = len(rows) > size
     return Page(
         items=rows[:size],

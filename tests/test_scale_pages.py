@@ -24,7 +24,8 @@ from demos.engine.lifecycle import deadline
 from demos.fleet import exports, selectors
 from demos.fleet.views import FLEET_PAGE_SIZE
 from demos.models import Demo, DemoTemplate, Status, TemplateSpeed
-from demos.sales.pages import OWNERS_CACHE_KEY, OWNERS_KEEP_SECONDS, SECTION_PAGE_SIZES
+from demos.sales.pages import OWNERS_CACHE_KEY, OWNERS_KEEP_SECONDS
+from demos.sales.sections import SECTION_PAGE_SIZES
 from tests.conftest import make_demo, make_template
 
 

@@ -28,7 +28,7 @@ from demos.access import (
 from demos.engine.capacity import CapacityPicture, slots_for
 from demos.gate import activity
 from demos.guards import login_required
-from demos.models import IS_ENDED, IS_KEPT, OPEN, Demo, Status
+from demos.models import Demo, Status
 from demos.paging import Page
 from demos.sales.buttons import available_actions
 from demos.sales.panel import (
@@ -40,7 +40,8 @@ from demos.sales.panel import (
     team_work_of,
 )
 from demos.sales.poll import panel_state
-from demos.sales.row_cache import Listing, RowPrint, print_page, printed
+from demos.sales.row_cache import Listing, RowPrint
+from demos.sales.sections import SECTION_TITLES, section_pages
 from demos.sharing.views import demo_page_context
 
 # An event id, as the page sends it back: ASCII digits only (str.isdigit() also takes "²").
@@ -129,27 +130,10 @@ def my_demos(request: HttpRequest) -> HttpResponse:
     however many demos a person (or the whole team) has had; and read as prints first, so only
     the rows not kept from an earlier view are loaded and rendered (demos.sales.row_cache).
     """
-    demos = demos_visible_to(request.user).for_lists()
     everyone = sees_everyones_demos(request.user)
     owner = request.GET.get("owner", "") if everyone else ""
-    owners = ""
-    if everyone:
-        owners = owner_options(chosen=owner, me=request.user.pk)
-        if owner:
-            demos = demos.filter(owner__username=owner)
-
-    # Each order is the one of the index that serves it (demos.models), so a page is read from
-    # the index in order and stops after it, however long the history.
-    as_prints = printed(demos)
-    queries = {
-        "active": as_prints.filter(status__in=OPEN).order_by("-requested_at", "-pk"),
-        "kept": as_prints.filter(IS_KEPT).order_by("keep_until", "pk"),
-        "ended": as_prints.filter(IS_ENDED).order_by("-ended_at", "-pk"),
-    }
-    pages = {
-        key: print_page(queryset, request.user, request.GET, f"{key}_page", SECTION_PAGE_SIZES[key])
-        for key, queryset in queries.items()
-    }
+    owners = owner_options(chosen=owner, me=request.user.pk) if everyone else ""
+    pages = section_pages(request.user, request.GET, owner=owner)
     prints = [p for page in pages.values() for p in page]
     # Who has a prospect in it now, for every running demo of the page in one Redis read.
     present = activity.present(p.pk for p in prints if p.status == Status.READY)
@@ -167,7 +151,9 @@ def my_demos(request: HttpRequest) -> HttpResponse:
         next_url=request.get_full_path(),
     )
     # Only the rows not kept are loaded and rendered: one query, however many.
-    loaded = list(demos.filter(pk__in=listing.to_load)) if listing.to_load else []
+    to_load = listing.to_load
+    visible = demos_visible_to(request.user).for_lists()
+    loaded = list(visible.filter(pk__in=to_load)) if to_load else []
 
     def row(demo: Demo) -> DemoRow:
         return DemoRow(
@@ -228,12 +214,6 @@ def _people_with_demos() -> list[tuple[int, str, str, str]]:
         )
         cache.set(OWNERS_CACHE_KEY, people, OWNERS_KEEP_SECONDS)
     return people
-
-
-SECTION_TITLES = {"active": "Active", "kept": "Kept for later", "ended": "Ended"}
-# Rows per page of each section. What runs now is what a person came for; what is kept or ended
-# shows its latest few, and pages back for more. Each row costs about a millisecond to render.
-SECTION_PAGE_SIZES = {"active": 25, "kept": 10, "ended": 10}
 
 
 @dataclass(frozen=True)

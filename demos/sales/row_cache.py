@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -49,7 +49,7 @@ from demos.access import COLLEAGUE_MARK, can_act_on, is_colleague, shared_demo_i
 from demos.fragments import CSRF_PLACEHOLDER, Kept, hole
 from demos.models import Demo, DemoTemplate, time_left
 from demos.moments import ago
-from demos.paging import Page, page_of
+from demos.paging import Page, page_read
 from demos.sales.panel import DemoRow, RowTimes
 
 ROW_TEMPLATE = "demos/my_demos.html#demo_row"
@@ -159,12 +159,18 @@ def printed(queryset: QuerySet[Demo]) -> QuerySet[Any]:
 
 
 def print_page(
-    prints: QuerySet[Any], user: Any, params: QueryDict, param: str, size: int
+    read: Callable[[int, int], list[tuple[Any, ...]]],
+    user: Any,
+    *,
+    marked: bool,
+    params: QueryDict,
+    param: str,
+    size: int,
 ) -> Page[RowPrint]:
-    """The page of `prints` (from `printed`, ordered) that `params[param]` asks for: one query
-    that builds no demo."""
-    marked = COLLEAGUE_MARK in prints.query.annotations
-    page = page_of(prints, params, param, size)
+    """The page of prints that `params[param]` asks for, its rows (as `printed` chooses them,
+    with `COLLEAGUE_MARK` when `marked`) read by `read(start, count)`: one query that builds no
+    demo."""
+    page = page_read(read, params, param, size)
     shared = set() if marked else shared_demo_ids(user)
     result = []
     for row in page:
