@@ -139,6 +139,8 @@ def _visible(shape: Visibility, reader: Any, shared: Any) -> QuerySet[Demo]:
         # Everyone's: whether they are a colleague of each is asked in the select list, per row
         # of the page only.
         return _marked(demos, reader)
+    if reader is None:  # not signed in: "owner_id = None" would mean the demos with no owner
+        return demos.none()
     if shape.with_shared:
         return demos.filter(Q(owner_id=reader) | Q(pk_in(Demo, shared)))
     return demos.filter(owner_id=reader)

@@ -12,13 +12,13 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
 from django.http import QueryDict
 from django.utils import timezone
 
 from demos import access, roles
-from demos.models import DemoTemplate, Status
+from demos.models import Demo, DemoTemplate, Status
 from demos.sales import sections
 from demos.written_once import STAND_IN_ID, Written, id_list, pk_in
 from tests.conftest import _user, make_demo
@@ -72,7 +72,7 @@ def test_a_managers_owner_filter_gives_the_orms_pages(history: dict[str, User], 
     written = sections.section_pages(manager, params, owner=owner)
     assert written == _orm_pages(manager, params, owner)
     owners = {p.owner_id for page in written.values() for p in page}
-    assert owners <= {history[owner].pk} if owner in history else not owners
+    assert owners == ({history[owner].pk} if owner in history else set())
 
 
 def test_shared_demos_are_marked_for_their_colleague_alone(history: dict[str, User]) -> None:
@@ -114,9 +114,21 @@ class TestWritten:
         self, template: DemoTemplate, alice: User
     ) -> None:
         demos = [make_demo(template, alice) for _ in range(3)]
-        queryset = access.Demo.objects.filter(pk_in(access.Demo, id_list([])))
+        queryset = Demo.objects.filter(pk_in(Demo, id_list([])))
         assert not queryset.exists()
         for ids in ([demos[0].pk], [d.pk for d in demos]):
-            chosen = access.Demo.objects.filter(pk_in(access.Demo, id_list(ids)))
+            chosen = Demo.objects.filter(pk_in(Demo, id_list(ids)))
             assert sorted(chosen.values_list("pk", flat=True)) == sorted(ids)
             assert str(chosen.query).count("ANY") == 1
+
+
+def test_someone_not_signed_in_sees_no_demo_not_even_one_without_an_owner(
+    history: dict[str, User],
+) -> None:
+    ownerless = Demo.objects.filter(owner=history["carol"]).first()
+    assert ownerless is not None
+    Demo.objects.filter(pk=ownerless.pk).update(owner=None)
+    nobody = AnonymousUser()
+    assert not access.demos_visible_to(nobody).exists()
+    for pages in (sections.section_pages(nobody, QueryDict()), _orm_pages(nobody, QueryDict(), "")):
+        assert not any(page.items for page in pages.values())

@@ -151,7 +151,7 @@ class TimeToReady:
 # A figure is kept this long, to be given to the views that come while one of them computes it
 # anew: however old, it is then never more than one computation behind. Kept only a few times
 # its seconds, it was gone whenever nobody had looked for a minute or two, and every view of the
-# next moment computed it at once (up to 230 ms each, on the benchmark's data set).
+# next moment computed it at once (up to 300 ms each, on the benchmark's data set).
 KEPT_FOR = 3600
 
 

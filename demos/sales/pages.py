@@ -151,9 +151,9 @@ def my_demos(request: HttpRequest) -> HttpResponse:
         next_url=request.get_full_path(),
     )
     # Only the rows not kept are loaded and rendered: one query, however many.
-    to_load = listing.to_load
-    visible = demos_visible_to(request.user).for_lists()
-    loaded = list(visible.filter(pk__in=to_load)) if to_load else []
+    loaded = []
+    if to_load := listing.to_load:  # the query set is built only when some row must be loaded
+        loaded = list(demos_visible_to(request.user).for_lists().filter(pk__in=to_load))
 
     def row(demo: Demo) -> DemoRow:
         return DemoRow(

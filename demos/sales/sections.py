@@ -8,6 +8,7 @@ of the page's CPU (3.5 of 15.6 ms on the benchmark's data set), PostgreSQL's ans
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -77,7 +78,7 @@ def _written(shape: Visibility, key: str, *, by_owner: bool) -> Written:
     return Written.of(section, paged=True)
 
 
-def _orm_reader(user: Any, key: str, owner: str) -> Any:
+def _orm_reader(user: Any, key: str, owner: str) -> Callable[[int, int], list[Any]]:
     """A section's rows as the ORM writes them for this request: elsewhere than on PostgreSQL
     (SQLite's cursor gives moments as text, which the ORM converts), and the reference the tests
     hold the written queries to."""
